@@ -1,0 +1,440 @@
+"""The scikit-learn estimator: MeanShiftedContrastiveDetector."""
+
+from __future__ import annotations
+
+import os
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from ._device import resolve_device
+from ._images import check_image_array
+from ._training import extract_features, fine_tune
+from ._version import __version__
+from .backbones import BACKBONES, build_backbone, freeze_stages
+from .neighbors import make_index, resolve_knn_algorithm
+from .torch_model import MeanShiftedEncoder
+
+__all__ = ["MeanShiftedContrastiveDetector"]
+
+# Fraction of leave-one-out training scores flagged when contamination="auto".
+AUTO_CONTAMINATION = 0.01
+
+
+class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
+    """Image anomaly detector trained on normal images only (Reiss & Hoshen, AAAI 2023).
+
+    ``fit`` takes an ImageNet-pretrained backbone, computes the centre of the normal
+    images' unit-norm features, fine-tunes the backbone with the mean-shifted
+    contrastive loss, and stores the fine-tuned features of the training images. An
+    image's anomaly score is the sum of squared distances from its feature to the
+    ``n_neighbors`` nearest training features.
+
+    X may also be a 2-D array of feature vectors: then no network is used and the
+    detector is the kNN scorer alone (``backbone`` and the training parameters are
+    ignored).
+
+    Parameters
+    ----------
+    backbone : {"resnet152", "resnet101", "resnet50", "resnet34", "resnet18", \
+            "efficientnet_lite0"}, default="resnet152"
+        The pretrained network. ``"resnet152"`` is the paper's.
+        ``"efficientnet_lite0"`` ships its ImageNet weights with the package and works
+        offline; ResNet weights come from the torch cache or are downloaded.
+    weights : "imagenet", str or os.PathLike or None, default="imagenet"
+        ``"imagenet"`` for the paper's ImageNet weights (torchvision ``IMAGENET1K_V1``),
+        a path to a state-dict file for the chosen backbone, or ``None`` for random
+        weights (useful for tests only).
+    frozen_stages : "auto" or int, default="auto"
+        How many leading stages of the backbone keep their pretrained weights. ResNets
+        have 5 stages (stem, layer1-4), EfficientNet-Lite0 has 9 (stem, 7 blocks,
+        head). ``"auto"``: the paper's 3 for ResNet50/101/152, 0 for ResNet18/34, and 4
+        for EfficientNet-Lite0 (stem and blocks up to stride 8, like ResNet152).
+    epochs : int, default=20
+        Fine-tuning epochs. ``0`` gives the pretrained-feature kNN baseline.
+    batch_size : int, default=64
+        Images per fine-tuning step (each gives two views) and per scoring batch.
+    learning_rate : float, default=1e-5
+        SGD learning rate (no momentum, as in the paper).
+    weight_decay : float, default=5e-5
+    temperature : float, default=0.25
+        Temperature of the contrastive loss.
+    angular : bool, default=False
+        Add the angular centre loss to the contrastive loss.
+    n_neighbors : int, default=2
+        Neighbours summed in the anomaly score.
+    image_size : int, default=224
+        Side of the square the network sees. Images are resized so their shorter side is
+        ``image_size / crop_fraction`` (the backbone's evaluation crop) and centre-cropped.
+    knn_algorithm : {"auto", "exact", "nndescent"}, default="auto"
+        Neighbour search: exact chunked matrix products, or pynndescent's approximate
+        index. ``"auto"`` is exact up to 50,000 training images.
+    contamination : "auto" or float, default="auto"
+        Expected fraction of anomalies, in (0, 0.5]: the threshold ``offset_`` flags that
+        fraction of the leave-one-out training scores (each training image scored
+        against the others, as a fresh normal image would be). ``"auto"`` uses 0.01, so
+        about 1% of new normal images are flagged.
+    device : str, default="auto"
+        ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, data order, augmentation and the kNN index. The
+        global random state is never used or changed.
+    verbose : bool or int, default=False
+        Show progress bars with the loss and time left.
+
+    Attributes
+    ----------
+    center_ : ndarray of shape (n_features_out,)
+        Centre of the pretrained training features (the mean shift).
+    train_features_ : ndarray of shape (n_samples, n_features_out)
+        Fine-tuned unit-norm features of the training images.
+    train_scores_ : ndarray of shape (n_samples,)
+        Leave-one-out ``score_samples`` of the training images: each scored against the
+        others. ``train_scores_ < offset_`` marks the ``contamination`` fraction of them
+        (``predict(X_train)`` flags fewer, since there each is its own nearest neighbour).
+    offset_ : float
+        Threshold: ``decision_function = score_samples - offset_``.
+    loss_curve_ : list of float
+        Mean loss of each fine-tuning epoch.
+    device_ : torch.device
+        Device the network ran on.
+    knn_algorithm_ : {"exact", "nndescent"}
+        The neighbour search in use.
+    versions_ : dict
+        Versions of skmsc and its main dependencies at fit time.
+    input_shape_ : tuple
+        Shape of one sample seen in ``fit`` (images of another shape are refused).
+    n_features_in_ : int
+        ``X.shape[1]`` in ``fit``, as scikit-learn defines it.
+    encoder_ : torch.nn.Module or None
+        The fine-tuned network (``None`` for feature-vector input).
+
+    See Also
+    --------
+    sklearn.neighbors.LocalOutlierFactor : kNN-based outlier detection on features.
+
+    References
+    ----------
+    T. Reiss and Y. Hoshen, "Mean-Shifted Contrastive Loss for Anomaly Detection",
+    AAAI 2023.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmsc import MeanShiftedContrastiveDetector
+    >>> rng = np.random.default_rng(0)
+    >>> X_train = rng.normal(size=(100, 8))
+    >>> det = MeanShiftedContrastiveDetector(random_state=0).fit(X_train)
+    >>> det.predict(np.vstack([X_train[:2], [[9.0] * 8]])).tolist()
+    [1, 1, -1]
+    """
+
+    _parameter_constraints: dict = {
+        "backbone": [StrOptions(set(BACKBONES))],
+        "weights": [StrOptions({"imagenet"}), str, os.PathLike, None],
+        "frozen_stages": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
+        "epochs": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "angular": ["boolean"],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "image_size": [Interval(Integral, 16, None, closed="left")],
+        "knn_algorithm": [StrOptions({"auto", "exact", "nndescent"})],
+        "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        backbone="resnet152",
+        *,
+        weights="imagenet",
+        frozen_stages="auto",
+        epochs=20,
+        batch_size=64,
+        learning_rate=1e-5,
+        weight_decay=5e-5,
+        temperature=0.25,
+        angular=False,
+        n_neighbors=2,
+        image_size=224,
+        knn_algorithm="auto",
+        contamination="auto",
+        device="auto",
+        random_state=None,
+        verbose=False,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.frozen_stages = frozen_stages
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.temperature = temperature
+        self.angular = angular
+        self.n_neighbors = n_neighbors
+        self.image_size = image_size
+        self.knn_algorithm = knn_algorithm
+        self.contamination = contamination
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fitting
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fine-tune on normal images ``X`` and index their features.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, height, width[, 3]) or (n_samples, n_features)
+            Normal images (uint8 0-255 or float in [0, 1]), or feature vectors.
+        y : Ignored
+            Present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted detector.
+        """
+        before = self.__dict__.copy()
+        try:
+            self._fit(X)
+        except BaseException:
+            # Never half-fitted: an error or an interrupt leaves the previous state.
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+        return self
+
+    def _fit(self, X):
+        X = validate_data(self, X, dtype="numeric", allow_nd=True, ensure_min_samples=1)
+        n_samples = len(X)
+        if n_samples <= self.n_neighbors:
+            raise ValueError(
+                f"n_samples={n_samples} is too few: scoring sums distances to "
+                f"n_neighbors={self.n_neighbors} other training samples, so fit needs at "
+                f"least {self.n_neighbors + 1} samples (or a smaller n_neighbors)."
+            )
+        seeds = check_random_state(self.random_state).randint(0, 2**31 - 1, size=4)
+        if X.ndim == 2:
+            features = np.asarray(X, dtype=np.float32)
+            encoder, spec, device = None, None, torch.device("cpu")
+            center = features.mean(axis=0)
+            loss_curve = []
+        else:
+            check_image_array(X)
+            device = resolve_device(self.device)
+            encoder, spec = self._build_encoder(int(seeds[0]))
+            encoder.to(device)
+            extract = dict(
+                spec=spec, image_size=self.image_size, batch_size=self.batch_size,
+                device=device, verbose=self.verbose,
+            )
+            # The centre comes from the pretrained network in eval mode, before training.
+            pretrained = extract_features(encoder, X, **extract)
+            center = pretrained.mean(axis=0)
+            if self.angular:
+                center = center / np.linalg.norm(center)
+            del pretrained
+            augment_generator = torch.Generator().manual_seed(int(seeds[1]))
+            loss_curve = fine_tune(
+                encoder, X, torch.from_numpy(center),
+                spec=spec, image_size=self.image_size, epochs=self.epochs,
+                batch_size=self.batch_size, learning_rate=self.learning_rate,
+                weight_decay=self.weight_decay, temperature=self.temperature,
+                angular=self.angular, device=device,
+                order_rng=np.random.default_rng(int(seeds[2])),
+                augment_generator=augment_generator, verbose=self.verbose,
+            )
+            for parameter in encoder.parameters():
+                parameter.requires_grad_(False)
+            features = extract_features(encoder, X, **extract)
+
+        knn_algorithm = resolve_knn_algorithm(self.knn_algorithm, len(features))
+        index = make_index(features, knn_algorithm, random_state=int(seeds[3]))
+        loo_distances, _ = index.kneighbors(features, self.n_neighbors, exclude_self=True)
+        train_scores = -loo_distances.sum(axis=1)
+        contamination = (
+            AUTO_CONTAMINATION if self.contamination == "auto" else self.contamination
+        )
+
+        self.encoder_ = encoder
+        self.backbone_spec_ = spec
+        self.image_size_ = self.image_size
+        self.device_ = device
+        self.center_ = np.asarray(center, dtype=np.float32)
+        self.loss_curve_ = loss_curve
+        self.train_features_ = features
+        self.train_scores_ = train_scores
+        self.offset_ = float(np.percentile(train_scores, 100.0 * contamination))
+        self.input_shape_ = tuple(X.shape[1:])
+        self.versions_ = _versions()
+        self.knn_algorithm_ = knn_algorithm
+        self._index = index
+        self._index_seed = int(seeds[3])
+
+    def _build_encoder(self, seed: int) -> tuple[MeanShiftedEncoder, object]:
+        # Random initialisation draws from torch's global generator: fork it so the
+        # user's global random state is neither used nor changed.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            backbone, spec = build_backbone(self.backbone, self.weights)
+        frozen = spec.default_frozen_stages if self.frozen_stages == "auto" else self.frozen_stages
+        freeze_stages(backbone, self.backbone, frozen)
+        return MeanShiftedEncoder(backbone).eval(), spec
+
+    # ------------------------------------------------------------------ scoring
+    def _features(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = check_array(X, dtype="numeric", allow_nd=True)
+        if len(self.input_shape_) > 1 and tuple(X.shape[1:]) != self.input_shape_:
+            kind = "feature vectors" if len(self.input_shape_) == 1 else "images"
+            raise ValueError(
+                f"X has samples of shape {tuple(X.shape[1:])}, but this detector was fitted "
+                f"on {kind} of shape {self.input_shape_}. Pass data shaped like the "
+                "training data (resize images to the training size), or refit."
+            )
+        X = validate_data(self, X, reset=False, skip_check_array=True)
+        if self.encoder_ is None:
+            return np.asarray(X, dtype=np.float32)
+        check_image_array(X)
+        return extract_features(
+            self.encoder_, X, self.backbone_spec_, self.image_size_, self.batch_size,
+            self.device_, verbose=self.verbose,
+        )
+
+    def score_samples(self, X):
+        """Normality score: minus the summed squared distance to the nearest training features.
+
+        Parameters
+        ----------
+        X : array-like
+            Images or feature vectors shaped like the training data.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            Higher means more normal.
+        """
+        features = self._features(X)
+        distances, _ = self._index.kneighbors(features, self.n_neighbors)
+        return -distances.sum(axis=1)
+
+    def decision_function(self, X):
+        """``score_samples(X) - offset_``: negative for anomalies.
+
+        Parameters
+        ----------
+        X : array-like
+            Images or feature vectors shaped like the training data.
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,)
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X):
+        """+1 for normal samples, -1 for anomalies.
+
+        Parameters
+        ----------
+        X : array-like
+            Images or feature vectors shaped like the training data.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,) of int
+        """
+        return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def kneighbors(self, X, n_neighbors=None):
+        """The nearest training samples of each sample of ``X``.
+
+        Parameters
+        ----------
+        X : array-like
+            Images or feature vectors shaped like the training data.
+        n_neighbors : int, default=None
+            How many; ``None`` means the detector's ``n_neighbors``.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_samples, n_neighbors)
+            Squared Euclidean distances in feature space, ascending.
+        indices : ndarray of shape (n_samples, n_neighbors)
+            Row indices into the training data.
+        """
+        features = self._features(X)
+        k = self.n_neighbors if n_neighbors is None else n_neighbors
+        return self._index.kneighbors(features, k)
+
+    # ------------------------------------------------------------------ persistence
+    def __getstate__(self):
+        # object.__getstate__ returns the live __dict__: copy before editing.
+        state = dict(super().__getstate__())
+        encoder = state.get("encoder_")
+        if encoder is not None:
+            # Tensors go to the CPU so a model fitted on a GPU loads anywhere.
+            state["encoder_"] = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+        # The kNN index is rebuilt from train_features_ on load (deterministic seed).
+        state.pop("_index", None)
+        if "device_" in state:
+            state["device_"] = str(state["device_"])
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "train_features_" not in state:
+            return
+        self.device_ = _loadable_device(torch.device(state["device_"]))
+        if isinstance(self.encoder_, dict):
+            with torch.random.fork_rng(devices=[]):
+                backbone, _ = build_backbone(self.backbone_spec_.name, weights=None)
+            encoder = MeanShiftedEncoder(backbone)
+            encoder.load_state_dict(self.encoder_)
+            for parameter in encoder.parameters():
+                parameter.requires_grad_(False)
+            self.encoder_ = encoder.to(self.device_).eval()
+        self._index = make_index(
+            self.train_features_, self.knn_algorithm_, random_state=self._index_seed
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.non_deterministic = False
+        return tags
+
+
+def _loadable_device(device: torch.device) -> torch.device:
+    """The saved device if this machine has it, else the CPU."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        return torch.device("cpu")
+    return device
+
+
+def _versions() -> dict[str, str]:
+    import sklearn
+    import torchvision
+
+    return {
+        "skmsc": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+    }

@@ -1,0 +1,341 @@
+"""Batched MoCo-v2 training augmentation for image tensors.
+
+The Mean-Shifted Contrastive loss (Reiss & Hoshen, 2023) trains on two random views of every
+image, made with the MoCo-v2 recipe::
+
+    RandomResizedCrop(size, scale=(0.2, 1.0))
+    RandomApply([ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8)
+    RandomGrayscale(p=0.2)
+    RandomApply([GaussianBlur(kernel_size, sigma=(0.1, 2.0))], p=0.5)
+    RandomHorizontalFlip()
+
+:func:`random_views` applies the same recipe to a whole batch at once with vectorised torch
+operations (random parameters per sample, no Python loop over images), so that it runs on the
+GPU next to the model instead of in data-loader workers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import roi_align
+
+__all__ = ["random_views"]
+
+# ITU-R 601-2 luma weights, used by grayscale, contrast and saturation.
+_LUMA = (0.299, 0.587, 0.114)
+# Number of (area, aspect ratio) candidates torchvision's RandomResizedCrop tries per image.
+_CROP_TRIES = 10
+
+
+def random_views(
+    images: torch.Tensor,
+    output_size: int,
+    generator: torch.Generator,
+    *,
+    scale: tuple[float, float] = (0.2, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1),
+    jitter_p: float = 0.8,
+    grayscale_p: float = 0.2,
+    blur_p: float = 0.5,
+    blur_sigma: tuple[float, float] = (0.1, 2.0),
+    flip_p: float = 0.5,
+) -> torch.Tensor:
+    """Make one random MoCo-v2 view of every image in a batch.
+
+    The operations follow torchvision's order and semantics: random resized crop, colour
+    jitter, random grayscale, Gaussian blur and horizontal flip. Every sample gets its own
+    random parameters.
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        Float tensor of shape (N, 3, H, W) with values in [0, 1], on any device. It is not
+        modified.
+    output_size : int
+        Side length of the square output views.
+    generator : torch.Generator
+        CPU generator from which all random parameters are drawn; the global random states of
+        torch, numpy and :mod:`random` are left untouched. The same generator state gives the
+        same views, on any device.
+    scale : tuple of float, default=(0.2, 1.0)
+        Range of the crop area as a fraction of the image area.
+    ratio : tuple of float, default=(3/4, 4/3)
+        Range of the crop aspect ratio (width / height), sampled log-uniformly.
+    jitter : tuple of float, default=(0.4, 0.4, 0.4, 0.1)
+        Brightness, contrast, saturation and hue strengths. The first three factors are drawn
+        uniformly from ``[max(0, 1 - x), 1 + x]``, the hue shift from ``[-x, x]`` (x <= 0.5).
+        A strength of 0 disables that adjustment.
+    jitter_p : float, default=0.8
+        Probability that a sample is colour-jittered.
+    grayscale_p : float, default=0.2
+        Probability that a sample is converted to grayscale (replicated to 3 channels).
+    blur_p : float, default=0.5
+        Probability that a sample is blurred.
+    blur_sigma : tuple of float, default=(0.1, 2.0)
+        Range of the Gaussian standard deviation, in output pixels. The kernel size is the odd
+        number nearest to 10% of ``output_size``, at least 3.
+    flip_p : float, default=0.5
+        Probability that a sample is mirrored horizontally.
+
+    Returns
+    -------
+    torch.Tensor
+        Tensor of shape (N, 3, output_size, output_size) with values in [0, 1], on the device
+        and with the dtype of ``images``. It is not normalised.
+
+    Notes
+    -----
+    torchvision's ColorJitter applies its four adjustments in a fresh random order for every
+    image. Here one random order is drawn per call and shared by the batch, which keeps the
+    work to four batched operations; factors are still drawn per sample, and over many batches
+    every order is used equally often.
+
+    The crop is resampled with :func:`torchvision.ops.roi_align` (bilinear, with an adaptive
+    number of samples per output pixel, which averages the input when a crop is shrunk, i.e.
+    antialiases) rather than with torchvision's antialiased bilinear resize, so pixel values
+    differ slightly from torchvision's. In particular the outermost half pixel of a view is
+    interpolated towards the image content just outside the crop box, where torchvision, which
+    crops before resizing, repeats the box's edge pixels.
+    """
+    _check_arguments(images, output_size, generator, scale, ratio, jitter, blur_sigma)
+    n, _, height, width = images.shape
+    device, dtype = images.device, images.dtype
+
+    def coin(p: float) -> torch.Tensor:
+        # Per-sample Bernoulli(p) mask, kept on the CPU (see _apply_to).
+        return torch.rand(n, generator=generator) < p
+
+    # Draw everything on the CPU in a fixed order, independent of the probabilities, so that
+    # a seed determines the output and e.g. switching blur off does not change the crops.
+    boxes = _crop_boxes(n, height, width, scale, ratio, generator)
+    jitter_on = coin(jitter_p)
+    factors = _jitter_factors(n, jitter, generator)
+    order = torch.randperm(4, generator=generator).tolist()
+    gray_on = coin(grayscale_p)
+    blur_on = coin(blur_p)
+    low, high = blur_sigma
+    sigma = low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
+    flip_on = coin(flip_p)
+
+    # (1) Random resized crop: one roi_align call for the batch. aligned=True puts pixel
+    # centres at half-integers, so box (0, 0, W, H) is exactly the whole image, and
+    # sampling_ratio=0 picks ceil(crop size / output size) samples per output pixel and axis.
+    rois = torch.cat([torch.arange(n, dtype=torch.float64)[:, None], boxes], dim=1)
+    views = roi_align(
+        images,
+        rois.to(device=device, dtype=dtype),
+        output_size=(output_size, output_size),
+        spatial_scale=1.0,
+        sampling_ratio=0,
+        aligned=True,
+    ).clamp_(0.0, 1.0)  # bilinear weights sum to 1 only up to rounding
+
+    # (2) Colour jitter, (3) random grayscale and (4) Gaussian blur of the selected samples.
+    views = _apply_to(views, jitter_on, lambda v, f: _color_jitter(v, f, order, jitter), factors)
+    views = _apply_to(views, gray_on, lambda v: _gray(v).expand_as(v))
+    kernel_size = max(3, 2 * math.floor(0.1 * output_size / 2) + 1)
+    views = _apply_to(views, blur_on, lambda v, s: _gaussian_blur(v, s, kernel_size), sigma)
+
+    # (5) Horizontal flip.
+    return torch.where(flip_on.view(n, 1, 1, 1).to(device), views.flip(-1), views)
+
+
+def _check_arguments(images, output_size, generator, scale, ratio, jitter, blur_sigma) -> None:
+    """Raise early, with a clear message, on arguments the vectorised code would mishandle."""
+    if not (isinstance(images, torch.Tensor) and images.ndim == 4 and images.shape[1] == 3):
+        raise ValueError(f"images must be a tensor of shape (N, 3, H, W), got {images!r:.80}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be a floating point tensor, got {images.dtype}")
+    if isinstance(output_size, bool) or not isinstance(output_size, int) or output_size < 2:
+        raise ValueError(f"output_size must be an integer >= 2, got {output_size!r}")
+    if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
+        raise TypeError("generator must be a CPU torch.Generator")
+    if not 0 < scale[0] <= scale[1] or not 0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"need 0 < scale[0] <= scale[1] and 0 < ratio[0] <= ratio[1], "
+                         f"got scale={scale}, ratio={ratio}")
+    if min(jitter) < 0 or jitter[3] > 0.5:
+        raise ValueError(f"jitter strengths must be >= 0 and hue <= 0.5, got {jitter}")
+    if not 0 < blur_sigma[0] <= blur_sigma[1]:
+        raise ValueError(f"need 0 < blur_sigma[0] <= blur_sigma[1], got {blur_sigma}")
+
+
+def _crop_boxes(
+    n: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """Draw RandomResizedCrop boxes with torchvision's semantics.
+
+    Returns
+    -------
+    torch.Tensor
+        Float64 CPU tensor of shape (N, 4): ``x1, y1, x2, y2`` in pixel-edge coordinates, i.e.
+        the crop covers integer pixel columns ``x1 .. x2 - 1`` and rows ``y1 .. y2 - 1``.
+    """
+    # All tries are drawn at once; each sample keeps its first valid one, as torchvision's
+    # loop does (its draws are interleaved differently, so the streams are not identical).
+    u = torch.rand(n, _CROP_TRIES, 2, generator=generator, dtype=torch.float64)
+    area = height * width * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * u[..., 1])
+    # torch.round rounds half to even like Python's round().
+    w = torch.round(torch.sqrt(area * aspect))
+    h = torch.round(torch.sqrt(area / aspect))
+    valid = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = valid.to(torch.int8).argmax(dim=1, keepdim=True)  # argmax returns the first max
+    w, h = w.gather(1, first)[:, 0], h.gather(1, first)[:, 0]
+
+    # Fallback after ten failures: the whole image, with its aspect ratio clamped into ratio.
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        fallback_w, fallback_h = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        fallback_w, fallback_h = round(height * ratio[1]), height
+    else:
+        fallback_w, fallback_h = width, height
+    found = valid.any(dim=1)
+    w = torch.where(found, w, float(fallback_w))
+    h = torch.where(found, h, float(fallback_h))
+
+    # Uniform integer offsets in [0, size - crop]; the fallback crop is centred.
+    pos = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+    top = torch.minimum(torch.floor(pos[:, 0] * (height - h + 1)), height - h)
+    left = torch.minimum(torch.floor(pos[:, 1] * (width - w + 1)), width - w)
+    top = torch.where(found, top, float((height - fallback_h) // 2))
+    left = torch.where(found, left, float((width - fallback_w) // 2))
+    return torch.stack([left, top, left + w, top + h], dim=1)
+
+
+def _apply_to(
+    views: torch.Tensor, on: torch.Tensor, fn: Callable[..., torch.Tensor], *params: torch.Tensor
+) -> torch.Tensor:
+    """Replace the samples selected by ``on`` by ``fn(selected views, *selected params)``.
+
+    ``on`` is a CPU boolean mask, so the indices are known without a device sync, and the
+    operation costs nothing for the samples it leaves unchanged. ``params`` are per-sample CPU
+    tensors, moved to the views' device and dtype. ``views`` is not modified.
+    """
+    index = on.nonzero()[:, 0]
+    if len(index) == 0:
+        return views
+    to_views = {"device": views.device, "dtype": views.dtype}
+    if len(index) == len(views):
+        return fn(views, *(p.to(**to_views) for p in params))
+    device_index = index.to(views.device)
+    selected = fn(views.index_select(0, device_index), *(p[index].to(**to_views) for p in params))
+    return views.index_copy(0, device_index, selected)
+
+
+def _jitter_factors(
+    n: int, jitter: tuple[float, float, float, float], generator: torch.Generator
+) -> torch.Tensor:
+    """Per-sample (brightness, contrast, saturation, hue) factors, shape (N, 4), float64 CPU."""
+    b, c, s, h = jitter
+    low = torch.tensor([max(0.0, 1 - b), max(0.0, 1 - c), max(0.0, 1 - s), -h], dtype=torch.float64)
+    high = torch.tensor([1 + b, 1 + c, 1 + s, h], dtype=torch.float64)
+    return low + (high - low) * torch.rand(n, 4, generator=generator, dtype=torch.float64)
+
+
+def _color_jitter(
+    images: torch.Tensor,
+    factors: torch.Tensor,
+    order: list[int],
+    jitter: tuple[float, float, float, float],
+) -> torch.Tensor:
+    """Apply brightness, contrast, saturation and hue in ``order``, skipping zero strengths."""
+    ops = (_adjust_brightness, _adjust_contrast, _adjust_saturation, _adjust_hue)
+    for i in order:
+        if jitter[i] > 0:
+            images = ops[i](images, factors[:, i].view(-1, 1, 1, 1))
+    return images
+
+
+def _gray(images: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601-2 luma of (N, 3, H, W) RGB images, shape (N, 1, H, W)."""
+    r, g, b = images.unbind(1)
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
+
+
+def _blend(images: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``factor * images + (1 - factor) * other``, clamped to [0, 1] like torchvision."""
+    return torch.lerp(other, images, factor).clamp_(0.0, 1.0)
+
+
+def _adjust_brightness(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Scale intensities (a blend with black); ``factor`` has shape (N, 1, 1, 1)."""
+    return (images * factor).clamp_(0.0, 1.0)
+
+
+def _adjust_contrast(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Blend with the mean grey level of each image."""
+    return _blend(images, _gray(images).mean(dim=(1, 2, 3), keepdim=True), factor)
+
+
+def _adjust_saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Blend with the grayscale version of each image."""
+    return _blend(images, _gray(images), factor)
+
+
+def _adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue by ``shift`` (in turns, shape (N, 1, 1, 1)) in HSV space."""
+    hsv = _rgb_to_hsv(images)
+    hue = torch.remainder(hsv[:, :1] + shift, 1.0)
+    return _hsv_to_rgb(torch.cat([hue, hsv[:, 1:]], dim=1)).clamp_(0.0, 1.0)
+
+
+def _rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
+    """Convert (N, 3, H, W) RGB in [0, 1] to HSV with all three channels in [0, 1]."""
+    r, g, b = images.unbind(1)
+    maxc, minc = images.amax(dim=1), images.amin(dim=1)
+    delta = maxc - minc
+    # Grey pixels (delta == 0) and black pixels (maxc == 0) get hue and saturation 0; the
+    # safe denominators only avoid NaNs in the branches that torch.where discards.
+    safe_delta = torch.where(delta > 0, delta, torch.ones_like(delta))
+    safe_max = torch.where(maxc > 0, maxc, torch.ones_like(maxc))
+    hue = torch.where(
+        maxc == r,
+        (g - b) / safe_delta,  # in [-1, 1]; negative hues wrap around below
+        torch.where(maxc == g, (b - r) / safe_delta + 2.0, (r - g) / safe_delta + 4.0),
+    )
+    hue = torch.where(delta > 0, torch.remainder(hue / 6.0, 1.0), torch.zeros_like(hue))
+    sat = torch.where(maxc > 0, delta / safe_max, torch.zeros_like(maxc))
+    return torch.stack([hue, sat, maxc], dim=1)
+
+
+def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    """Convert (N, 3, H, W) HSV (channels in [0, 1]) back to RGB, without branches.
+
+    Uses ``f(n) = v - v * s * clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6 h) mod 6`` and
+    n = 5, 3, 1 for red, green and blue.
+    """
+    hue, sat, val = hsv[:, :1], hsv[:, 1:2], hsv[:, 2:]
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=hsv.dtype, device=hsv.device).view(1, 3, 1, 1)
+    k = torch.remainder(n + 6.0 * hue, 6.0)
+    return val - val * sat * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+
+
+def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Blur each image with its own Gaussian, ``sigma`` of shape (N,), reflect padding.
+
+    The 2-D Gaussian is separable, so a row pass and a column pass suffice. Folding the batch
+    into the channels, (1, N * 3, H, W), turns the per-sample kernels into one grouped
+    (depthwise) convolution per pass.
+    """
+    n, c, height, width = images.shape
+    x = torch.arange(kernel_size, dtype=images.dtype, device=images.device)
+    x = x - (kernel_size - 1) / 2
+    kernel = torch.exp(-0.5 * (x / sigma[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)
+    pad = kernel_size // 2
+    flat = F.pad(images.reshape(1, n * c, height, width), (pad, pad, pad, pad), mode="reflect")
+    flat = F.conv2d(flat, kernel.view(n * c, 1, 1, kernel_size), groups=n * c)
+    flat = F.conv2d(flat, kernel.view(n * c, 1, kernel_size, 1), groups=n * c)
+    return flat.view(n, c, height, width).clamp_(0.0, 1.0)  # kernel sums to 1 up to rounding

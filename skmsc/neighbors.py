@@ -1,0 +1,141 @@
+"""k-nearest-neighbour search over the training features: exact and approximate.
+
+The score of the method is the sum of squared Euclidean distances to the ``k`` nearest
+training features. Both searches return squared distances so the two agree up to recall.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = [
+    "AUTO_EXACT_MAX_SAMPLES", "ExactIndex", "NNDescentIndex", "make_index", "resolve_knn_algorithm"
+]
+
+# "auto" uses exact search up to this many training vectors and pynndescent above it.
+AUTO_EXACT_MAX_SAMPLES = 50_000
+# Peak memory of one exact-search chunk of the (queries x gallery) distance matrix.
+DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
+
+
+def _exact_squared_distances(queries, gallery, indices) -> np.ndarray:
+    """Squared distances to the found neighbours, recomputed from the vectors in float64.
+
+    The search ranks by the fast expansion |q|^2 + |g|^2 - 2 q.g in float32, whose
+    rounding depends on how queries are batched and which loses precision on unit
+    vectors; recomputing the few chosen distances makes each score exact and independent
+    of batch size and of the search algorithm.
+    """
+    diff = gallery[indices].astype(np.float64) - queries[:, None, :].astype(np.float64)
+    return np.einsum("mkd,mkd->mk", diff, diff)
+
+
+class ExactIndex:
+    """Brute-force search with chunked matrix products; memory bounded by ``memory_budget``.
+
+    Parameters
+    ----------
+    gallery : ndarray of shape (n, d)
+    memory_budget : int
+        Bytes allowed for one chunk of the distance matrix.
+    """
+
+    def __init__(self, gallery: np.ndarray, memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES):
+        self.gallery = torch.from_numpy(np.ascontiguousarray(gallery, dtype=np.float32))
+        self.gallery_sq_norms = self.gallery.pow(2).sum(dim=1)
+        self.memory_budget = memory_budget
+
+    def _chunk_rows(self) -> int:
+        # Two float32 matrices of the chunk's size live at once (products and distances).
+        return max(1, self.memory_budget // (8 * max(1, len(self.gallery))))
+
+    def kneighbors(self, queries: np.ndarray, k: int, *, exclude_self: bool = False):
+        """Squared distances (ascending, float64) and indices of the ``k`` nearest.
+
+        With ``exclude_self``, ``queries`` must be the gallery itself and each row's own
+        entry is skipped: the leave-one-out neighbours of the training set.
+        """
+        queries_t = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+        if exclude_self and len(queries_t) != len(self.gallery):
+            raise ValueError("exclude_self=True needs the gallery itself as the queries.")
+        distances = np.empty((len(queries_t), k), dtype=np.float64)
+        indices = np.empty((len(queries_t), k), dtype=np.int64)
+        rows = self._chunk_rows()
+        with torch.inference_mode():
+            for start in range(0, len(queries_t), rows):
+                chunk = queries_t[start : start + rows]
+                d2 = chunk.pow(2).sum(dim=1, keepdim=True) + self.gallery_sq_norms
+                d2.addmm_(chunk, self.gallery.T, alpha=-2.0).clamp_(min=0.0)
+                if exclude_self:
+                    own = torch.arange(start, start + len(chunk))
+                    d2[torch.arange(len(chunk)), own] = float("inf")
+                found = torch.topk(d2, k, dim=1, largest=False, sorted=True).indices.numpy()
+                exact = _exact_squared_distances(chunk.numpy(), self.gallery.numpy(), found)
+                order = np.argsort(exact, axis=1, kind="stable")
+                distances[start : start + len(chunk)] = np.take_along_axis(exact, order, 1)
+                indices[start : start + len(chunk)] = np.take_along_axis(found, order, 1)
+        return distances, indices
+
+
+class NNDescentIndex:
+    """Approximate search with pynndescent; the graph is built when the index is made.
+
+    Parameters
+    ----------
+    gallery : ndarray of shape (n, d)
+    n_neighbors : int
+        Degree of the search graph (not the query k); higher is slower and more exact.
+    epsilon : float
+        Search breadth at query time; higher is slower and more exact.
+    random_state : int
+    n_jobs : int or None
+    """
+
+    def __init__(self, gallery, n_neighbors=30, epsilon=0.2, random_state=0, n_jobs=None):
+        import pynndescent  # compiled with numba on first use: imported only when needed
+
+        self.gallery = np.ascontiguousarray(gallery, dtype=np.float32)
+        self.epsilon = epsilon
+        self.index = pynndescent.NNDescent(
+            self.gallery,
+            metric="euclidean",
+            n_neighbors=min(n_neighbors, len(self.gallery) - 1),
+            random_state=random_state,
+            n_jobs=n_jobs,
+        )
+        self.index.prepare()
+
+    def kneighbors(self, queries: np.ndarray, k: int, *, exclude_self: bool = False):
+        """Like :meth:`ExactIndex.kneighbors`, found approximately."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        n_query = k + 1 if exclude_self else k
+        found, _ = self.index.query(queries, k=n_query, epsilon=self.epsilon)
+        found = found.astype(np.int64)
+        if exclude_self:
+            own = np.arange(len(queries))[:, None]
+            is_self = found == own
+            # Drop the row's own entry, or the farthest one if the search missed it.
+            no_self = ~is_self.any(axis=1)
+            is_self[no_self, -1] = True
+            keep = ~is_self
+            found = found[keep].reshape(len(queries), k)
+        exact = _exact_squared_distances(queries, self.gallery, found)
+        order = np.argsort(exact, axis=1, kind="stable")
+        return np.take_along_axis(exact, order, 1), np.take_along_axis(found, order, 1)
+
+
+def resolve_knn_algorithm(algorithm: str, n_samples: int) -> str:
+    """'exact' or 'nndescent': what 'auto' means for a gallery of ``n_samples``."""
+    if algorithm == "auto":
+        return "exact" if n_samples <= AUTO_EXACT_MAX_SAMPLES else "nndescent"
+    return algorithm
+
+
+def make_index(gallery, algorithm="exact", random_state=0):
+    """Build the search index that ``algorithm`` names ('exact' or 'nndescent')."""
+    if algorithm == "exact":
+        return ExactIndex(gallery)
+    if algorithm == "nndescent":
+        return NNDescentIndex(gallery, random_state=random_state)
+    raise ValueError(f"Unknown kNN algorithm {algorithm!r}; use 'exact' or 'nndescent'.")

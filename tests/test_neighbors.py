@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from skmsc.neighbors import ExactIndex, NNDescentIndex, make_index, resolve_knn_algorithm
+
+
+def _brute_force(queries, gallery, k, exclude_self=False):
+    d2 = ((queries[:, None, :].astype(np.float64) - gallery[None, :, :]) ** 2).sum(-1)
+    if exclude_self:
+        np.fill_diagonal(d2, np.inf)
+    order = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(d2, order, axis=1), order
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(400, 12)).astype(np.float32), rng.normal(size=(50, 12))
+
+
+@pytest.mark.parametrize("budget", [10**9, 4 * 400 * 8])  # one chunk; many tiny chunks
+def test_exact_matches_brute_force(data, budget):
+    gallery, queries = data
+    index = ExactIndex(gallery, memory_budget=budget)
+    distances, indices = index.kneighbors(queries, 3)
+    ref_d, ref_i = _brute_force(queries, gallery, 3)
+    np.testing.assert_array_equal(indices, ref_i)
+    np.testing.assert_allclose(distances, ref_d, rtol=1e-4)
+    assert distances.dtype == np.float64 and indices.dtype == np.int64
+
+
+def test_exact_leave_one_out_skips_only_the_row_itself(data):
+    gallery, _ = data
+    gallery = np.vstack([gallery, gallery[:1]])  # a duplicate is a genuine neighbour
+    index = ExactIndex(gallery, memory_budget=4 * len(gallery) * 8 * 7)
+    distances, indices = index.kneighbors(gallery, 2, exclude_self=True)
+    ref_d, ref_i = _brute_force(gallery, gallery, 2, exclude_self=True)
+    np.testing.assert_allclose(distances, ref_d, rtol=1e-4, atol=1e-5)
+    assert not np.any(indices == np.arange(len(gallery))[:, None])
+    assert indices[0, 0] == len(gallery) - 1 and distances[0, 0] == pytest.approx(0, abs=1e-5)
+
+
+def test_nndescent_finds_the_exact_neighbours_on_easy_data():
+    rng = np.random.default_rng(1)
+    centers = rng.normal(size=(20, 8)) * 10
+    gallery = (centers[rng.integers(0, 20, 600)] + rng.normal(size=(600, 8))).astype(np.float32)
+    approx = NNDescentIndex(gallery, random_state=0)
+    exact = ExactIndex(gallery)
+    a_d, a_i = approx.kneighbors(gallery, 2, exclude_self=True)
+    e_d, e_i = exact.kneighbors(gallery, 2, exclude_self=True)
+    recall = np.mean([len(set(a) & set(e)) / 2 for a, e in zip(a_i, e_i, strict=True)])
+    assert recall > 0.95
+    assert not np.any(a_i == np.arange(len(gallery))[:, None])
+    np.testing.assert_allclose(np.sort(a_d, axis=1)[:, 0] >= 0, True)
+
+
+def test_auto_switches_on_size():
+    assert resolve_knn_algorithm("auto", 1000) == "exact"
+    assert resolve_knn_algorithm("auto", 10**7) == "nndescent"
+    assert resolve_knn_algorithm("nndescent", 10) == "nndescent"
+    with pytest.raises(ValueError, match="Unknown kNN algorithm"):
+        make_index(np.zeros((3, 2)), "ball_tree")
