@@ -74,7 +74,7 @@ def test_gradients_reach_only_trainable_stages(digits):
 def test_same_random_state_same_scores_and_global_rng_untouched(digits):
     X, y = digits
     train, test = X[y == 1][:24], X[-20:]
-    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()  # noqa: NPY002
     scores = [
         MeanShiftedContrastiveDetector(**FAST, epochs=1, weights=None).fit(train)
         .score_samples(test)
@@ -82,7 +82,7 @@ def test_same_random_state_same_scores_and_global_rng_untouched(digits):
     ]
     np.testing.assert_array_equal(scores[0], scores[1])
     assert torch.equal(torch.get_rng_state(), torch_state)
-    assert np.array_equal(np.random.get_state()[1], np_state[1])
+    assert np.array_equal(np.random.get_state()[1], np_state[1])  # noqa: NPY002
     other = MeanShiftedContrastiveDetector(**{**FAST, "random_state": 1}, epochs=1, weights=None)
     assert not np.allclose(other.fit(train).score_samples(test), scores[0])
 
