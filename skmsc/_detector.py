@@ -17,6 +17,7 @@ from ._images import check_image_array
 from ._training import extract_features, fine_tune
 from ._version import __version__
 from .backbones import BACKBONES, build_backbone, freeze_stages
+from .image_files import as_image_files
 from .neighbors import make_index, resolve_knn_algorithm
 from .torch_model import MeanShiftedEncoder
 
@@ -107,10 +108,13 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         The neighbour search in use.
     versions_ : dict
         Versions of skmsc and its main dependencies at fit time.
-    input_shape_ : tuple
-        Shape of one sample seen in ``fit`` (images of another shape are refused).
+    input_shape_ : tuple or None
+        Shape of one sample seen in ``fit`` (arrays of another shape are refused);
+        ``None`` when fitted on image files, which may differ in size (then images of any
+        size are scored).
     n_features_in_ : int
-        ``X.shape[1]`` in ``fit``, as scikit-learn defines it.
+        ``X.shape[1]`` in ``fit``, as scikit-learn defines it (absent when fitted on
+        image files).
     encoder_ : torch.nn.Module or None
         The fine-tuned network (``None`` for feature-vector input).
 
@@ -197,8 +201,12 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, height, width[, 3]) or (n_samples, n_features)
-            Normal images (uint8 0-255 or float in [0, 1]), or feature vectors.
+        X : array-like of shape (n_samples, height, width[, 3]) or (n_samples, n_features), \
+                or sequence of image paths / PIL images
+            Normal images (uint8 0-255 or float in [0, 1]), or feature vectors; or a list,
+            tuple or 1-D array of image file paths or PIL images (or a
+            :class:`skmsc.image_files.ImageFiles`), of any sizes, decoded lazily in
+            batches. An unreadable file raises an error naming it.
         y : Ignored
             Present for API consistency.
 
@@ -218,7 +226,14 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         return self
 
     def _fit(self, X):
-        X = validate_data(self, X, dtype="numeric", allow_nd=True, ensure_min_samples=1)
+        files = as_image_files(X)
+        if files is None:
+            X = validate_data(self, X, dtype="numeric", allow_nd=True, ensure_min_samples=1)
+        else:
+            # Files have no common shape: there is no n_features_in_ to record, and a
+            # stale one from an earlier array fit must not constrain scoring.
+            self.__dict__.pop("n_features_in_", None)
+            X = files
         n_samples = len(X)
         if n_samples <= self.n_neighbors:
             raise ValueError(
@@ -227,13 +242,14 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
                 f"least {self.n_neighbors + 1} samples (or a smaller n_neighbors)."
             )
         seeds = check_random_state(self.random_state).randint(0, 2**31 - 1, size=4)
-        if X.ndim == 2:
+        if files is None and X.ndim == 2:
             features = np.asarray(X, dtype=np.float32)
             encoder, spec, device = None, None, torch.device("cpu")
             center = features.mean(axis=0)
             loss_curve = []
         else:
-            check_image_array(X)
+            if files is None:
+                check_image_array(X)
             device = resolve_device(self.device)
             encoder, spec = self._build_encoder(int(seeds[0]))
             encoder.to(device)
@@ -278,7 +294,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         self.train_features_ = features
         self.train_scores_ = train_scores
         self.offset_ = float(np.percentile(train_scores, 100.0 * contamination))
-        self.input_shape_ = tuple(X.shape[1:])
+        self.input_shape_ = None if files is not None else tuple(X.shape[1:])
         self.versions_ = _versions()
         self.knn_algorithm_ = knn_algorithm
         self._index = index
@@ -297,8 +313,22 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
     # ------------------------------------------------------------------ scoring
     def _features(self, X) -> np.ndarray:
         check_is_fitted(self)
+        files = as_image_files(X)
+        if files is not None:
+            if self.encoder_ is None:
+                raise ValueError(
+                    "This detector was fitted on feature vectors, so it cannot score image "
+                    "files. Fit it on images (an array or files) to score images."
+                )
+            return extract_features(
+                self.encoder_, files, self.backbone_spec_, self.image_size_,
+                self.batch_size, self.device_, verbose=self.verbose,
+            )
         X = check_array(X, dtype="numeric", allow_nd=True)
-        if len(self.input_shape_) > 1 and tuple(X.shape[1:]) != self.input_shape_:
+        if self.input_shape_ is None:
+            # Fitted on files: the network resizes, so image arrays of any size are scored.
+            check_image_array(X)
+        elif len(self.input_shape_) > 1 and tuple(X.shape[1:]) != self.input_shape_:
             kind = "feature vectors" if len(self.input_shape_) == 1 else "images"
             raise ValueError(
                 f"X has samples of shape {tuple(X.shape[1:])}, but this detector was fitted "
@@ -319,8 +349,9 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like
-            Images or feature vectors shaped like the training data.
+        X : array-like or sequence of image paths / PIL images
+            Images or feature vectors shaped like the training data, or image files
+            (any size; see ``fit``).
 
         Returns
         -------
@@ -336,8 +367,9 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like
-            Images or feature vectors shaped like the training data.
+        X : array-like or sequence of image paths / PIL images
+            Images or feature vectors shaped like the training data, or image files
+            (any size; see ``fit``).
 
         Returns
         -------
@@ -350,8 +382,9 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like
-            Images or feature vectors shaped like the training data.
+        X : array-like or sequence of image paths / PIL images
+            Images or feature vectors shaped like the training data, or image files
+            (any size; see ``fit``).
 
         Returns
         -------
@@ -364,8 +397,9 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like
-            Images or feature vectors shaped like the training data.
+        X : array-like or sequence of image paths / PIL images
+            Images or feature vectors shaped like the training data, or image files
+            (any size; see ``fit``).
         n_neighbors : int, default=None
             How many; ``None`` means the detector's ``n_neighbors``.
 

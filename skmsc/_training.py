@@ -1,4 +1,4 @@
-"""Feature extraction and mean-shifted contrastive fine-tuning over numpy image arrays."""
+"""Feature extraction and mean-shifted contrastive fine-tuning over image arrays or files."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from ._images import eval_transform, normalize, to_unit_tensor
 from .augment import random_views
 from .backbones import BackboneSpec
+from .image_files import ImageFiles
 from .torch_model import MeanShiftedEncoder, mean_shifted_contrastive_loss
 
 
@@ -21,20 +22,31 @@ def _progress(total: int, verbose, desc: str):
 @torch.inference_mode()
 def extract_features(
     encoder: MeanShiftedEncoder,
-    X: np.ndarray,
+    X,
     spec: BackboneSpec,
     image_size: int,
     batch_size: int,
     device: torch.device,
     verbose=False,
 ) -> np.ndarray:
-    """Unit-norm features ``(n, d)`` float32 of images ``X``, one batch in memory at a time."""
+    """Unit-norm features ``(n, d)`` float32 of images ``X``, one batch in memory at a time.
+
+    ``X`` is an image array or an :class:`~skmsc.image_files.ImageFiles`.
+    """
     encoder.eval()
     features = np.empty((len(X), spec.feature_dim), dtype=np.float32)
+    starts = range(0, len(X), batch_size)
+    if isinstance(X, ImageFiles):
+        rows = (np.arange(start, min(start + batch_size, len(X))) for start in starts)
+        inputs = X.eval_batches(rows, spec, image_size, device)
+    else:
+        inputs = (
+            eval_transform(to_unit_tensor(X[start : start + batch_size], device), spec, image_size)
+            for start in starts
+        )
     with _progress(len(X), verbose, "features") as bar:
-        for start in range(0, len(X), batch_size):
-            batch = to_unit_tensor(X[start : start + batch_size], device)
-            out = encoder(eval_transform(batch, spec, image_size))
+        for start, batch in zip(starts, inputs, strict=True):
+            out = encoder(batch)
             features[start : start + len(out)] = out.float().cpu().numpy()
             bar.update(len(out))
     return features
@@ -42,7 +54,7 @@ def extract_features(
 
 def fine_tune(
     encoder: MeanShiftedEncoder,
-    X: np.ndarray,
+    X,
     center: torch.Tensor,
     *,
     spec: BackboneSpec,
@@ -76,15 +88,22 @@ def fine_tune(
     center = center.to(device)
     loss_curve = []
     n_batches = -(-len(X) // batch_size)
+    if isinstance(X, ImageFiles):
+        load = X.training_loader(spec, image_size, device)
+    else:
+        def load(row_batches):
+            return (to_unit_tensor(X[rows], device) for rows in row_batches)
     with _progress(epochs * n_batches, verbose, "fine-tuning") as bar:
         for epoch in range(epochs):
             order = order_rng.permutation(len(X))
             total, count = 0.0, 0
-            for start in range(0, len(X), batch_size):
-                # Sorted indices keep the gather from a memmap sequential; the shuffle
-                # already decided which images share the batch.
-                rows = np.sort(order[start : start + batch_size])
-                images = to_unit_tensor(X[rows], device)
+            # Sorted indices keep the gather from a memmap sequential; the shuffle
+            # already decided which images share the batch.
+            row_batches = [
+                np.sort(order[start : start + batch_size])
+                for start in range(0, len(X), batch_size)
+            ]
+            for rows, images in zip(row_batches, load(row_batches), strict=True):
                 views = torch.cat(
                     [random_views(images, image_size, augment_generator) for _ in range(2)]
                 )

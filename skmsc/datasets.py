@@ -30,6 +30,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageDataset",
     "ImageFileDataset",
+    "decode_image",
     "OneClassSplit",
     "UnsafePickleError",
     "load_cifar10",
@@ -495,20 +496,15 @@ def read_images(paths, size=None):
     >>> X.shape  # doctest: +SKIP
     (2, 64, 64, 3)
     """
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     images = []
     for path in paths:
-        try:
-            with Image.open(path) as img:
-                img = ImageOps.exif_transpose(img).convert("RGB")
-                if size is not None:
-                    img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                arr = np.asarray(img, dtype=np.uint8)
-        except FileNotFoundError:
-            raise
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise ValueError(f"cannot decode image file {path}: {exc}") from exc
+        arr = decode_image(path)
+        if size is not None:
+            arr = np.asarray(
+                Image.fromarray(arr).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            )
         if images and arr.shape != images[0].shape:
             raise ValueError(
                 f"image file {path} has size {arr.shape[:2]}, the first has "
@@ -518,6 +514,42 @@ def read_images(paths, size=None):
     if not images:
         return np.empty((0, *(size or (0, 0)), 3), dtype=np.uint8)
     return np.stack(images)
+
+
+def decode_image(image):
+    """Decode one image file (or PIL image) into an RGB ``uint8`` array ``(H, W, 3)``.
+
+    The EXIF orientation tag is applied (:func:`PIL.ImageOps.exif_transpose`) and the image is
+    converted to RGB (grayscale replicated, palettes expanded, alpha dropped).  The whole file is
+    decoded, so a truncated or corrupt file raises here rather than giving wrong pixels.
+
+    Parameters
+    ----------
+    image : str, os.PathLike or PIL.Image.Image
+        An image file path, or an already opened image.
+
+    Returns
+    -------
+    pixels : ndarray of uint8, shape (H, W, 3)
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file cannot be decoded; the message names the file.
+    """
+    from PIL import Image, ImageOps
+
+    try:
+        if isinstance(image, Image.Image):
+            return np.array(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
+        with Image.open(image) as img:
+            return np.array(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"cannot decode image file {image}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------------------------

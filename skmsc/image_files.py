@@ -1,0 +1,325 @@
+"""Image collections given as files or PIL images, decoded lazily in batches.
+
+The detector accepts, besides arrays, a sequence of image file paths or PIL images (or an
+:class:`ImageFiles` wrapping one). Such a collection is never decoded as a whole: each
+batch is decoded when the network needs it (by a few threads, while the network works on
+the previous batch), so memory holds at most two batches of pixels whatever the number or
+size of the files.
+
+How files of different sizes meet the network
+---------------------------------------------
+Scoring (``extract_features``): every image goes through the backbone's evaluation
+transform on its own, exactly as an array image does (shorter side resized to
+``image_size / crop_fraction`` in float, central ``image_size`` square kept), and only the
+results are stacked. So a file's score depends on its pixels alone, any size is accepted,
+and same-size images give the same scores as files or as an array (up to float rounding).
+
+Fine-tuning: the augmentation crops from whole images, so a batch needs one size. If all
+training images share one size they are used as decoded, which is exactly the array path;
+otherwise each is resized so its shorter side is ``image_size / crop_fraction`` and the
+central square of that side is kept (the region the evaluation transform looks at).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._images import eval_transform, to_unit_tensor
+from .backbones import BackboneSpec
+from .datasets import IMAGE_EXTENSIONS, decode_image
+
+__all__ = [
+    "ImageFiles",
+    "UnreadableImageError",
+    "find_unreadable",
+    "is_image_collection",
+    "list_image_files",
+]
+
+# Decoding threads: Pillow and torch release the GIL while they work, so threads overlap
+# decoding with the network without copying pixels between processes.
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
+
+
+class UnreadableImageError(ValueError):
+    """An image in a collection could not be read; the message names it."""
+
+
+def _is_image_item(item) -> bool:
+    if isinstance(item, str | os.PathLike):
+        return True
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with torchvision
+        return False
+    return isinstance(item, Image.Image)
+
+
+def is_image_collection(X) -> bool:
+    """Whether ``X`` is a collection of image files / PIL images rather than an array.
+
+    True for an :class:`ImageFiles`, and for a non-empty list, tuple or 1-D numpy array of
+    str, os.PathLike or PIL images (all elements of those types).
+    """
+    if isinstance(X, ImageFiles):
+        return True
+    if isinstance(X, np.ndarray):
+        if X.ndim != 1 or X.dtype.kind not in "OU":
+            return False
+    elif not isinstance(X, list | tuple):
+        return False
+    return len(X) > 0 and all(_is_image_item(item) for item in X)
+
+
+def as_image_files(X) -> ImageFiles | None:
+    """``X`` as an :class:`ImageFiles` if it is an image collection, else ``None``."""
+    if isinstance(X, ImageFiles):
+        return X
+    return ImageFiles(X) if is_image_collection(X) else None
+
+
+def _name(item, index: int) -> str:
+    return os.fspath(item) if isinstance(item, str | os.PathLike) else f"PIL image #{index}"
+
+
+class ImageFiles(Sequence):
+    """A sequence of image files (or PIL images), read lazily by the detector.
+
+    Passing a plain list of paths to ``fit``/``score_samples`` wraps it in this class with
+    default settings; wrap it yourself to choose the number of decoding threads.
+
+    Parameters
+    ----------
+    items : sequence of str, os.PathLike or PIL.Image.Image
+        Image files in any format Pillow reads, or opened images. EXIF orientation is
+        applied and every image is converted to RGB (grayscale replicated, palettes
+        expanded, alpha dropped).
+    n_workers : int, default=None
+        Threads decoding images. ``None`` means ``min(4, os.cpu_count())``; ``0`` decodes
+        in the calling thread.
+
+    Notes
+    -----
+    An image that cannot be read raises :class:`UnreadableImageError` (a ``ValueError``)
+    naming it; a missing file raises ``FileNotFoundError``. The detector never returns a
+    score for an image it could not read. To leave unreadable files out on purpose, list
+    them first with :func:`find_unreadable`.
+
+    Examples
+    --------
+    >>> from skmsc.image_files import ImageFiles, list_image_files
+    >>> files = ImageFiles(list_image_files("normal/"), n_workers=2)  # doctest: +SKIP
+    >>> det.fit(files)  # doctest: +SKIP
+    """
+
+    def __init__(self, items, *, n_workers=None):
+        self.items = list(items)
+        bad = [i for i, item in enumerate(self.items) if not _is_image_item(item)]
+        if bad:
+            raise TypeError(
+                f"ImageFiles takes file paths or PIL images; item {bad[0]} is "
+                f"{type(self.items[bad[0]]).__name__}."
+            )
+        if n_workers is not None and (not isinstance(n_workers, int) or n_workers < 0):
+            raise ValueError(f"n_workers must be None or an int >= 0, got {n_workers!r}.")
+        self.n_workers = n_workers
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+    def __repr__(self) -> str:
+        return f"ImageFiles(<{len(self)} images>, n_workers={self.n_workers})"
+
+    @property
+    def names(self) -> list[str]:
+        """The file path of each item (``"PIL image #i"`` for PIL images)."""
+        return [_name(item, i) for i, item in enumerate(self.items)]
+
+    def decode(self, index: int) -> np.ndarray:
+        """Pixels of item ``index`` as RGB ``uint8`` ``(H, W, 3)``."""
+        item = self.items[index]
+        try:
+            return decode_image(item)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"image file not found: {_name(item, index)}") from exc
+        except ValueError as exc:
+            reason = str(exc.__cause__ or exc)
+            raise UnreadableImageError(
+                f"cannot read image {_name(item, index)}: {reason}"
+            ) from exc
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """(height, width) as displayed (after EXIF orientation), read from the header only."""
+        from PIL import Image
+
+        item = self.items[index]
+        try:
+            img = item if isinstance(item, Image.Image) else Image.open(item)
+            try:
+                width, height = img.size
+                if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
+                    width, height = height, width
+            finally:
+                if img is not item:
+                    img.close()
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"image file not found: {_name(item, index)}") from exc
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise UnreadableImageError(f"cannot read image {_name(item, index)}: {exc}") from exc
+        return height, width
+
+    # ----------------------------------------------------------------- batches
+    def _workers(self) -> int:
+        return DEFAULT_WORKERS if self.n_workers is None else self.n_workers
+
+    def _map_batches(self, row_batches: Iterable[np.ndarray], per_image) -> Iterator[list]:
+        """``[per_image(i) for i in rows]`` for each batch, decoding one batch ahead."""
+        workers = self._workers()
+        if workers == 0:
+            for rows in row_batches:
+                yield [per_image(int(i)) for i in rows]
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="skmsc-decode") as pool:
+            pending = None
+            for rows in row_batches:
+                submitted = [pool.submit(per_image, int(i)) for i in rows]
+                if pending is not None:
+                    yield [f.result() for f in pending]
+                pending = submitted
+            if pending is not None:
+                yield [f.result() for f in pending]
+
+    def eval_batches(
+        self,
+        row_batches: Iterable[np.ndarray],
+        spec: BackboneSpec,
+        image_size: int,
+        device: torch.device,
+    ) -> Iterator[torch.Tensor]:
+        """Network inputs ``(b, 3, image_size, image_size)`` for each batch of row indices."""
+
+        def one(index: int) -> torch.Tensor:
+            pixels = self.decode(index)[None]
+            return eval_transform(to_unit_tensor(pixels, torch.device("cpu")), spec, image_size)
+
+        for tensors in self._map_batches(row_batches, one):
+            yield torch.cat(tensors).to(device, non_blocking=True)
+
+    def training_loader(self, spec: BackboneSpec, image_size: int, device: torch.device):
+        """A function mapping batches of row indices to images for augmentation.
+
+        Each batch comes as float ``(b, 3, H, W)`` in [0, 1] of one size: the images' own
+        size when they all share one (read from the headers now), else the central square
+        of side ``image_size / crop_fraction`` (see the module notes).
+        """
+        uniform = len({self.image_size(i) for i in range(len(self))}) == 1
+        side = round(image_size / spec.crop_fraction)
+
+        def one(index: int):
+            pixels = self.decode(index)
+            if uniform:
+                return pixels
+            return _centre_square(to_unit_tensor(pixels[None], torch.device("cpu")), side, spec)
+
+        def batches(row_batches: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
+            for images in self._map_batches(row_batches, one):
+                if uniform:
+                    # The same uint8 stack that the array path converts.
+                    yield to_unit_tensor(np.stack(images), device)
+                else:
+                    yield torch.cat(images).to(device, non_blocking=True)
+
+        return batches
+
+
+def _centre_square(image: torch.Tensor, side: int, spec: BackboneSpec) -> torch.Tensor:
+    """Resize ``(1, 3, H, W)`` so its shorter side is ``side``; keep the central square."""
+    height, width = image.shape[-2:]
+    scale = side / min(height, width)
+    new_size = (max(side, round(height * scale)), max(side, round(width * scale)))
+    if new_size != (height, width):
+        image = F.interpolate(
+            image, size=new_size, mode=spec.interpolation, antialias=True, align_corners=False
+        ).clamp_(0.0, 1.0)
+    top, left = (new_size[0] - side) // 2, (new_size[1] - side) // 2
+    return image[..., top : top + side, left : left + side].contiguous()
+
+
+def find_unreadable(items, *, n_workers=None) -> list[tuple[str, str]]:
+    """Decode every image once and list those that fail, with the reason.
+
+    Use it to leave unreadable files out on purpose (the detector's methods raise on them)::
+
+        bad = dict(find_unreadable(paths))
+        scores = det.score_samples([p for p in paths if str(p) not in bad])
+
+    Parameters
+    ----------
+    items : sequence of str, os.PathLike or PIL.Image.Image
+    n_workers : int, default=None
+        Decoding threads, as in :class:`ImageFiles`.
+
+    Returns
+    -------
+    failures : list of (name, reason)
+        In input order; empty when every image decodes.
+    """
+    files = items if isinstance(items, ImageFiles) else ImageFiles(items, n_workers=n_workers)
+
+    def check(index: int):
+        try:
+            files.decode(index)
+        except (FileNotFoundError, UnreadableImageError) as exc:
+            return files.names[index], str(exc)
+        return None
+
+    rows = [np.arange(len(files))]
+    (results,) = list(files._map_batches(rows, check)) or [[]]
+    return [r for r in results if r is not None]
+
+
+def list_image_files(folder, *, recursive=True, extensions=None) -> list[str]:
+    """Image files under ``folder``, sorted by relative path; hidden files are skipped.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+    recursive : bool, default=True
+        Also look in sub-folders.
+    extensions : iterable of str, default=None
+        File name endings to keep, case-insensitive, with or without the dot (``"png"``).
+        ``None`` means every format listed in ``skmsc.datasets.IMAGE_EXTENSIONS``.
+
+    Returns
+    -------
+    paths : list of str
+
+    Raises
+    ------
+    NotADirectoryError
+        If ``folder`` is not a directory.
+    """
+    base = Path(folder).expanduser()
+    if not base.is_dir():
+        raise NotADirectoryError(f"not a directory: {base}")
+    if extensions is None:
+        wanted = IMAGE_EXTENSIONS
+    else:
+        wanted = {("." + e.lower().lstrip(".")) for e in extensions}
+    found = base.rglob("*") if recursive else base.glob("*")
+    rel = [p.relative_to(base) for p in found if p.is_file()]
+    return [
+        str(base / r)
+        for r in sorted(rel, key=Path.as_posix)
+        if r.suffix.lower() in wanted and not any(part.startswith(".") for part in r.parts)
+    ]
