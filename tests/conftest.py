@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 # On this project's 2-core VMs, OpenMP threads that spin while waiting make small
 # convolutions up to 25x slower (measured: ResNet18 on 8 images of 32x32, 0.64 s with
@@ -36,3 +37,68 @@ def fitted_lite0(digits):
         "efficientnet_lite0", epochs=1, batch_size=16, image_size=32, random_state=0
     )
     return det.fit(X[y == 0][:48])
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+    """A folder of real image files of mixed formats, sizes and modes, plus bad files.
+
+    normal/: 24 handwritten zeros (scikit-learn digits, 8x8 grayscale PNG), some in a
+    sub-folder; test/: 16 digits of every class as PNG, the same pixels as uint8 arrays.
+    other/: scikit-image photos (RGB of several sizes, grayscale, RGBA), a palette PNG,
+    JPEGs (one with an EXIF rotation); bad/: a non-image and a truncated PNG.
+    """
+    from types import SimpleNamespace
+
+    from PIL import Image
+    from skimage import data
+
+    root = tmp_path_factory.mktemp("images")
+    for sub in ("normal/more", "test", "other", "bad"):
+        (root / sub).mkdir(parents=True)
+    X, y = load_digits(return_X_y=True)
+    X = (X.reshape(-1, 8, 8) * 255 / 16).round().astype(np.uint8)
+    zeros = np.flatnonzero(y == 0)[:24]
+    normal = []
+    for k, i in enumerate(zeros):
+        relative = Path("more" if k % 3 == 0 else "") / f"zero_{i:04d}.png"
+        Image.fromarray(X[i]).save(root / "normal" / relative)
+        normal.append((relative.as_posix(), str(root / "normal" / relative), i))
+    normal.sort()  # the order in which list_image_files walks the folder
+    test_rows = np.concatenate([np.flatnonzero(y == c)[30:32] for c in range(8)])
+    test = []
+    for i in test_rows:
+        test.append(str(root / "test" / f"digit{y[i]}_{i:04d}.png"))
+        Image.fromarray(X[i]).save(test[-1])
+    jpeg = []
+    for i in test_rows[::4]:
+        jpeg.append(str(root / "other" / f"digit_{i:04d}.jpg"))
+        Image.fromarray(X[i]).convert("RGB").resize((24, 24)).save(jpeg[-1], quality=90)
+    other = {}
+    for name, image in [
+        ("astronaut.jpg", data.astronaut()[::4, ::4]),  # 128x128 RGB
+        ("coffee.png", data.coffee()[::5, ::5]),  # 80x120 RGB
+        ("chelsea.png", data.chelsea()),  # 300x451 RGB
+        ("camera_gray.png", data.camera()[::4, ::4]),  # 128x128 grayscale
+        ("logo_rgba.png", data.logo()[::5, ::5]),  # 100x100 RGBA
+    ]:
+        other[name] = str(root / "other" / name)
+        Image.fromarray(image).save(other[name])
+    assert Image.open(other["logo_rgba.png"]).mode == "RGBA"
+    palette = Image.fromarray(data.coffee()[::6, ::6]).convert("P", palette=Image.ADAPTIVE)
+    other["coffee_palette.png"] = str(root / "other" / "coffee_palette.png")
+    palette.save(other["coffee_palette.png"])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated by 90 degrees
+    other["rotated.jpg"] = str(root / "other" / "rotated.jpg")
+    Image.fromarray(data.chelsea()[::6, ::4]).save(other["rotated.jpg"], exif=exif.tobytes())
+    garbage = root / "bad" / "not_an_image.png"
+    garbage.write_bytes(b"this is not a PNG file")
+    truncated = root / "bad" / "truncated.png"
+    truncated.write_bytes(Path(other["chelsea.png"]).read_bytes()[:3000])
+    return SimpleNamespace(
+        root=root, normal=[path for _, path, _ in normal],
+        normal_array=X[[i for _, _, i in normal]],
+        test=test, test_array=X[test_rows], test_labels=y[test_rows], jpeg=jpeg,
+        other=other, garbage=str(garbage), truncated=str(truncated),
+    )
