@@ -202,8 +202,9 @@ def _fit(args) -> int:
 def _score(args) -> int:
     from .image_files import ImageFiles
 
+    paths = _collect(args.images, args, folders_only=False)
     detector = _load_model(args.model)
-    paths = _readable(_collect(args.images, args, folders_only=False), args)
+    paths = _readable(paths, args)
     detector.set_params(verbose=not args.quiet)
     if args.batch_size is not None:
         detector.set_params(batch_size=args.batch_size)

@@ -1,0 +1,83 @@
+"""Images per second scoring from PNG files versus from the same pixels as an array.
+
+Writes N Fashion-MNIST test images (digits if Fashion-MNIST is not installed) as PNG
+files to a temporary folder, fits an EfficientNet-Lite0 detector (epochs=0: scoring
+speed does not depend on training) and times ``score_samples`` on the uint8 array and on
+the file list with several numbers of decoding threads. Prints what it measured, and
+the largest score difference between the file and array inputs.
+
+    PYTHONPATH=. OMP_WAIT_POLICY=PASSIVE python benchmarks/file_scoring.py --n 1000
+"""
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
+from skmsc.image_files import ImageFiles  # noqa: E402
+
+
+def load(n):
+    try:
+        from skmsc.datasets import load_fashion_mnist
+
+        test = load_fashion_mnist("test")
+        return "Fashion-MNIST", test.images[:n]
+    except FileNotFoundError:
+        from sklearn.datasets import load_digits
+
+        X = load_digits().images
+        X = (np.resize(X, (n, 8, 8)) * 255 / 16).round().astype(np.uint8)
+        return "digits", X
+
+
+def timed(function, repeats):
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1000, help="images scored")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
+    parser.add_argument("--workers", default="0,1,2,4", help="decoding threads to try")
+    args = parser.parse_args()
+
+    name, X = load(args.n)
+    det = MeanShiftedContrastiveDetector(
+        "efficientnet_lite0", epochs=0, image_size=args.image_size,
+        batch_size=args.batch_size, random_state=0,
+    ).fit(X[:200])
+    print(f"data: {len(X)} {name} images {X.shape[1:]} uint8; efficientnet_lite0, "
+          f"image_size={args.image_size}, batch_size={args.batch_size}, "
+          f"cpus={os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for i, image in enumerate(X):
+            paths.append(os.path.join(folder, f"{i:05d}.png"))
+            Image.fromarray(image).save(paths[-1])
+        seconds, from_array = timed(lambda: det.score_samples(X), args.repeats)
+        print(f"array             : {len(X) / seconds:7.1f} images/s ({seconds:.2f} s)")
+        for workers in (int(w) for w in args.workers.split(",")):
+            files = ImageFiles(paths, n_workers=workers)
+            seconds, from_files = timed(lambda f=files: det.score_samples(f), args.repeats)
+            difference = np.abs(from_files - from_array).max()
+            print(f"PNG files, {workers} threads: {len(X) / seconds:7.1f} images/s "
+                  f"({seconds:.2f} s), max |score difference| vs array {difference:.2g}")
+
+
+if __name__ == "__main__":
+    main()
