@@ -1,9 +1,10 @@
 """Images per second scoring from PNG files versus from the same pixels as an array.
 
 Writes N Fashion-MNIST test images (digits if Fashion-MNIST is not installed) as PNG
-files to a temporary folder, fits an EfficientNet-Lite0 detector (epochs=0: scoring
-speed does not depend on training) and times ``score_samples`` on the uint8 array and on
-the file list with several numbers of decoding threads. Prints what it measured, and
+(or JPEG, optionally enlarged) files to a temporary folder, fits an EfficientNet-Lite0
+detector (epochs=0: scoring speed does not depend on training) and times
+``score_samples`` on the uint8 array and on the file list with several numbers of
+decoding threads. Prints what it measured, and
 the largest score difference between the file and array inputs.
 
     PYTHONPATH=. OMP_WAIT_POLICY=PASSIVE python benchmarks/file_scoring.py --n 1000
@@ -21,6 +22,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
+from skmsc.datasets import read_images  # noqa: E402
 from skmsc.image_files import ImageFiles  # noqa: E402
 
 
@@ -54,28 +56,40 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2, help="best of this many runs")
     parser.add_argument("--workers", default="0,1,2,4", help="decoding threads to try")
+    parser.add_argument("--side", type=int, default=None,
+                        help="write the images enlarged to side x side (bicubic), so that "
+                        "decoding costs more; default: their own size")
+    parser.add_argument("--format", choices=["png", "jpg"], default="png")
     args = parser.parse_args()
 
     name, X = load(args.n)
-    det = MeanShiftedContrastiveDetector(
-        "efficientnet_lite0", epochs=0, image_size=args.image_size,
-        batch_size=args.batch_size, random_state=0,
-    ).fit(X[:200])
     print(f"data: {len(X)} {name} images {X.shape[1:]} uint8; efficientnet_lite0, "
           f"image_size={args.image_size}, batch_size={args.batch_size}, "
           f"cpus={os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as folder:
         paths = []
         for i, image in enumerate(X):
-            paths.append(os.path.join(folder, f"{i:05d}.png"))
-            Image.fromarray(image).save(paths[-1])
+            paths.append(os.path.join(folder, f"{i:05d}.{args.format}"))
+            image = Image.fromarray(image)
+            if args.side:
+                image = image.resize((args.side, args.side), Image.Resampling.BICUBIC)
+            image.save(paths[-1])
+        if args.side or args.format == "jpg":
+            X = read_images(paths)  # the array holds exactly the pixels the files decode to
+        print(f"files: {args.format.upper()}, {X.shape[1]}x{X.shape[2]}, "
+              f"{sum(os.path.getsize(p) for p in paths) / len(paths) / 1024:.1f} KiB each")
+        det = MeanShiftedContrastiveDetector(
+            "efficientnet_lite0", epochs=0, image_size=args.image_size,
+            batch_size=args.batch_size, random_state=0,
+        ).fit(X[:200])
         seconds, from_array = timed(lambda: det.score_samples(X), args.repeats)
-        print(f"array             : {len(X) / seconds:7.1f} images/s ({seconds:.2f} s)")
+        print(f"uint8 array       : {len(X) / seconds:7.1f} images/s ({seconds:.2f} s)")
         for workers in (int(w) for w in args.workers.split(",")):
             files = ImageFiles(paths, n_workers=workers)
             seconds, from_files = timed(lambda f=files: det.score_samples(f), args.repeats)
             difference = np.abs(from_files - from_array).max()
-            print(f"PNG files, {workers} threads: {len(X) / seconds:7.1f} images/s "
+            kind = f"{args.format.upper()} files, {workers} threads"
+            print(f"{kind}: {len(X) / seconds:7.1f} images/s "
                   f"({seconds:.2f} s), max |score difference| vs array {difference:.2g}")
 
 

@@ -175,6 +175,9 @@ def _load_model(path: str):
 
 
 def _fit(args) -> int:
+    # Files are listed and checked before torch is imported: mistakes show at once.
+    paths = _readable(_collect(args.normal_dir, args, folders_only=True), args)
+
     import joblib
 
     from ._detector import MeanShiftedContrastiveDetector
@@ -189,8 +192,7 @@ def _fit(args) -> int:
     if params.get("contamination", "auto") != "auto":
         params["contamination"] = _number(params["contamination"], float, "--contamination")
     detector = MeanShiftedContrastiveDetector(**params, verbose=not args.quiet)
-    detector._validate_params()  # bad values are usage errors, before any image is read
-    paths = _readable(_collect(args.normal_dir, args, folders_only=True), args)
+    detector._validate_params()  # bad values are usage errors, reported before fitting
     print(f"skmsc: fitting on {len(paths)} images", file=sys.stderr)
     detector.fit(ImageFiles(paths, n_workers=args.workers))
     detector.set_params(verbose=False)
@@ -202,9 +204,8 @@ def _fit(args) -> int:
 def _score(args) -> int:
     from .image_files import ImageFiles
 
-    paths = _collect(args.images, args, folders_only=False)
+    paths = _readable(_collect(args.images, args, folders_only=False), args)
     detector = _load_model(args.model)
-    paths = _readable(paths, args)
     detector.set_params(verbose=not args.quiet)
     if args.batch_size is not None:
         detector.set_params(batch_size=args.batch_size)

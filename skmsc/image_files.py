@@ -26,14 +26,19 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from ._images import eval_transform, to_unit_tensor
-from .backbones import BackboneSpec
 from .datasets import IMAGE_EXTENSIONS, decode_image
+
+if TYPE_CHECKING:
+    import torch
+
+    from .backbones import BackboneSpec
+
+# torch is imported where tensors are made, so that listing and checking files (what the
+# command line does before anything else) does not wait for it.
 
 __all__ = [
     "ImageFiles",
@@ -207,6 +212,9 @@ class ImageFiles(Sequence):
         device: torch.device,
     ) -> Iterator[torch.Tensor]:
         """Network inputs ``(b, 3, image_size, image_size)`` for each batch of row indices."""
+        import torch
+
+        from ._images import eval_transform, to_unit_tensor
 
         def one(index: int) -> torch.Tensor:
             pixels = self.decode(index)[None]
@@ -222,6 +230,10 @@ class ImageFiles(Sequence):
         size when they all share one (read from the headers now), else the central square
         of side ``image_size / crop_fraction`` (see the module notes).
         """
+        import torch
+
+        from ._images import to_unit_tensor
+
         uniform = len({self.image_size(i) for i in range(len(self))}) == 1
         side = round(image_size / spec.crop_fraction)
 
@@ -244,6 +256,8 @@ class ImageFiles(Sequence):
 
 def _centre_square(image: torch.Tensor, side: int, spec: BackboneSpec) -> torch.Tensor:
     """Resize ``(1, 3, H, W)`` so its shorter side is ``side``; keep the central square."""
+    import torch.nn.functional as F
+
     height, width = image.shape[-2:]
     scale = side / min(height, width)
     new_size = (max(side, round(height * scale)), max(side, round(width * scale)))
