@@ -179,3 +179,20 @@ def test_console_script_is_declared_and_the_cli_imports_without_torch():
         capture_output=True, text=True, env={**env, "PYTHONPATH": str(ROOT)}, timeout=120,
     )
     assert done.stdout.split() == ["False", "PASSIVE"], done.stderr
+
+
+def test_fit_skips_unreadable_training_files_only_on_request(image_folder, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "normal"
+    folder.mkdir()
+    for path in image_folder.normal[:6] + [image_folder.garbage]:
+        shutil.copy(path, folder)
+    model = tmp_path / "model.joblib"
+    args = ["fit", folder, "-o", model, *FIT_FLAGS, "--epochs", "0", "-q"]
+    code, out, err = run_main(capsys, *args)
+    assert code == 1 and "not_an_image.png" in err and not model.exists()
+    code, out, err = run_main(capsys, *args, "--skip-unreadable")
+    assert code == 0, err
+    assert "skipped 1 unreadable of 7 images" in err and out == ""
+    assert len(joblib.load(model).train_features_) == 6
