@@ -57,7 +57,11 @@ def to_unit_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
 
     The array travels to the device in its own dtype (uint8 is 4x smaller than float).
     """
-    tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(device, non_blocking=True)
+    batch = np.ascontiguousarray(batch)
+    if not batch.flags.writeable:
+        # torch cannot wrap read-only memory (memmaps): copy this one batch only.
+        batch = batch.copy()
+    tensor = torch.from_numpy(batch).to(device, non_blocking=True)
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(-1).expand(*tensor.shape, 3)
     # NHWC permuted to NCHW is already channels-last, the faster layout for convolutions.
