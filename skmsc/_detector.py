@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._device import resolve_device
 from ._images import check_image_array
 from ._training import extract_features, fine_tune
+from ._validation import check_input_container
 from ._version import __version__
 from .backbones import BACKBONES, build_backbone, freeze_stages
 from .neighbors import make_index, resolve_knn_algorithm
@@ -218,6 +219,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         return self
 
     def _fit(self, X):
+        check_input_container(X)
         X = validate_data(self, X, dtype="numeric", allow_nd=True, ensure_min_samples=1)
         n_samples = len(X)
         if n_samples <= self.n_neighbors:
@@ -297,13 +299,16 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
     # ------------------------------------------------------------------ scoring
     def _features(self, X) -> np.ndarray:
         check_is_fitted(self)
+        check_input_container(X)
         X = check_array(X, dtype="numeric", allow_nd=True)
         if len(self.input_shape_) > 1 and tuple(X.shape[1:]) != self.input_shape_:
-            kind = "feature vectors" if len(self.input_shape_) == 1 else "images"
+            single = (
+                " For a single image pass X[None]." if tuple(X.shape) == self.input_shape_ else ""
+            )
             raise ValueError(
                 f"X has samples of shape {tuple(X.shape[1:])}, but this detector was fitted "
-                f"on {kind} of shape {self.input_shape_}. Pass data shaped like the "
-                "training data (resize images to the training size), or refit."
+                f"on images of shape {self.input_shape_}. Pass data shaped like the "
+                f"training data (resize images to the training size), or refit.{single}"
             )
         X = validate_data(self, X, reset=False, skip_check_array=True)
         if self.encoder_ is None:
@@ -381,6 +386,39 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         return self._index.kneighbors(features, k)
 
     # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Save to the folder ``path`` without pickle (see :func:`skmsc.persistence.save`).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Folder for ``detector.json`` (parameters) and ``tensors.safetensors``.
+
+        Returns
+        -------
+        path : pathlib.Path
+        """
+        from .persistence import save
+
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Load a detector saved with :meth:`save`; loading cannot run code from the files.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The folder given to :meth:`save`.
+
+        Returns
+        -------
+        detector : MeanShiftedContrastiveDetector
+        """
+        from .persistence import load
+
+        return load(path)
+
     def __getstate__(self):
         # object.__getstate__ returns the live __dict__: copy before editing.
         state = dict(super().__getstate__())

@@ -34,7 +34,8 @@ def check_image_array(X: np.ndarray) -> None:
             hint = f"It has {X.shape[-1]} channels."
         raise ValueError(f"X has shape {X.shape}. {hint} {EXPECTED_INPUT}")
     if X.dtype.kind not in "uif":
-        raise ValueError(f"X has dtype {X.dtype}. {EXPECTED_INPUT}")
+        hint = " For binary masks pass X.astype(np.uint8) * 255." if X.dtype.kind == "b" else ""
+        raise ValueError(f"X has dtype {X.dtype}.{hint} {EXPECTED_INPUT}")
     if X.size == 0:
         raise ValueError(f"X has shape {X.shape} with no pixels. {EXPECTED_INPUT}")
     if X.dtype == np.uint8:
