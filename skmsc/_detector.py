@@ -300,7 +300,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
     def _features(self, X) -> np.ndarray:
         check_is_fitted(self)
         check_input_container(X)
-        X = check_array(X, dtype="numeric", allow_nd=True)
+        X = check_array(X, dtype="numeric", allow_nd=True, estimator=self, input_name="X")
         if len(self.input_shape_) > 1 and tuple(X.shape[1:]) != self.input_shape_:
             single = (
                 " For a single image pass X[None]." if tuple(X.shape) == self.input_shape_ else ""
