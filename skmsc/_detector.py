@@ -300,6 +300,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
     def _features(self, X) -> np.ndarray:
         check_is_fitted(self)
         check_input_container(X)
+        raw = X  # a DataFrame keeps its column names for validate_data below
         X = check_array(X, dtype="numeric", allow_nd=True, estimator=self, input_name="X")
         if len(self.input_shape_) > 1 and tuple(X.shape[1:]) != self.input_shape_:
             single = (
@@ -310,7 +311,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
                 f"on images of shape {self.input_shape_}. Pass data shaped like the "
                 f"training data (resize images to the training size), or refit.{single}"
             )
-        X = validate_data(self, X, reset=False, skip_check_array=True)
+        validate_data(self, raw, reset=False, skip_check_array=True)
         if self.encoder_ is None:
             return np.asarray(X, dtype=np.float32)
         check_image_array(X)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import sparse
 
 __all__ = ["check_input_container"]
 
@@ -29,6 +30,8 @@ def check_input_container(X, *, min_samples: int = 1) -> None:
     lists/tuples whose items all share one shape and one dtype. Arrays are left to
     ``check_array`` and :func:`skmsc._images.check_image_array` for the finer checks.
     """
+    if sparse.issparse(X):
+        return  # check_array explains that sparse input is not supported
     if X is None or isinstance(X, str | bytes | dict) or np.isscalar(X):
         raise TypeError(
             f"X must be an array of samples (images or feature vectors), got "
