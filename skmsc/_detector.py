@@ -228,7 +228,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
                 f"n_neighbors={self.n_neighbors} other training samples, so fit needs at "
                 f"least {self.n_neighbors + 1} samples (or a smaller n_neighbors)."
             )
-        seeds = check_random_state(self.random_state).randint(0, 2**31 - 1, size=4)
+        seeds = _fit_seeds(self.random_state)
         if X.ndim == 2:
             features = np.asarray(X, dtype=np.float32)
             encoder, spec, device = None, None, torch.device("cpu")
@@ -455,6 +455,17 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.non_deterministic = False
         return tags
+
+
+def _fit_seeds(random_state) -> np.ndarray:
+    """Four seeds (weights, augmentation, data order, kNN index) from ``random_state``.
+
+    ``None`` draws fresh entropy from the OS rather than numpy's global generator (which
+    ``check_random_state(None)`` would advance), so fitting never touches global state.
+    """
+    if random_state is None:
+        return np.random.default_rng().integers(0, 2**31 - 1, size=4)
+    return check_random_state(random_state).randint(0, 2**31 - 1, size=4)
 
 
 def _loadable_device(device: torch.device) -> torch.device:
