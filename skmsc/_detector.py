@@ -414,4 +414,3 @@ def _loadable_device(device: torch.device) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         return torch.device("cpu")
     return device
-
