@@ -20,7 +20,7 @@ quickstart: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check skmsc tests examples benchmarks
+	$(BIN)/ruff check $(wildcard skmsc tests examples benchmarks docs)
 
 test: lint
 	$(BIN)/python -m pytest

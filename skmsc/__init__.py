@@ -2,18 +2,33 @@
 
 from ._version import __version__
 
-__all__ = ["MeanShiftedContrastiveDetector", "__version__"]
+__all__ = [
+    "InconsistentVersionWarning",
+    "KNNDetector",
+    "MeanShiftedContrastiveDetector",
+    "MeanShiftedFeatures",
+    "__version__",
+]
+
+# Public names are imported on first use, so that `skmsc.cli` can set OpenMP's
+# environment before torch loads (the estimators import torch).
+_LAZY = {
+    "InconsistentVersionWarning": "._estimator_info",
+    "KNNDetector": "._knn_detector",
+    "MeanShiftedContrastiveDetector": "._detector",
+    "MeanShiftedFeatures": "._features",
+}
 
 
 def __getattr__(name):
-    # Imported on first use, so that `skmsc.cli` can set OpenMP's environment before
-    # torch loads (the detector imports torch).
-    if name == "MeanShiftedContrastiveDetector":
-        from ._detector import MeanShiftedContrastiveDetector
+    if name in _LAZY:
+        from importlib import import_module
 
-        return MeanShiftedContrastiveDetector
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'skmsc' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted([*globals(), "MeanShiftedContrastiveDetector"])
+    return sorted({*globals(), *_LAZY})

@@ -13,21 +13,20 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._device import resolve_device
+from ._estimator_info import DocLinkMixin, current_versions, warn_on_version_mismatch
 from ._images import check_image_array
+from ._knn import AUTO_CONTAMINATION, check_enough_samples, fit_knn, knn_scores
 from ._training import extract_features, fine_tune
-from ._version import __version__
+from ._validation import check_input_container
 from .backbones import BACKBONES, build_backbone, freeze_stages
 from .image_files import as_image_files
-from .neighbors import make_index, resolve_knn_algorithm
+from .neighbors import make_index
 from .torch_model import MeanShiftedEncoder
 
-__all__ = ["MeanShiftedContrastiveDetector"]
-
-# Fraction of leave-one-out training scores flagged when contamination="auto".
-AUTO_CONTAMINATION = 0.01
+__all__ = ["AUTO_CONTAMINATION", "MeanShiftedContrastiveDetector"]
 
 
-class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
+class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
     """Image anomaly detector trained on normal images only (Reiss & Hoshen, AAAI 2023).
 
     ``fit`` takes an ImageNet-pretrained backbone, computes the centre of the normal
@@ -60,6 +59,10 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         Fine-tuning epochs. ``0`` gives the pretrained-feature kNN baseline.
     batch_size : int, default=64
         Images per fine-tuning step (each gives two views) and per scoring batch.
+        Scores do not depend on it beyond float rounding (agreement within 1e-5,
+        tested). On CUDA out-of-memory the batch is halved and retried with a
+        ``ResourceWarning`` (down to 2 images for fine-tuning, 1 for scoring), then a
+        ``torch.OutOfMemoryError`` names the batch size that failed.
     learning_rate : float, default=1e-5
         SGD learning rate (no momentum, as in the paper).
     weight_decay : float, default=5e-5
@@ -83,8 +86,9 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
     device : str, default="auto"
         ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, data order, augmentation and the kNN index. The
-        global random state is never used or changed.
+        Seeds weight initialisation, data order, augmentation and the kNN index. An
+        int gives identical fits on the CPU. ``None`` draws fresh seeds from the OS.
+        The global random states (torch, numpy, ``random``) are never used or changed.
     verbose : bool or int, default=False
         Show progress bars with the loss and time left.
 
@@ -228,20 +232,15 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
     def _fit(self, X):
         files = as_image_files(X)
         if files is None:
+            check_input_container(X)
             X = validate_data(self, X, dtype="numeric", allow_nd=True, ensure_min_samples=1)
         else:
             # Files have no common shape: there is no n_features_in_ to record, and a
             # stale one from an earlier array fit must not constrain scoring.
             self.__dict__.pop("n_features_in_", None)
             X = files
-        n_samples = len(X)
-        if n_samples <= self.n_neighbors:
-            raise ValueError(
-                f"n_samples={n_samples} is too few: scoring sums distances to "
-                f"n_neighbors={self.n_neighbors} other training samples, so fit needs at "
-                f"least {self.n_neighbors + 1} samples (or a smaller n_neighbors)."
-            )
-        seeds = check_random_state(self.random_state).randint(0, 2**31 - 1, size=4)
+        check_enough_samples(len(X), self.n_neighbors)
+        seeds = _fit_seeds(self.random_state)
         if files is None and X.ndim == 2:
             features = np.asarray(X, dtype=np.float32)
             encoder, spec, device = None, None, torch.device("cpu")
@@ -277,12 +276,9 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
                 parameter.requires_grad_(False)
             features = extract_features(encoder, X, **extract)
 
-        knn_algorithm = resolve_knn_algorithm(self.knn_algorithm, len(features))
-        index = make_index(features, knn_algorithm, random_state=int(seeds[3]))
-        loo_distances, _ = index.kneighbors(features, self.n_neighbors, exclude_self=True)
-        train_scores = -loo_distances.sum(axis=1)
-        contamination = (
-            AUTO_CONTAMINATION if self.contamination == "auto" else self.contamination
+        knn = fit_knn(
+            features, n_neighbors=self.n_neighbors, knn_algorithm=self.knn_algorithm,
+            contamination=self.contamination, seed=int(seeds[3]),
         )
 
         self.encoder_ = encoder
@@ -292,12 +288,12 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         self.center_ = np.asarray(center, dtype=np.float32)
         self.loss_curve_ = loss_curve
         self.train_features_ = features
-        self.train_scores_ = train_scores
-        self.offset_ = float(np.percentile(train_scores, 100.0 * contamination))
+        self.train_scores_ = knn.train_scores
+        self.offset_ = knn.offset
         self.input_shape_ = None if files is not None else tuple(X.shape[1:])
-        self.versions_ = _versions()
-        self.knn_algorithm_ = knn_algorithm
-        self._index = index
+        self.versions_ = current_versions()
+        self.knn_algorithm_ = knn.knn_algorithm
+        self._index = knn.index
         self._index_seed = int(seeds[3])
 
     def _build_encoder(self, seed: int) -> tuple[MeanShiftedEncoder, object]:
@@ -324,18 +320,22 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
                 self.encoder_, files, self.backbone_spec_, self.image_size_,
                 self.batch_size, self.device_, verbose=self.verbose,
             )
-        X = check_array(X, dtype="numeric", allow_nd=True)
+        check_input_container(X)
+        raw = X  # a DataFrame keeps its column names for validate_data below
+        X = check_array(X, dtype="numeric", allow_nd=True, estimator=self, input_name="X")
         if self.input_shape_ is None:
             # Fitted on files: the network resizes, so image arrays of any size are scored.
             check_image_array(X)
         elif len(self.input_shape_) > 1 and tuple(X.shape[1:]) != self.input_shape_:
-            kind = "feature vectors" if len(self.input_shape_) == 1 else "images"
+            single = (
+                " For a single image pass X[None]." if tuple(X.shape) == self.input_shape_ else ""
+            )
             raise ValueError(
                 f"X has samples of shape {tuple(X.shape[1:])}, but this detector was fitted "
-                f"on {kind} of shape {self.input_shape_}. Pass data shaped like the "
-                "training data (resize images to the training size), or refit."
+                f"on images of shape {self.input_shape_}. Pass data shaped like the "
+                f"training data (resize images to the training size), or refit.{single}"
             )
-        X = validate_data(self, X, reset=False, skip_check_array=True)
+        validate_data(self, raw, reset=False, skip_check_array=True)
         if self.encoder_ is None:
             return np.asarray(X, dtype=np.float32)
         check_image_array(X)
@@ -358,9 +358,8 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         scores : ndarray of shape (n_samples,)
             Higher means more normal.
         """
-        features = self._features(X)
-        distances, _ = self._index.kneighbors(features, self.n_neighbors)
-        return -distances.sum(axis=1)
+        features = self._features(X)  # checks fitted before the index is read
+        return knn_scores(self._index, features, self.n_neighbors)
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for anomalies.
@@ -415,6 +414,39 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         return self._index.kneighbors(features, k)
 
     # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Save to the folder ``path`` without pickle (see :func:`skmsc.persistence.save`).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Folder for ``detector.json`` (parameters) and ``tensors.safetensors``.
+
+        Returns
+        -------
+        path : pathlib.Path
+        """
+        from .persistence import save
+
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Load a detector saved with :meth:`save`; loading cannot run code from the files.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The folder given to :meth:`save`.
+
+        Returns
+        -------
+        detector : MeanShiftedContrastiveDetector
+        """
+        from .persistence import load
+
+        return load(path)
+
     def __getstate__(self):
         # object.__getstate__ returns the live __dict__: copy before editing.
         state = dict(super().__getstate__())
@@ -432,6 +464,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         super().__setstate__(state)
         if "train_features_" not in state:
             return
+        warn_on_version_mismatch(state.get("versions_"), type(self).__name__)
         self.device_ = _loadable_device(torch.device(state["device_"]))
         if isinstance(self.encoder_, dict):
             with torch.random.fork_rng(devices=[]):
@@ -452,6 +485,17 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         return tags
 
 
+def _fit_seeds(random_state) -> np.ndarray:
+    """Four seeds (weights, augmentation, data order, kNN index) from ``random_state``.
+
+    ``None`` draws fresh entropy from the OS rather than numpy's global generator (which
+    ``check_random_state(None)`` would advance), so fitting never touches global state.
+    """
+    if random_state is None:
+        return np.random.default_rng().integers(0, 2**31 - 1, size=4)
+    return check_random_state(random_state).randint(0, 2**31 - 1, size=4)
+
+
 def _loadable_device(device: torch.device) -> torch.device:
     """The saved device if this machine has it, else the CPU."""
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -459,16 +503,3 @@ def _loadable_device(device: torch.device) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         return torch.device("cpu")
     return device
-
-
-def _versions() -> dict[str, str]:
-    import sklearn
-    import torchvision
-
-    return {
-        "skmsc": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "scikit-learn": sklearn.__version__,
-        "numpy": np.__version__,
-    }

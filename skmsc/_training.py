@@ -1,6 +1,10 @@
-"""Feature extraction and mean-shifted contrastive fine-tuning over image arrays or files."""
+"""Feature extraction and mean-shifted contrastive fine-tuning over numpy image arrays."""
 
 from __future__ import annotations
+
+import contextlib
+import functools
+import warnings
 
 import numpy as np
 import torch
@@ -10,6 +14,40 @@ from .augment import random_views
 from .backbones import BackboneSpec
 from .image_files import ImageFiles
 from .torch_model import MeanShiftedEncoder, mean_shifted_contrastive_loss
+
+# Bytes one feature-extraction chunk may hold as float32 pixels at input resolution:
+# huge images are then converted a few (or one) at a time instead of batch_size at once.
+EXTRACT_FLOAT_BUDGET_BYTES = 256 * 2**20
+# The contrastive loss needs at least two images per step.
+MIN_FINE_TUNE_BATCH = 2
+
+
+def _halved_or_raise(exc, batch_size: int, minimum: int, device, what: str) -> int:
+    """The batch size to retry with after an out-of-memory error, or a clear error.
+
+    torch.OutOfMemoryError is what CUDA raises (torch.cuda.OutOfMemoryError is the same
+    class). Called inside the ``except`` block so the error chains to the original.
+    """
+    if batch_size // 2 < minimum:
+        raise torch.OutOfMemoryError(
+            f"Out of memory on {device} during {what} even with batch_size={batch_size}. "
+            f"Free memory on the device (other processes, GridSearchCV n_jobs>1), lower "
+            "image_size, pass smaller images, or use device='cpu'."
+        ) from exc
+    return batch_size // 2
+
+
+def _warn_and_free(device, what: str, failed: int, smaller: int) -> None:
+    # Called after the except block: the traceback (and the tensors its frames hold)
+    # is gone, so the cache can really be emptied.
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    warnings.warn(
+        f"Out of memory on {device} during {what} with batch_size={failed}; retrying "
+        f"with batch_size={smaller}. Set batch_size={smaller} to avoid the retry.",
+        ResourceWarning,
+        stacklevel=4,
+    )
 
 
 def _progress(total: int, verbose, desc: str):
@@ -22,7 +60,7 @@ def _progress(total: int, verbose, desc: str):
 @torch.inference_mode()
 def extract_features(
     encoder: MeanShiftedEncoder,
-    X,
+    X: np.ndarray,
     spec: BackboneSpec,
     image_size: int,
     batch_size: int,
@@ -31,30 +69,56 @@ def extract_features(
 ) -> np.ndarray:
     """Unit-norm features ``(n, d)`` float32 of images ``X``, one batch in memory at a time.
 
-    ``X`` is an image array or an :class:`~skmsc.image_files.ImageFiles`.
+    A batch holds at most ``batch_size`` images and at most
+    ``EXTRACT_FLOAT_BUDGET_BYTES`` of float32 pixels at input resolution, so huge images
+    go through a few (or one) at a time. Each image's feature is computed on its own
+    (BatchNorm is in eval mode), so the chunking changes nothing but rounding. On CUDA
+    out-of-memory the batch is halved and retried, with a ``ResourceWarning``.
     """
     encoder.eval()
     features = np.empty((len(X), spec.feature_dim), dtype=np.float32)
-    starts = range(0, len(X), batch_size)
     if isinstance(X, ImageFiles):
-        rows = (np.arange(start, min(start + batch_size, len(X))) for start in starts)
-        inputs = X.eval_batches(rows, spec, image_size, device)
+        # Files are transformed one by one to image_size, whatever their own size.
+        reader = X.eval_reader(spec, image_size, device)
+        float_bytes_per_image = 3 * 4 * image_size**2
     else:
-        inputs = (
-            eval_transform(to_unit_tensor(X[start : start + batch_size], device), spec, image_size)
-            for start in starts
-        )
-    with _progress(len(X), verbose, "features") as bar:
-        for start, batch in zip(starts, inputs, strict=True):
-            out = encoder(batch)
-            features[start : start + len(out)] = out.float().cpu().numpy()
-            bar.update(len(out))
+        reader = None
+        float_bytes_per_image = 3 * 4 * int(np.prod(X.shape[1:3]))
+    step = max(1, min(batch_size, EXTRACT_FLOAT_BUDGET_BYTES // max(1, float_bytes_per_image)))
+    start = 0
+    with _progress(len(X), verbose, "features") as bar, (reader or contextlib.nullcontext()):
+        while start < len(X):
+            try:
+                stop = min(start + step, len(X))
+                if reader is None:
+                    batch = to_unit_tensor(X[start:stop], device)
+                    images = eval_transform(batch, spec, image_size)
+                else:
+                    ahead = np.arange(stop, min(stop + step, len(X)))
+                    images = reader.read(np.arange(start, stop), ahead=ahead)
+                done = _extract_batch(encoder, images, features[start:stop])
+                del images
+            except torch.OutOfMemoryError as exc:
+                smaller = _halved_or_raise(exc, step, 1, device, "feature extraction")
+                done = 0
+            if not done:
+                _warn_and_free(device, "feature extraction", step, smaller)
+                step = smaller
+                continue
+            start += done
+            bar.update(done)
     return features
+
+
+def _extract_batch(encoder, images: torch.Tensor, out: np.ndarray) -> int:
+    """Write the features of network inputs ``images`` into ``out``; returns how many."""
+    out[:] = encoder(images).float().cpu().numpy()
+    return len(out)
 
 
 def fine_tune(
     encoder: MeanShiftedEncoder,
-    X,
+    X: np.ndarray,
     center: torch.Tensor,
     *,
     spec: BackboneSpec,
@@ -74,6 +138,11 @@ def fine_tune(
 
     BatchNorm statistics stay frozen (the encoder never enters train mode) and frozen
     stages have ``requires_grad=False``. Returns the mean loss of each epoch.
+
+    On CUDA out-of-memory in the forward or backward pass (before the step), the
+    gradients are dropped, the batch size is halved with a ``ResourceWarning`` and training
+    continues from the same images with the smaller batch; below ``MIN_FINE_TUNE_BATCH``
+    images it raises ``torch.OutOfMemoryError`` naming the batch size that failed.
     """
     trainable = [p for p in encoder.parameters() if p.requires_grad]
     if epochs == 0:
@@ -89,35 +158,65 @@ def fine_tune(
     loss_curve = []
     n_batches = -(-len(X) // batch_size)
     if isinstance(X, ImageFiles):
-        load = X.training_loader(spec, image_size, device)
+        reader = X.training_reader(spec, image_size, device)
+        load = reader.read
     else:
-        def load(row_batches):
-            return (to_unit_tensor(X[rows], device) for rows in row_batches)
-    with _progress(epochs * n_batches, verbose, "fine-tuning") as bar:
+        reader = None
+
+        def load(rows, ahead=None):
+            return to_unit_tensor(X[rows], device)
+
+    with (
+        _progress(epochs * n_batches, verbose, "fine-tuning") as bar,
+        (reader or contextlib.nullcontext()),
+    ):
         for epoch in range(epochs):
             order = order_rng.permutation(len(X))
             total, count = 0.0, 0
-            # Sorted indices keep the gather from a memmap sequential; the shuffle
-            # already decided which images share the batch.
-            row_batches = [
-                np.sort(order[start : start + batch_size])
-                for start in range(0, len(X), batch_size)
-            ]
-            for rows, images in zip(row_batches, load(row_batches), strict=True):
-                views = torch.cat(
-                    [random_views(images, image_size, augment_generator) for _ in range(2)]
-                )
-                # One forward pass for both views: BatchNorm is in eval mode, so samples
-                # do not interact and this equals two separate passes.
-                z = encoder(normalize(views, spec))
-                z1, z2 = z.chunk(2)
-                loss = mean_shifted_contrastive_loss(z1, z2, center, temperature, angular)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(rows)
+            start = 0
+            while start < len(X):
+                # Sorted indices keep the gather from a memmap sequential; the shuffle
+                # already decided which images share the batch.
+                rows = np.sort(order[start : start + batch_size])
+                # The next batch, decoded meanwhile when X is image files.
+                ahead = np.sort(order[start + len(rows) : start + len(rows) + batch_size])
+                try:
+                    loss = _step(encoder, optimizer, functools.partial(load, rows, ahead), center,
+                                 spec, image_size, temperature, angular, augment_generator)
+                except torch.OutOfMemoryError as exc:
+                    smaller = _halved_or_raise(
+                        exc, len(rows), MIN_FINE_TUNE_BATCH, device, "fine-tuning"
+                    )
+                    loss = None
+                if loss is None:
+                    # The failed step never reached optimizer.step(): drop its gradients.
+                    optimizer.zero_grad(set_to_none=True)
+                    _warn_and_free(device, "fine-tuning", len(rows), smaller)
+                    batch_size = smaller
+                    continue
+                start += len(rows)
+                total += loss * len(rows)
                 count += len(rows)
                 bar.update(1)
                 bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{total / count:.4f}")
             loss_curve.append(total / count)
     return loss_curve
+
+
+def _step(encoder, optimizer, load_images, center, spec, image_size, temperature, angular,
+          augment_generator) -> float:
+    """One SGD step on the images ``load_images()`` returns; returns the loss.
+
+    The images are loaded here so that their tensors die with this frame.
+    """
+    images = load_images()
+    views = torch.cat([random_views(images, image_size, augment_generator) for _ in range(2)])
+    # One forward pass for both views: BatchNorm is in eval mode, so samples do not
+    # interact and this equals two separate passes.
+    z = encoder(normalize(views, spec))
+    z1, z2 = z.chunk(2)
+    loss = mean_shifted_contrastive_loss(z1, z2, center, temperature, angular)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()

@@ -82,12 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     fit = sub.add_parser(
         "fit", parents=[files], help="fit a detector on a folder of normal images",
         description="Fit a detector on the normal images found in NORMAL_DIR (recursively) "
-        "and save it with joblib.",
+        "and save it to the folder MODEL (safetensors + JSON: loading it runs no code).",
     )
     fit.add_argument("normal_dir", metavar="NORMAL_DIR", nargs="+",
                      help="folder(s) of normal images")
     fit.add_argument("-o", "--output", required=True, metavar="MODEL",
-                     help="file to write the fitted model to")
+                     help="folder to save the fitted model to")
     for name, kind, text in FIT_PARAMETERS:
         fit.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
     fit.add_argument("--angular", action="store_true", default=None,
@@ -98,9 +98,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Score image files (or the images in folders) with a model written by "
         "'skmsc fit'. Writes CSV rows path,score,decision,label: score is higher for more "
         "normal images, decision = score - threshold, label is 'anomaly' when decision < 0 "
-        "else 'normal'. Load only model files you trust (joblib runs code from them).",
+        "else 'normal'.",
     )
-    score.add_argument("model", metavar="MODEL", help="model file written by 'skmsc fit'")
+    score.add_argument("model", metavar="MODEL", help="model folder written by 'skmsc fit'")
     score.add_argument("images", metavar="IMAGES", nargs="+", help="image files or folders")
     score.add_argument("--csv", metavar="FILE", help="write the CSV here instead of stdout")
     score.add_argument(
@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
         "info", help="describe a fitted model",
         description="Print a fitted model's settings, training size and threshold.",
     )
-    info.add_argument("model", metavar="MODEL", help="model file written by 'skmsc fit'")
+    info.add_argument("model", metavar="MODEL", help="model folder written by 'skmsc fit'")
     return parser
 
 
@@ -159,26 +159,19 @@ def _readable(paths: list[str], args) -> list[str]:
 
 
 def _load_model(path: str):
-    import joblib
+    from .persistence import load
 
-    from ._detector import MeanShiftedContrastiveDetector
-
-    if not Path(path).is_file():
-        raise UsageError(f"no such model file: {path}")
+    if not Path(path).exists():
+        raise UsageError(f"no such model: {path}")
     try:
-        model = joblib.load(path)
-    except Exception as exc:
+        return load(path)
+    except (OSError, ValueError) as exc:
         raise RuntimeError(f"cannot load model {path}: {exc}") from exc
-    if not isinstance(model, MeanShiftedContrastiveDetector):
-        raise RuntimeError(f"{path} holds a {type(model).__name__}, not a skmsc detector")
-    return model
 
 
 def _fit(args) -> int:
     # Files are listed and checked before torch is imported: mistakes show at once.
     paths = _readable(_collect(args.normal_dir, args, folders_only=True), args)
-
-    import joblib
 
     from ._detector import MeanShiftedContrastiveDetector
     from .image_files import ImageFiles
@@ -196,7 +189,7 @@ def _fit(args) -> int:
     print(f"skmsc: fitting on {len(paths)} images", file=sys.stderr)
     detector.fit(ImageFiles(paths, n_workers=args.workers))
     detector.set_params(verbose=False)
-    joblib.dump(detector, args.output)
+    detector.save(args.output)
     print(f"skmsc: model written to {args.output}", file=sys.stderr)
     return EXIT_OK
 

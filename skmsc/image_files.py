@@ -204,14 +204,8 @@ class ImageFiles(Sequence):
             if pending is not None:
                 yield [f.result() for f in pending]
 
-    def eval_batches(
-        self,
-        row_batches: Iterable[np.ndarray],
-        spec: BackboneSpec,
-        image_size: int,
-        device: torch.device,
-    ) -> Iterator[torch.Tensor]:
-        """Network inputs ``(b, 3, image_size, image_size)`` for each batch of row indices."""
+    def eval_reader(self, spec: BackboneSpec, image_size: int, device: torch.device):
+        """A :class:`BatchReader` giving network inputs ``(b, 3, image_size, image_size)``."""
         import torch
 
         from ._images import eval_transform, to_unit_tensor
@@ -220,15 +214,16 @@ class ImageFiles(Sequence):
             pixels = self.decode(index)[None]
             return eval_transform(to_unit_tensor(pixels, torch.device("cpu")), spec, image_size)
 
-        for tensors in self._map_batches(row_batches, one):
-            yield torch.cat(tensors).to(device, non_blocking=True)
+        def combine(tensors: list) -> torch.Tensor:
+            return torch.cat(tensors).to(device, non_blocking=True)
 
-    def training_loader(self, spec: BackboneSpec, image_size: int, device: torch.device):
-        """A function mapping batches of row indices to images for augmentation.
+        return BatchReader(one, combine, self._workers())
 
-        Each batch comes as float ``(b, 3, H, W)`` in [0, 1] of one size: the images' own
-        size when they all share one (read from the headers now), else the central square
-        of side ``image_size / crop_fraction`` (see the module notes).
+    def training_reader(self, spec: BackboneSpec, image_size: int, device: torch.device):
+        """A :class:`BatchReader` giving float ``(b, 3, H, W)`` in [0, 1] of one size.
+
+        The images' own size when they all share one (read from the headers now), else
+        the central square of side ``image_size / crop_fraction`` (see the module notes).
         """
         import torch
 
@@ -243,15 +238,65 @@ class ImageFiles(Sequence):
                 return pixels
             return _centre_square(to_unit_tensor(pixels[None], torch.device("cpu")), side, spec)
 
-        def batches(row_batches: Iterable[np.ndarray]) -> Iterator[torch.Tensor]:
-            for images in self._map_batches(row_batches, one):
-                if uniform:
-                    # The same uint8 stack that the array path converts.
-                    yield to_unit_tensor(np.stack(images), device)
-                else:
-                    yield torch.cat(images).to(device, non_blocking=True)
+        def combine(images: list) -> torch.Tensor:
+            if uniform:
+                # The same uint8 stack that the array path converts.
+                return to_unit_tensor(np.stack(images), device)
+            return torch.cat(images).to(device, non_blocking=True)
 
-        return batches
+        return BatchReader(one, combine, self._workers())
+
+
+class BatchReader:
+    """Decodes batches of images in threads, the next batch while the caller computes.
+
+    ``read(rows, ahead=next_rows)`` returns ``combine([one(i) for i in rows])`` and starts
+    decoding ``next_rows``; if the caller then asks for other rows (e.g. a smaller batch
+    after running out of memory), the guess is dropped and those rows are decoded. So at
+    most two batches of pixels are held. Use it as a context manager.
+    """
+
+    def __init__(self, one, combine, workers: int):
+        self._one, self._combine = one, combine
+        self._pool = (
+            ThreadPoolExecutor(workers, thread_name_prefix="skmsc-decode") if workers else None
+        )
+        self._ahead = None  # (rows, futures)
+
+    def read(self, rows, ahead=None):
+        rows = [int(i) for i in rows]
+        if self._ahead is not None and self._ahead[0] == rows:
+            futures = self._ahead[1]
+        else:
+            self._drop_ahead()
+            futures = [self._submit(i) for i in rows]
+        self._ahead = None
+        if ahead is not None and len(ahead) and self._pool is not None:
+            ahead = [int(i) for i in ahead]
+            self._ahead = (ahead, [self._submit(i) for i in ahead])
+        return self._combine([f.result() if hasattr(f, "result") else f for f in futures])
+
+    def _submit(self, index: int):
+        if self._pool is None:
+            return self._one(index)
+        return self._pool.submit(self._one, index)
+
+    def _drop_ahead(self):
+        if self._ahead is not None:
+            for future in self._ahead[1]:
+                future.cancel()
+            self._ahead = None
+
+    def close(self):
+        self._drop_ahead()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
 
 def _centre_square(image: torch.Tensor, side: int, spec: BackboneSpec) -> torch.Tensor:

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
 
@@ -41,7 +40,7 @@ def read_csv(text):
 
 @pytest.fixture(scope="module")
 def cli_model(image_folder, tmp_path_factory):
-    model = tmp_path_factory.mktemp("cli") / "model.joblib"
+    model = tmp_path_factory.mktemp("cli") / "model"
     done = skmsc("fit", image_folder.root / "normal", "-o", model, *FIT_FLAGS)
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""  # messages and progress bars go to stderr
@@ -62,7 +61,7 @@ def test_fit_and_score_match_the_python_api_and_the_array(cli_model, image_folde
     # The CLI's model is the API's model fitted on the same folder listing.
     api = MeanShiftedContrastiveDetector(**FIT_PARAMS).fit(image_folder.normal)
     np.testing.assert_array_equal(cli_scores, api.score_samples(files))
-    loaded = joblib.load(cli_model)
+    loaded = MeanShiftedContrastiveDetector.load(cli_model)
     np.testing.assert_array_equal(cli_scores, loaded.score_samples(files))
     # ... and the PNG digits score as the same pixels given as an array.
     array_scores = loaded.score_samples(image_folder.test_array)
@@ -127,7 +126,7 @@ def test_usage_errors_exit_with_2(image_folder, tmp_path, capsys):
          "epochs"),
         (["fit", image_folder.root / "normal", "-o", tmp_path / "m", "--ext", "gif"],
          "no image files"),
-        (["score", tmp_path / "no_model.joblib", image_folder.test[0]], "no such model"),
+        (["score", tmp_path / "no_model", image_folder.test[0]], "no such model"),
         (["score", image_folder.garbage, tmp_path / "nothing.png"], "no such file"),
     ]:
         code, _, err = run_main(capsys, *args)
@@ -141,10 +140,11 @@ def test_usage_errors_exit_with_2(image_folder, tmp_path, capsys):
 
 
 def test_other_failures_exit_with_1(image_folder, tmp_path, capsys):
-    not_a_model = tmp_path / "junk.joblib"
-    joblib.dump({"not": "a detector"}, not_a_model)
+    not_a_model = tmp_path / "junk"
+    not_a_model.mkdir()
+    (not_a_model / "detector.json").write_text('{"not": "a detector"}')
     code, _, err = run_main(capsys, "score", not_a_model, image_folder.test[0])
-    assert code == 1 and "not a skmsc detector" in err
+    assert code == 1 and "not a saved skmsc detector" in err
 
 
 def test_help_on_every_subcommand(capsys):
@@ -162,7 +162,7 @@ def test_info_and_fit_parameters_reach_the_estimator(cli_model, capsys):
     assert main(["info", str(cli_model)]) == 0
     out = capsys.readouterr().out
     assert "backbone: efficientnet_lite0" in out and "n_training_images: 24" in out
-    params = joblib.load(cli_model).get_params()
+    params = MeanShiftedContrastiveDetector.load(cli_model).get_params()
     assert {k: params[k] for k in FIT_PARAMS} == FIT_PARAMS
 
 
@@ -188,11 +188,11 @@ def test_fit_skips_unreadable_training_files_only_on_request(image_folder, tmp_p
     folder.mkdir()
     for path in image_folder.normal[:6] + [image_folder.garbage]:
         shutil.copy(path, folder)
-    model = tmp_path / "model.joblib"
+    model = tmp_path / "model"
     args = ["fit", folder, "-o", model, *FIT_FLAGS, "--epochs", "0", "-q"]
     code, out, err = run_main(capsys, *args)
     assert code == 1 and "not_an_image.png" in err and not model.exists()
     code, out, err = run_main(capsys, *args, "--skip-unreadable")
     assert code == 0, err
     assert "skipped 1 unreadable of 7 images" in err and out == ""
-    assert len(joblib.load(model).train_features_) == 6
+    assert len(MeanShiftedContrastiveDetector.load(model).train_features_) == 6

@@ -15,6 +15,7 @@ from skmsc._images import to_unit_tensor
 from skmsc.backbones import BACKBONES
 from skmsc.datasets import decode_image, read_images
 from skmsc.image_files import (
+    BatchReader,
     ImageFiles,
     UnreadableImageError,
     find_unreadable,
@@ -126,14 +127,15 @@ def test_fit_on_mixed_sizes(image_folder):
 def test_training_batches_of_mixed_sizes_are_the_central_square(image_folder):
     spec = BACKBONES["efficientnet_lite0"]
     files = ImageFiles([image_folder.other["chelsea.png"], image_folder.other["coffee.png"]])
-    load = files.training_loader(spec, 32, torch.device("cpu"))
-    (batch,) = load([np.array([0, 1])])
+    with files.training_reader(spec, 32, torch.device("cpu")) as reader:
+        batch = reader.read([0, 1])
     side = round(32 / spec.crop_fraction)
     assert batch.shape == (2, 3, side, side)
     assert 0 <= batch.min() and batch.max() <= 1
     # Same-size images are used as decoded: the array path's tensor.
     same = ImageFiles(image_folder.test[:2])
-    (batch,) = same.training_loader(spec, 32, torch.device("cpu"))([np.array([0, 1])])
+    with same.training_reader(spec, 32, torch.device("cpu")) as reader:
+        batch = reader.read([0, 1])
     expected = to_unit_tensor(image_folder.test_array[:2], torch.device("cpu"))
     torch.testing.assert_close(batch, expected, rtol=0, atol=0)
 
@@ -182,6 +184,25 @@ def test_decoding_stays_one_batch_ahead(image_folder):
             assert len(started) <= 4 * (k + 2)
 
 
+def test_batch_reader_decodes_the_next_batch_ahead_and_drops_a_wrong_guess():
+    calls, lock = [], threading.Lock()
+
+    def one(index):
+        with lock:
+            calls.append(index)
+        return index
+
+    with BatchReader(one, list, workers=2) as reader:
+        assert reader.read([0, 1], ahead=[2, 3]) == [0, 1]
+        assert reader.read([2, 3], ahead=[4, 5]) == [2, 3]  # the prefetched batch
+        assert reader.read([4], ahead=[5]) == [4]  # smaller batch (after OOM): re-read
+        assert reader.read([5]) == [5]
+    assert sorted(calls[:4]) == [0, 1, 2, 3] and calls.count(2) == 1
+    with BatchReader(one, list, workers=0) as reader:  # no threads: no look-ahead
+        assert reader.read([7, 8], ahead=[9]) == [7, 8]
+    assert 9 not in calls
+
+
 def test_collection_detection():
     assert is_image_collection(["a.png"]) and is_image_collection((Path("a.png"),))
     assert is_image_collection(np.array(["a.png", "b.png"]))
@@ -209,11 +230,13 @@ def test_refit_on_files_forgets_the_array_shape(image_folder, array_fit):
     assert det.score_samples(np.zeros((1, 20, 30), dtype=np.uint8)).shape == (1,)
 
 
-def test_file_fitted_model_pickles(file_fit, image_folder):
+def test_file_fitted_model_pickles_and_saves(file_fit, image_folder):
+    expected = file_fit.score_samples(image_folder.test)
     loaded = joblib.load(_dump(file_fit, image_folder.root / "file_model.joblib"))
-    np.testing.assert_array_equal(
-        loaded.score_samples(image_folder.test), file_fit.score_samples(image_folder.test)
-    )
+    np.testing.assert_array_equal(loaded.score_samples(image_folder.test), expected)
+    saved = MeanShiftedContrastiveDetector.load(file_fit.save(image_folder.root / "saved"))
+    assert saved.input_shape_ is None and not hasattr(saved, "n_features_in_")
+    np.testing.assert_array_equal(saved.score_samples(image_folder.test), expected)
 
 
 def test_list_image_files(image_folder):
