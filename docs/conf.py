@@ -13,9 +13,10 @@ sys.path.insert(0, str(DOCS / "_ext"))
 # Before torch is imported by the examples: idle OpenMP threads must not spin.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import skmsc  # noqa: E402
 from api_pages import write_api_pages  # noqa: E402
 from offline_intersphinx import intersphinx_mapping as _offline_mapping  # noqa: E402
+
+import skmsc  # noqa: E402
 
 project = "skmsc"
 author = "the skmsc developers"
@@ -119,7 +120,8 @@ def setup(app):
 # ---------------------------------------------------------------- HTML
 html_theme = "pydata_sphinx_theme"
 html_title = f"skmsc {release}"
-html_static_path = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
 html_show_sourcelink = False
 html_theme_options = {
     "navigation_with_keys": False,

@@ -12,16 +12,19 @@ download). The images are upscaled to 32x32 pixels and fine-tuned for a single e
 keep the example fast; the paper uses 224x224 pixels, ResNet152 and 20 epochs.
 """
 
+# sphinx_gallery_start_ignore
+# ruff: noqa: E402
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
+# Before torch starts its threads: idle OpenMP threads must not spin (slow on small VMs).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# sphinx_gallery_end_ignore
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.metrics import roc_auc_score
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-
-from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
+from skmsc import MeanShiftedContrastiveDetector
 
 # %%
 # The data: normal digit 0

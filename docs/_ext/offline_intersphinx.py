@@ -8,7 +8,7 @@ fetched or checked at build time).
 
 If ``SKMSC_INTERSPHINX_DIR`` names a folder holding real inventories saved by the user
 (``python.inv``, ``numpy.inv``, ``sklearn.inv``, ``torch.inv``,
-``torchvision.inv``), those are used instead,
+``torchvision.inv``, ``joblib.inv``), those are used instead,
 so every outside name resolves.
 """
 
@@ -37,6 +37,7 @@ PROJECTS: dict[str, tuple[str, str, dict[tuple[str, str], str]]] = {
             ("py:mod", "random"): "library/random.html#module-random",
             ("py:class", "pathlib.Path"): "library/pathlib.html#$",
             ("std:term", "iterable"): "glossary.html#term-iterable",
+            ("py:data", "None"): "library/constants.html#$",
         },
     ),
     "numpy": (
@@ -63,6 +64,7 @@ PROJECTS: dict[str, tuple[str, str, dict[tuple[str, str], str]]] = {
             **{("py:function", name): f"modules/generated/{name}.html#$" for name in (
                 "sklearn.base.clone",
                 "sklearn.metrics.roc_auc_score",
+                "sklearn.metrics.roc_curve",
                 "sklearn.datasets.load_digits",
                 "sklearn.utils.estimator_checks.parametrize_with_checks",
             )},
@@ -79,6 +81,11 @@ PROJECTS: dict[str, tuple[str, str, dict[tuple[str, str], str]]] = {
             ("py:class", "torch.device"): "tensor_attributes.html#$",
             ("py:class", "torch.Generator"): "generated/torch.Generator.html#$",
         },
+    ),
+    "joblib": (
+        "https://joblib.readthedocs.io/en/stable/",
+        "joblib",
+        {("py:function", f"joblib.{name}"): "generated/$.html#$" for name in ("dump", "load")},
     ),
     "torchvision": (
         "https://docs.pytorch.org/vision/stable/",

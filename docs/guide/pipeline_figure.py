@@ -46,7 +46,8 @@ mid = 2.9
 box(ax, 4.3, mid, "two augmented views\nper image (MoCo-v2)", "data", width=2.6)
 box(ax, 8.0, mid, "mean-shifted contrastive loss\non $(\\phi(x) - c)\\,/\\,\\|\\phi(x) - c\\|$",
     "math", width=3.6, height=1.1)
-box(ax, 12.2, mid, "fine-tuned backbone\n(SGD, BatchNorm\nstatistics frozen)", "net", width=2.6, height=1.1)
+box(ax, 12.2, mid, "fine-tuned backbone\n(SGD, BatchNorm\nstatistics frozen)", "net",
+    width=2.6, height=1.1)
 box(ax, 15.5, mid, "features of the\ntraining images\n= kNN gallery", "out", width=2.4, height=1.1)
 arrow(ax, (1.3, top - 0.5), (2.95, mid), rad=0.15)
 ax.text(1.1, 3.6, "every epoch", fontsize=7.5, color="0.25")
