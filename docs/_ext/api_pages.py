@@ -72,9 +72,9 @@ def _module_page(module_name: str) -> str:
     for kind, heading in headings.items():
         if not groups[kind]:
             continue
-        template = "class.rst" if kind == "class" else "function.rst"
+        # Page layouts: docs/_templates/autosummary/{class,function}.rst.
         lines += [heading, "-" * len(heading), "", ".. autosummary::",
-                  "   :toctree: generated/", f"   :template: {template}", ""]
+                  "   :toctree: generated/", ""]
         lines += [f"   {name}" for name in groups[kind]]
         lines.append("")
     if groups["data"]:
