@@ -20,7 +20,7 @@ quickstart: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check skmsc tests examples benchmarks
+	$(BIN)/ruff check $(wildcard skmsc tests examples benchmarks docs)
 
 # The docs, warnings as errors; this also runs the gallery's examples/plot_*.py.
 docs: $(STAMP)

@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._device import resolve_device
 from ._images import check_image_array
 from ._training import extract_features, fine_tune
+from ._validation import check_input_container
 from ._version import __version__
 from .backbones import BACKBONES, build_backbone, freeze_stages
 from .neighbors import make_index, resolve_knn_algorithm
@@ -59,6 +60,10 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         Fine-tuning epochs. ``0`` gives the pretrained-feature kNN baseline.
     batch_size : int, default=64
         Images per fine-tuning step (each gives two views) and per scoring batch.
+        Scores do not depend on it beyond float rounding (agreement within 1e-5,
+        tested). On CUDA out-of-memory the batch is halved and retried with a
+        ``ResourceWarning`` (down to 2 images for fine-tuning, 1 for scoring), then a
+        ``torch.OutOfMemoryError`` names the batch size that failed.
     learning_rate : float, default=1e-5
         SGD learning rate (no momentum, as in the paper).
     weight_decay : float, default=5e-5
@@ -82,8 +87,9 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
     device : str, default="auto"
         ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, data order, augmentation and the kNN index. The
-        global random state is never used or changed.
+        Seeds weight initialisation, data order, augmentation and the kNN index. An
+        int gives identical fits on the CPU. ``None`` draws fresh seeds from the OS.
+        The global random states (torch, numpy, ``random``) are never used or changed.
     verbose : bool or int, default=False
         Show progress bars with the loss and time left.
 
@@ -218,6 +224,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         return self
 
     def _fit(self, X):
+        check_input_container(X)
         X = validate_data(self, X, dtype="numeric", allow_nd=True, ensure_min_samples=1)
         n_samples = len(X)
         if n_samples <= self.n_neighbors:
@@ -226,7 +233,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
                 f"n_neighbors={self.n_neighbors} other training samples, so fit needs at "
                 f"least {self.n_neighbors + 1} samples (or a smaller n_neighbors)."
             )
-        seeds = check_random_state(self.random_state).randint(0, 2**31 - 1, size=4)
+        seeds = _fit_seeds(self.random_state)
         if X.ndim == 2:
             features = np.asarray(X, dtype=np.float32)
             encoder, spec, device = None, None, torch.device("cpu")
@@ -297,15 +304,19 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
     # ------------------------------------------------------------------ scoring
     def _features(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = check_array(X, dtype="numeric", allow_nd=True)
+        check_input_container(X)
+        raw = X  # a DataFrame keeps its column names for validate_data below
+        X = check_array(X, dtype="numeric", allow_nd=True, estimator=self, input_name="X")
         if len(self.input_shape_) > 1 and tuple(X.shape[1:]) != self.input_shape_:
-            kind = "feature vectors" if len(self.input_shape_) == 1 else "images"
+            single = (
+                " For a single image pass X[None]." if tuple(X.shape) == self.input_shape_ else ""
+            )
             raise ValueError(
                 f"X has samples of shape {tuple(X.shape[1:])}, but this detector was fitted "
-                f"on {kind} of shape {self.input_shape_}. Pass data shaped like the "
-                "training data (resize images to the training size), or refit."
+                f"on images of shape {self.input_shape_}. Pass data shaped like the "
+                f"training data (resize images to the training size), or refit.{single}"
             )
-        X = validate_data(self, X, reset=False, skip_check_array=True)
+        validate_data(self, raw, reset=False, skip_check_array=True)
         if self.encoder_ is None:
             return np.asarray(X, dtype=np.float32)
         check_image_array(X)
@@ -381,6 +392,39 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         return self._index.kneighbors(features, k)
 
     # ------------------------------------------------------------------ persistence
+    def save(self, path):
+        """Save to the folder ``path`` without pickle (see :func:`skmsc.persistence.save`).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Folder for ``detector.json`` (parameters) and ``tensors.safetensors``.
+
+        Returns
+        -------
+        path : pathlib.Path
+        """
+        from .persistence import save
+
+        return save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Load a detector saved with :meth:`save`; loading cannot run code from the files.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The folder given to :meth:`save`.
+
+        Returns
+        -------
+        detector : MeanShiftedContrastiveDetector
+        """
+        from .persistence import load
+
+        return load(path)
+
     def __getstate__(self):
         # object.__getstate__ returns the live __dict__: copy before editing.
         state = dict(super().__getstate__())
@@ -416,6 +460,17 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         tags.input_tags.allow_nan = False
         tags.non_deterministic = False
         return tags
+
+
+def _fit_seeds(random_state) -> np.ndarray:
+    """Four seeds (weights, augmentation, data order, kNN index) from ``random_state``.
+
+    ``None`` draws fresh entropy from the OS rather than numpy's global generator (which
+    ``check_random_state(None)`` would advance), so fitting never touches global state.
+    """
+    if random_state is None:
+        return np.random.default_rng().integers(0, 2**31 - 1, size=4)
+    return check_random_state(random_state).randint(0, 2**31 - 1, size=4)
 
 
 def _loadable_device(device: torch.device) -> torch.device:

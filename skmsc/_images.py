@@ -34,12 +34,19 @@ def check_image_array(X: np.ndarray) -> None:
             hint = f"It has {X.shape[-1]} channels."
         raise ValueError(f"X has shape {X.shape}. {hint} {EXPECTED_INPUT}")
     if X.dtype.kind not in "uif":
-        raise ValueError(f"X has dtype {X.dtype}. {EXPECTED_INPUT}")
+        hint = " For binary masks pass X.astype(np.uint8) * 255." if X.dtype.kind == "b" else ""
+        raise ValueError(f"X has dtype {X.dtype}.{hint} {EXPECTED_INPUT}")
     if X.size == 0:
         raise ValueError(f"X has shape {X.shape} with no pixels. {EXPECTED_INPUT}")
     if X.dtype == np.uint8:
         return
     low, high = X.min(), X.max()
+    # min/max propagate NaN, and are infinite if any pixel is: one pass finds both.
+    if X.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(
+            "X contains NaN or infinity. Replace missing pixels (e.g. np.nan_to_num(X)) "
+            "or drop those images."
+        )
     if X.dtype.kind == "f" and (low < 0 or high > 1):
         raise ValueError(
             f"Float images must lie in [0, 1]; X spans [{low:g}, {high:g}]. "
@@ -57,7 +64,11 @@ def to_unit_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
 
     The array travels to the device in its own dtype (uint8 is 4x smaller than float).
     """
-    tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(device, non_blocking=True)
+    batch = np.ascontiguousarray(batch)
+    if not batch.flags.writeable:
+        # torch cannot wrap read-only memory (memmaps): copy this one batch only.
+        batch = batch.copy()
+    tensor = torch.from_numpy(batch).to(device, non_blocking=True)
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(-1).expand(*tensor.shape, 3)
     # NHWC permuted to NCHW is already channels-last, the faster layout for convolutions.

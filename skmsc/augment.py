@@ -61,7 +61,8 @@ def random_views(
     generator : torch.Generator
         CPU generator from which all random parameters are drawn; the global random states of
         torch, numpy and :mod:`random` are left untouched. The same generator state gives the
-        same views, on any device.
+        same views (on another device up to floating-point rounding). All parameters are drawn
+        whatever the probabilities, so e.g. switching blur off leaves the crops unchanged.
     scale : tuple of float, default=(0.2, 1.0)
         Range of the crop area as a fraction of the image area.
     ratio : tuple of float, default=(3/4, 4/3)

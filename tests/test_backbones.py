@@ -95,16 +95,35 @@ def test_files_that_are_not_state_dicts_are_refused(tmp_path):
 
 
 class _RunsCode:
+    """Unpickling this creates a marker file: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
     def __reduce__(self):
-        return (print, ("code ran while loading",))
+        return (open, (self.marker, "w"))
 
 
-def test_weight_files_cannot_execute_code(tmp_path):
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("how", ["pickle", "torch.save"])
+def test_weight_files_cannot_execute_code(tmp_path, how):
+    from skmsc import MeanShiftedContrastiveDetector
+
+    marker = tmp_path / "code-ran"
     path = tmp_path / "evil.pth"
-    with open(path, "wb") as f:
-        pickle.dump({"conv1.weight": _RunsCode()}, f)
+    payload = {"conv1.weight": _RunsCode(marker)}
+    if how == "pickle":
+        with open(path, "wb") as f:
+            pickle.dump(payload, f)
+    else:
+        torch.save(payload, path)
     with pytest.raises(ValueError, match="Could not load weights"):
         load_state_dict_file(path)
+    with pytest.raises(ValueError, match="Could not load weights"):
+        MeanShiftedContrastiveDetector("resnet18", weights=path).fit(np.zeros((4, 8, 8)))
+    assert not marker.exists()
+    pickle.loads(pickle.dumps(payload))["conv1.weight"].close()
+    assert marker.exists()  # the payload is live: plain unpickling would have run it
 
 
 def test_packaged_lite0_weights_are_genuine_imagenet_weights():

@@ -197,3 +197,13 @@ def test_end_to_end_auc_on_real_digits(digits):
         det.fit(X[:1000][y[:1000] == digit])
         auc = roc_auc_score(test_y == digit, det.decision_function(test_X))
         assert auc > 0.85, (digit, auc)
+
+
+def test_read_only_memmap_images(digits, tmp_path):
+    X = (digits[0][:16] * 255).astype(np.uint8)
+    path = tmp_path / "images.npy"
+    np.save(path, X)
+    mapped = np.load(path, mmap_mode="r")
+    det = MeanShiftedContrastiveDetector(**FAST, epochs=1).fit(mapped)
+    reference = MeanShiftedContrastiveDetector(**FAST, epochs=1).fit(X)
+    np.testing.assert_array_equal(det.score_samples(mapped), reference.score_samples(X))

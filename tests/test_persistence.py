@@ -1,0 +1,155 @@
+"""save/load without pickle: round trips, and clear errors for damaged or hostile files."""
+
+import hashlib
+import json
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import NotFittedError
+
+from skmsc import MeanShiftedContrastiveDetector
+from skmsc.persistence import JSON_NAME, TENSORS_NAME, load, save
+
+
+def _rehash(folder):
+    """Make the JSON agree with the tensor file again, as a careful attacker would."""
+    document = json.loads((folder / JSON_NAME).read_text())
+    document["tensors_sha256"] = hashlib.sha256((folder / TENSORS_NAME).read_bytes()).hexdigest()
+    (folder / JSON_NAME).write_text(json.dumps(document))
+
+
+@pytest.fixture
+def saved(fitted_lite0, tmp_path):
+    return fitted_lite0.save(tmp_path / "det")
+
+
+def test_image_detector_round_trip(fitted_lite0, saved, digits):
+    loaded = MeanShiftedContrastiveDetector.load(saved)
+    X = digits[0][-30:]
+    np.testing.assert_array_equal(loaded.score_samples(X), fitted_lite0.score_samples(X))
+    np.testing.assert_array_equal(loaded.predict(X), fitted_lite0.predict(X))
+    assert loaded.get_params() == fitted_lite0.get_params()
+    for name in ("center_", "train_features_", "train_scores_"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(fitted_lite0, name))
+    for name in ("offset_", "input_shape_", "loss_curve_", "versions_", "n_features_in_",
+                 "knn_algorithm_", "image_size_", "device_", "backbone_spec_"):
+        assert getattr(loaded, name) == getattr(fitted_lite0, name), name
+    assert not any(p.requires_grad for p in loaded.encoder_.parameters())
+    assert sorted(p.name for p in saved.iterdir()) == [JSON_NAME, TENSORS_NAME]
+
+
+def test_feature_detector_round_trip_with_feature_names(tmp_path):
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(40, 3)), columns=["a", "b", "c"])
+    det = MeanShiftedContrastiveDetector(
+        contamination=0.1, random_state=np.random.RandomState(0)
+    ).fit(frame)
+    loaded = load(save(det, tmp_path / "f"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # column names are checked, not lost in scoring
+        np.testing.assert_array_equal(loaded.score_samples(frame), det.score_samples(frame))
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        loaded.score_samples(frame.to_numpy())
+    assert list(loaded.feature_names_in_) == ["a", "b", "c"]
+    assert loaded.encoder_ is None and loaded.contamination == 0.1
+    # A RandomState instance cannot live in JSON: it is recorded as not saved.
+    document = json.loads((tmp_path / "f" / JSON_NAME).read_text())
+    assert document["unsaved_params"] == ["random_state"] and loaded.random_state is None
+
+
+def test_unfitted_detector_cannot_be_saved(tmp_path):
+    with pytest.raises(NotFittedError):
+        save(MeanShiftedContrastiveDetector(), tmp_path / "x")
+
+
+def test_missing_files_are_clear_errors(saved, tmp_path):
+    with pytest.raises(FileNotFoundError, match="folder written by save"):
+        load(tmp_path / "nowhere")
+    (saved / TENSORS_NAME).unlink()
+    with pytest.raises(FileNotFoundError, match="save is incomplete"):
+        load(saved)
+
+
+def test_truncated_or_flipped_tensor_file_is_detected(saved):
+    blob = (saved / TENSORS_NAME).read_bytes()
+    (saved / TENSORS_NAME).write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ValueError, match="truncated, corrupted or replaced"):
+        load(saved)
+    flipped = bytearray(blob)
+    flipped[-100] ^= 0xFF
+    (saved / TENSORS_NAME).write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match="does not match the SHA-256"):
+        load(saved)
+
+
+def test_truncated_or_edited_json_is_detected(saved):
+    text = (saved / JSON_NAME).read_text()
+    (saved / JSON_NAME).write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load(saved)
+    document = json.loads(text)
+    document["params"]["n_neighbors"] = "two"
+    (saved / JSON_NAME).write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="Saved parameters are not valid"):
+        load(saved)
+    document = json.loads(text)
+    document["fitted"]["backbone"] = "resnet18"
+    (saved / JSON_NAME).write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="feature size does not match the backbone"):
+        load(saved)
+    document = json.loads(text)
+    document["format_version"] = 99
+    (saved / JSON_NAME).write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="format version 99"):
+        load(saved)
+
+
+def test_consistently_rehashed_but_wrong_tensors_are_refused(saved):
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(saved / TENSORS_NAME))
+    tensors["train_scores_"] = tensors["train_scores_"][:-1]
+    save_file(tensors, str(saved / TENSORS_NAME))
+    _rehash(saved)
+    with pytest.raises(ValueError, match="train_scores_ does not match"):
+        load(saved)
+    tensors = load_file(str(saved / TENSORS_NAME))
+    tensors["train_scores_"] = np.zeros(48)
+    tensors["encoder.backbone.conv_head.weight"] = np.zeros((3, 3), np.float32)
+    save_file(tensors, str(saved / TENSORS_NAME))
+    _rehash(saved)
+    with pytest.raises(ValueError, match="weights do not fit backbone 'efficientnet_lite0'"):
+        load(saved)
+
+
+class _Payload:
+    """Unpickling this creates a marker file: proof that code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("how", ["pickle", "torch.save"])
+def test_a_pickle_payload_in_the_tensor_file_cannot_run(saved, tmp_path, how):
+    marker = tmp_path / f"pwned-{how.replace('.', '-')}"
+    # The payload is live: plain unpickling would run it.
+    probe = tmp_path / "probe"
+    pickle.loads(pickle.dumps(_Payload(probe))).close()
+    assert probe.exists()
+
+    path = saved / TENSORS_NAME
+    if how == "pickle":
+        path.write_bytes(pickle.dumps({"train_features_": _Payload(marker)}))
+    else:
+        torch.save({"train_features_": _Payload(marker)}, path)
+    _rehash(saved)  # even with a matching SHA-256 the file is only parsed, never unpickled
+    with pytest.raises(ValueError, match="not a valid safetensors file"):
+        load(saved)
+    assert not marker.exists()
