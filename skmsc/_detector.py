@@ -13,21 +13,19 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ._device import resolve_device
+from ._estimator_info import DocLinkMixin, current_versions, warn_on_version_mismatch
 from ._images import check_image_array
+from ._knn import AUTO_CONTAMINATION, check_enough_samples, fit_knn, knn_scores
 from ._training import extract_features, fine_tune
 from ._validation import check_input_container
-from ._version import __version__
 from .backbones import BACKBONES, build_backbone, freeze_stages
-from .neighbors import make_index, resolve_knn_algorithm
+from .neighbors import make_index
 from .torch_model import MeanShiftedEncoder
 
-__all__ = ["MeanShiftedContrastiveDetector"]
-
-# Fraction of leave-one-out training scores flagged when contamination="auto".
-AUTO_CONTAMINATION = 0.01
+__all__ = ["AUTO_CONTAMINATION", "MeanShiftedContrastiveDetector"]
 
 
-class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
+class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
     """Image anomaly detector trained on normal images only (Reiss & Hoshen, AAAI 2023).
 
     ``fit`` takes an ImageNet-pretrained backbone, computes the centre of the normal
@@ -226,13 +224,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
     def _fit(self, X):
         check_input_container(X)
         X = validate_data(self, X, dtype="numeric", allow_nd=True, ensure_min_samples=1)
-        n_samples = len(X)
-        if n_samples <= self.n_neighbors:
-            raise ValueError(
-                f"n_samples={n_samples} is too few: scoring sums distances to "
-                f"n_neighbors={self.n_neighbors} other training samples, so fit needs at "
-                f"least {self.n_neighbors + 1} samples (or a smaller n_neighbors)."
-            )
+        check_enough_samples(len(X), self.n_neighbors)
         seeds = _fit_seeds(self.random_state)
         if X.ndim == 2:
             features = np.asarray(X, dtype=np.float32)
@@ -268,12 +260,9 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
                 parameter.requires_grad_(False)
             features = extract_features(encoder, X, **extract)
 
-        knn_algorithm = resolve_knn_algorithm(self.knn_algorithm, len(features))
-        index = make_index(features, knn_algorithm, random_state=int(seeds[3]))
-        loo_distances, _ = index.kneighbors(features, self.n_neighbors, exclude_self=True)
-        train_scores = -loo_distances.sum(axis=1)
-        contamination = (
-            AUTO_CONTAMINATION if self.contamination == "auto" else self.contamination
+        knn = fit_knn(
+            features, n_neighbors=self.n_neighbors, knn_algorithm=self.knn_algorithm,
+            contamination=self.contamination, seed=int(seeds[3]),
         )
 
         self.encoder_ = encoder
@@ -283,12 +272,12 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         self.center_ = np.asarray(center, dtype=np.float32)
         self.loss_curve_ = loss_curve
         self.train_features_ = features
-        self.train_scores_ = train_scores
-        self.offset_ = float(np.percentile(train_scores, 100.0 * contamination))
+        self.train_scores_ = knn.train_scores
+        self.offset_ = knn.offset
         self.input_shape_ = tuple(X.shape[1:])
-        self.versions_ = _versions()
-        self.knn_algorithm_ = knn_algorithm
-        self._index = index
+        self.versions_ = current_versions()
+        self.knn_algorithm_ = knn.knn_algorithm
+        self._index = knn.index
         self._index_seed = int(seeds[3])
 
     def _build_encoder(self, seed: int) -> tuple[MeanShiftedEncoder, object]:
@@ -338,9 +327,8 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         scores : ndarray of shape (n_samples,)
             Higher means more normal.
         """
-        features = self._features(X)
-        distances, _ = self._index.kneighbors(features, self.n_neighbors)
-        return -distances.sum(axis=1)
+        features = self._features(X)  # checks fitted before the index is read
+        return knn_scores(self._index, features, self.n_neighbors)
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for anomalies.
@@ -442,6 +430,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         super().__setstate__(state)
         if "train_features_" not in state:
             return
+        warn_on_version_mismatch(state.get("versions_"), type(self).__name__)
         self.device_ = _loadable_device(torch.device(state["device_"]))
         if isinstance(self.encoder_, dict):
             with torch.random.fork_rng(devices=[]):
@@ -480,16 +469,3 @@ def _loadable_device(device: torch.device) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         return torch.device("cpu")
     return device
-
-
-def _versions() -> dict[str, str]:
-    import sklearn
-    import torchvision
-
-    return {
-        "skmsc": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "scikit-learn": sklearn.__version__,
-        "numpy": np.__version__,
-    }
