@@ -45,9 +45,9 @@ def public_names(module_name: str) -> list[str]:
 def _kind(obj) -> str:
     if inspect.isclass(obj):
         return "class"
-    if callable(obj):
+    if inspect.isroutine(obj):
         return "function"
-    return "data"
+    return "data"  # constants, and callable instances such as scikit-learn scorers
 
 
 def _module_page(module_name: str) -> str:
