@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (see README):
 #   make quickstart   set up, then fit and score on real offline images
-#   make test         set up, then run the linters and the whole test suite
+#   make test         set up, then run the linters, build the docs and run the whole test suite
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # Spinning OpenMP threads make small convolutions many times slower on small VMs.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup quickstart test lint
+.PHONY: setup quickstart test lint docs
 
 setup: $(STAMP)
 
@@ -22,5 +22,11 @@ quickstart: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check $(wildcard skmsc tests examples benchmarks docs)
 
-test: lint
+# The docs, warnings as errors; this also runs the gallery's examples/plot_*.py.
+docs: $(STAMP)
+	@start=$$(date +%s); \
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html && \
+	echo "docs built in $$(( $$(date +%s) - start )) s: docs/_build/html/index.html"
+
+test: lint docs
 	$(BIN)/python -m pytest

@@ -20,6 +20,15 @@ class InconsistentVersionWarning(UserWarning):
 
     Scores may then differ from the saved model's: refit, or install the versions listed in
     the fitted object's ``versions_``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from skmsc import InconsistentVersionWarning
+    >>> issubclass(InconsistentVersionWarning, UserWarning)
+    True
+    >>> with warnings.catch_warnings():  # inside, loading a mismatched model raises
+    ...     warnings.simplefilter("error", InconsistentVersionWarning)
     """
 
 

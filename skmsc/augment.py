@@ -102,6 +102,18 @@ def random_views(
     differ slightly from torchvision's. In particular the outermost half pixel of a view is
     interpolated towards the image content just outside the crop box, where torchvision, which
     crops before resizing, repeats the box's edge pixels.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmsc.augment import random_views
+    >>> images = torch.rand(4, 3, 32, 32)
+    >>> views = random_views(images, 24, torch.Generator().manual_seed(0))
+    >>> views.shape
+    torch.Size([4, 3, 24, 24])
+    >>> same = random_views(images, 24, torch.Generator().manual_seed(0))
+    >>> bool(torch.equal(views, same))  # same generator state, same views
+    True
     """
     _check_arguments(images, output_size, generator, scale, ratio, jitter, blur_sigma)
     n, _, height, width = images.shape

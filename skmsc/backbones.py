@@ -31,6 +31,13 @@ class BackboneSpec:
     shorter side is ``image_size / crop_fraction`` and the central ``image_size`` square
     is kept (the reference's Resize(256) + CenterCrop(224) is 224/256 = 0.875).
     ``default_frozen_stages`` is how many leading stages the paper's recipe freezes.
+
+    Examples
+    --------
+    >>> from skmsc.backbones import BACKBONES
+    >>> spec = BACKBONES["resnet152"]
+    >>> spec.feature_dim, spec.crop_fraction, spec.default_frozen_stages
+    (2048, 0.875, 3)
     """
 
     name: str
@@ -42,6 +49,8 @@ class BackboneSpec:
     default_frozen_stages: int
 
 
+#: The supported backbones: name -> :class:`BackboneSpec` (feature size, preprocessing,
+#: stages frozen by default). These names are the values of the detector's ``backbone``.
 BACKBONES: dict[str, BackboneSpec] = {
     # The paper: ResNet152 freezes the stem, layer1 and layer2 (3 stages); ResNet18
     # freezes nothing. ResNet34 follows ResNet18 (both shallow basic-block nets),
@@ -121,7 +130,29 @@ def n_stages(name: str) -> int:
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Load a state dict safely (``weights_only=True``: no code can run from the file)."""
+    """Load a state dict safely (``weights_only=True``: no code can run from the file).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by ``torch.save(model.state_dict(), path)``; a checkpoint dict
+        with the state dict under ``"state_dict"`` is accepted too.
+
+    Returns
+    -------
+    state_dict : dict of str to torch.Tensor
+        The tensors, on the CPU.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import torch
+    >>> from skmsc.backbones import load_state_dict_file
+    >>> path = os.path.join(tempfile.mkdtemp(), "weights.pth")
+    >>> torch.save(torch.nn.Linear(3, 2).state_dict(), path)
+    >>> sorted(load_state_dict_file(path))
+    ['bias', 'weight']
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Weight file {str(path)!r} does not exist.")
@@ -236,6 +267,16 @@ def build_backbone(
     model : torch.nn.Module
         Maps ``(n, 3, H, W)`` normalised images to ``(n, spec.feature_dim)`` features.
     spec : BackboneSpec
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmsc.backbones import build_backbone
+    >>> model, spec = build_backbone("efficientnet_lite0")  # packaged weights, offline
+    >>> with torch.no_grad():
+    ...     features = model.eval()(torch.zeros(2, 3, 64, 64))
+    >>> features.shape, spec.feature_dim
+    (torch.Size([2, 1280]), 1280)
     """
     spec = _check_name(name)
     model = _new_model(name)

@@ -42,16 +42,19 @@ __all__ = [
     "subsample",
 ]
 
+#: Fashion-MNIST class names, in label order (label 0 is "T-shirt/top").
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )  # fmt: skip
+#: CIFAR-10 class names, in label order (label 0 is "airplane").
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
 DEFAULT_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_ENV = "SKMSC_FASHION_MNIST_DIR"
+#: File name extensions (lower case, with the dot) that :func:`load_image_folder` reads.
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 )
@@ -84,6 +87,14 @@ class ImageDataset:
         Class index of each image, an index into ``class_names``.
     class_names : tuple of str
         Human-readable name of each class.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmsc.datasets import ImageDataset
+    >>> ds = ImageDataset(np.zeros((3, 8, 8), np.uint8), [0, 1, 1], ["cat", "dog"])
+    >>> len(ds), ds.labels.tolist(), ds.class_names
+    (3, [0, 1, 1], ('cat', 'dog'))
     """
 
     images: np.ndarray
@@ -113,6 +124,13 @@ class ImageFileDataset:
         Class index of each file, an index into ``class_names``.
     class_names : tuple of str
         Name of each class (its folder name).
+
+    Examples
+    --------
+    >>> from skmsc.datasets import ImageFileDataset
+    >>> files = ImageFileDataset(["good/1.png", "bad/2.png"], [0, 1], ["good", "bad"])
+    >>> files.paths.tolist(), files.labels.tolist()
+    (['good/1.png', 'bad/2.png'], [0, 1])
     """
 
     paths: np.ndarray
@@ -236,7 +254,18 @@ def load_fashion_mnist(split="train", root=None):
 # CIFAR (python pickle format)
 # --------------------------------------------------------------------------------------------
 class UnsafePickleError(pickle.UnpicklingError):
-    """Raised when a pickle references anything but numpy array reconstruction."""
+    """Raised when a pickle references anything but numpy array reconstruction.
+
+    The CIFAR loaders read the data sets' pickle files with a restricted unpickler, which
+    raises this instead of running code that a tampered file asks for.
+
+    Examples
+    --------
+    >>> import pickle
+    >>> from skmsc.datasets import UnsafePickleError
+    >>> issubclass(UnsafePickleError, pickle.UnpicklingError)
+    True
+    """
 
 
 def _latin1_encode(obj, encoding="latin1", errors="strict"):
@@ -556,7 +585,17 @@ def decode_image(image):
 # Protocol helpers
 # --------------------------------------------------------------------------------------------
 class OneClassSplit(NamedTuple):
-    """Result of :func:`one_class_split`; unpacks as ``X_train, X_test, y_test``."""
+    """Result of :func:`one_class_split`; unpacks as ``X_train, X_test, y_test``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmsc.datasets import OneClassSplit
+    >>> split = OneClassSplit(np.zeros((2, 4)), np.zeros((3, 4)), np.array([1, 0, 1]))
+    >>> X_train, X_test, y_test = split
+    >>> split.y_test is y_test
+    True
+    """
 
     X_train: np.ndarray
     X_test: np.ndarray

@@ -47,6 +47,12 @@ def is_normal(y) -> np.ndarray:
     Returns
     -------
     mask : ndarray of shape (n_samples,), bool
+
+    Examples
+    --------
+    >>> from skmsc.model_selection import is_normal
+    >>> is_normal([1, 0, -1, 1]).tolist()
+    [True, False, False, True]
     """
     if y is None:
         raise ValueError(f"y is required to tell normal samples from anomalies. {LABELS_HELP}")
@@ -165,6 +171,12 @@ def normal_roc_auc_score(y_true, y_score):
     Returns
     -------
     auc : float
+
+    Examples
+    --------
+    >>> from skmsc.model_selection import normal_roc_auc_score
+    >>> normal_roc_auc_score([1, 1, 0, 0], [0.9, 0.4, 0.5, -1.0])
+    0.75
     """
     return roc_auc_score(is_normal(y_true), y_score)
 
@@ -182,6 +194,12 @@ def normal_average_precision_score(y_true, y_score):
     Returns
     -------
     average_precision : float
+
+    Examples
+    --------
+    >>> from skmsc.model_selection import normal_average_precision_score
+    >>> round(normal_average_precision_score([1, 1, 0, 0], [0.9, 0.4, 0.5, -1.0]), 3)
+    0.833
     """
     return average_precision_score(is_normal(y_true), y_score)
 
@@ -189,7 +207,11 @@ def normal_average_precision_score(y_true, y_score):
 # Scorers for GridSearchCV / cross_validate: they call decision_function (score_samples
 # where there is none), which is higher for normal samples.
 _RESPONSE = ("decision_function", "score_samples")
+#: Scorer for ``GridSearchCV(scoring=...)``: :func:`normal_roc_auc_score` of the
+#: estimator's ``decision_function``.
 normal_roc_auc_scorer = make_scorer(normal_roc_auc_score, response_method=_RESPONSE)
+#: Scorer for ``GridSearchCV(scoring=...)``: :func:`normal_average_precision_score` of the
+#: estimator's ``decision_function``.
 normal_average_precision_scorer = make_scorer(
     normal_average_precision_score, response_method=_RESPONSE
 )

@@ -13,7 +13,8 @@ __all__ = [
     "AUTO_EXACT_MAX_SAMPLES", "ExactIndex", "NNDescentIndex", "make_index", "resolve_knn_algorithm"
 ]
 
-# "auto" uses exact search up to this many training vectors and pynndescent above it.
+#: ``knn_algorithm="auto"`` uses exact search up to this many training vectors and
+#: pynndescent's approximate index above it.
 AUTO_EXACT_MAX_SAMPLES = 50_000
 # Peak memory of one exact-search chunk of the (queries x gallery) distance matrix.
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
@@ -39,6 +40,17 @@ class ExactIndex:
     gallery : ndarray of shape (n, d)
     memory_budget : int
         Bytes allowed for one chunk of the distance matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmsc.neighbors import ExactIndex
+    >>> index = ExactIndex(np.array([[0.0, 0.0], [1.0, 0.0], [5.0, 5.0]]))
+    >>> distances, indices = index.kneighbors(np.array([[0.9, 0.0]]), k=2)
+    >>> indices.tolist(), distances.round(2).tolist()
+    ([[1, 0]], [[0.01, 0.81]])
+    >>> index.kneighbors(index.gallery.numpy(), k=1, exclude_self=True)[1].ravel().tolist()
+    [1, 0, 1]
     """
 
     def __init__(self, gallery: np.ndarray, memory_budget: int = DEFAULT_MEMORY_BUDGET_BYTES):
@@ -89,7 +101,22 @@ class NNDescentIndex:
     epsilon : float
         Search breadth at query time; higher is slower and more exact.
     random_state : int
+        Seed of the graph construction.
     n_jobs : int or None
+        Threads used to build the graph.
+
+    Examples
+    --------
+    The first index in a process compiles pynndescent's code with numba, which takes
+    tens of seconds:
+
+    >>> import numpy as np
+    >>> from skmsc.neighbors import NNDescentIndex
+    >>> gallery = np.random.default_rng(0).normal(size=(500, 16))
+    >>> index = NNDescentIndex(gallery, random_state=0)  # doctest: +SKIP
+    >>> distances, indices = index.kneighbors(gallery[:3], k=2)  # doctest: +SKIP
+    >>> indices[:, 0].tolist()  # doctest: +SKIP
+    [0, 1, 2]
     """
 
     def __init__(self, gallery, n_neighbors=30, epsilon=0.2, random_state=0, n_jobs=None):
@@ -126,14 +153,30 @@ class NNDescentIndex:
 
 
 def resolve_knn_algorithm(algorithm: str, n_samples: int) -> str:
-    """'exact' or 'nndescent': what 'auto' means for a gallery of ``n_samples``."""
+    """'exact' or 'nndescent': what 'auto' means for a gallery of ``n_samples``.
+
+    Examples
+    --------
+    >>> from skmsc.neighbors import resolve_knn_algorithm
+    >>> resolve_knn_algorithm("auto", 1_000), resolve_knn_algorithm("auto", 100_000)
+    ('exact', 'nndescent')
+    """
     if algorithm == "auto":
         return "exact" if n_samples <= AUTO_EXACT_MAX_SAMPLES else "nndescent"
     return algorithm
 
 
 def make_index(gallery, algorithm="exact", random_state=0):
-    """Build the search index that ``algorithm`` names ('exact' or 'nndescent')."""
+    """Build the search index that ``algorithm`` names ('exact' or 'nndescent').
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmsc.neighbors import make_index
+    >>> index = make_index(np.eye(3), "exact")
+    >>> index.kneighbors(np.array([[1.0, 0.0, 0.0]]), k=1)[1].tolist()
+    [[0]]
+    """
     if algorithm == "exact":
         return ExactIndex(gallery)
     if algorithm == "nndescent":

@@ -80,6 +80,18 @@ default="decision_function"
     result : dask.array.Array
         Shape ``(n_samples,)`` (``(n_samples, n_features_out)`` for ``transform``), chunked
         like ``X``'s sample axis. Call ``.compute()`` to run it.
+
+    Examples
+    --------
+    >>> import dask.array as da
+    >>> import numpy as np
+    >>> from skmsc import MeanShiftedContrastiveDetector
+    >>> from skmsc.parallel import score_dask_array
+    >>> X = np.random.default_rng(0).normal(size=(100, 4))
+    >>> det = MeanShiftedContrastiveDetector().fit(X)
+    >>> lazy = score_dask_array(det, da.from_array(X, chunks=25))
+    >>> bool(np.allclose(lazy.compute(scheduler="synchronous"), det.decision_function(X)))
+    True
     """
     import dask.array as da
 

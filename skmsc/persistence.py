@@ -78,6 +78,17 @@ def save(detector, path: str | os.PathLike) -> Path:
     -------
     path : pathlib.Path
         The folder.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from skmsc import MeanShiftedContrastiveDetector
+    >>> from skmsc.persistence import save
+    >>> det = MeanShiftedContrastiveDetector().fit(np.random.default_rng(0).normal(size=(50, 4)))
+    >>> folder = save(det, os.path.join(tempfile.mkdtemp(), "detector"))
+    >>> sorted(p.name for p in folder.iterdir())
+    ['detector.json', 'tensors.safetensors']
     """
     from safetensors.numpy import save_file
     from sklearn.utils.validation import check_is_fitted
@@ -189,6 +200,18 @@ def load(path: str | os.PathLike):
     -------
     detector : MeanShiftedContrastiveDetector
         Fitted, on the saved device if this machine has it, else on the CPU.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from skmsc import MeanShiftedContrastiveDetector
+    >>> from skmsc.persistence import load, save
+    >>> X = np.random.default_rng(0).normal(size=(50, 4))
+    >>> det = MeanShiftedContrastiveDetector().fit(X)
+    >>> loaded = load(save(det, os.path.join(tempfile.mkdtemp(), "detector")))
+    >>> bool(np.array_equal(loaded.score_samples(X), det.score_samples(X)))
+    True
     """
     from ._detector import MeanShiftedContrastiveDetector
 

@@ -59,6 +59,22 @@ def plot_nearest_normals(detector, X_query, X_train, *, n_neighbors=3, scores=No
     Returns
     -------
     fig : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn.datasets import load_digits
+    >>> from skmsc import MeanShiftedContrastiveDetector
+    >>> from skmsc.plotting import plot_nearest_normals
+    >>> digits = load_digits()
+    >>> X_train = digits.images[:60][digits.target[:60] == 0] / 16
+    >>> det = MeanShiftedContrastiveDetector(
+    ...     "efficientnet_lite0", epochs=0, image_size=32, random_state=0
+    ... ).fit(X_train)
+    >>> fig = plot_nearest_normals(det, digits.images[60:62] / 16, X_train, n_neighbors=2)
+    >>> len(fig.axes)
+    6
     """
     plt = _pyplot()
     X_query, X_train = np.asarray(X_query), np.asarray(X_train)
@@ -103,6 +119,15 @@ def plot_score_histogram(scores, y=None, *, threshold=0.0, bins=30, ax=None):
     Returns
     -------
     ax : matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skmsc.plotting import plot_score_histogram
+    >>> ax = plot_score_histogram([0.5, 0.2, 0.1, -0.8, -1.5], y=[1, 1, 1, 0, 0])
+    >>> ax.get_xlabel() != ""
+    True
     """
     plt = _pyplot()
     scores = np.asarray(scores, dtype=float)
@@ -144,6 +169,15 @@ def plot_roc_curve(y, scores, *, ax=None, name=None):
     -------
     display : sklearn.metrics.RocCurveDisplay
         Holds ``fpr``, ``tpr``, ``roc_auc`` and the ``ax_`` drawn on.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from skmsc.plotting import plot_roc_curve
+    >>> display = plot_roc_curve([1, 1, 0, 0], [0.9, 0.4, 0.5, -1.0])
+    >>> float(display.roc_auc)
+    0.75
     """
     plt = _pyplot()
     from sklearn.metrics import RocCurveDisplay

@@ -20,6 +20,15 @@ class MeanShiftedEncoder(nn.Module):
     ----------
     backbone : torch.nn.Module
         Maps normalised images ``(n, 3, H, W)`` to features ``(n, d)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmsc.torch_model import MeanShiftedEncoder
+    >>> backbone = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 5))
+    >>> z = MeanShiftedEncoder(backbone)(torch.rand(4, 3, 8, 8))
+    >>> z.shape, torch.allclose(z.norm(dim=1), torch.ones(4))
+    (torch.Size([4, 5]), True)
     """
 
     def __init__(self, backbone: nn.Module):
@@ -41,6 +50,17 @@ def nt_xent_loss(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.
 
     Each of the ``2n`` samples is classified against the other ``2n - 1`` by cosine
     similarity divided by ``temperature``; the target is its other view.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmsc.torch_model import nt_xent_loss
+    >>> g = torch.Generator().manual_seed(0)
+    >>> a = torch.nn.functional.normalize(torch.randn(8, 4, generator=g))
+    >>> aligned = nt_xent_loss(a, a, temperature=0.25)
+    >>> shuffled = nt_xent_loss(a, a.roll(1, dims=0), temperature=0.25)
+    >>> bool(aligned < shuffled)  # matching views give a lower loss
+    True
     """
     n = a.shape[0]
     z = F.normalize(torch.cat([a, b]), dim=1)
@@ -75,6 +95,18 @@ def mean_shifted_contrastive_loss(
     -------
     loss : torch.Tensor
         A scalar.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmsc.torch_model import mean_shifted_contrastive_loss
+    >>> g = torch.Generator().manual_seed(0)
+    >>> z1 = torch.nn.functional.normalize(torch.randn(8, 16, generator=g))
+    >>> z2 = torch.nn.functional.normalize(z1 + 0.1 * torch.randn(8, 16, generator=g))
+    >>> center = z1.mean(dim=0)
+    >>> loss = mean_shifted_contrastive_loss(z1, z2, center, temperature=0.25)
+    >>> loss.shape, bool(loss > 0)
+    (torch.Size([]), True)
     """
     shifted1, shifted2 = z1 - center, z2 - center
     # nt_xent_loss re-normalises the shifted features: the loss sees only their angles
