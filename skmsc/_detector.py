@@ -335,6 +335,12 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
                 f"on images of shape {self.input_shape_}. Pass data shaped like the "
                 f"training data (resize images to the training size), or refit.{single}"
             )
+        if self.encoder_ is None and X.ndim != 2:
+            raise ValueError(
+                f"X has shape {X.shape}, but this detector was fitted on feature vectors of "
+                f"shape {self.input_shape_}: pass a 2-D array (n_samples, "
+                f"{self.input_shape_[0]}), or refit on images to score images."
+            )
         validate_data(self, raw, reset=False, skip_check_array=True)
         if self.encoder_ is None:
             return np.asarray(X, dtype=np.float32)
