@@ -12,8 +12,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from ._chunks import scoring_chunk_rows
 from ._device import resolve_device
 from ._images import check_image_array
+from ._precision import PRECISIONS, resolve_precision
 from ._training import extract_features, fine_tune
 from ._version import __version__
 from .backbones import BACKBONES, build_backbone, freeze_stages
@@ -81,6 +83,14 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         about 1% of new normal images are flagged.
     device : str, default="auto"
         ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    precision : {"auto", "float32", "bfloat16", "float16"}, default="auto"
+        Arithmetic of the network (fine-tuning and feature extraction): float32, or
+        mixed precision with convolutions in bfloat16 or float16 (``torch.autocast``;
+        weights, loss, features and kNN stay float32). ``"auto"`` is bfloat16 on CUDA
+        GPUs that support it; on CPUs with AVX512-BF16 or AMX it is bfloat16 for
+        feature extraction and float32 for fine-tuning (PyTorch's bfloat16 backward
+        pass is slower than float32 on CPUs); float32 elsewhere. See
+        ``docs/performance.md`` for measured speed-ups and ROC-AUC changes.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, data order, augmentation and the kNN index. The
         global random state is never used or changed.
@@ -103,6 +113,9 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         Mean loss of each fine-tuning epoch.
     device_ : torch.device
         Device the network ran on.
+    precision_ : dict
+        Arithmetic the network used in ``fit``: ``{"fine_tuning": ..., "features": ...}``,
+        each "float32", "bfloat16" or "float16" (``precision`` resolved on ``device_``).
     knn_algorithm_ : {"exact", "nndescent"}
         The neighbour search in use.
     versions_ : dict
@@ -149,6 +162,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         "knn_algorithm": [StrOptions({"auto", "exact", "nndescent"})],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
         "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -170,6 +184,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         knn_algorithm="auto",
         contamination="auto",
         device="auto",
+        precision="auto",
         random_state=None,
         verbose=False,
     ):
@@ -187,6 +202,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         self.knn_algorithm = knn_algorithm
         self.contamination = contamination
         self.device = device
+        self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
 
@@ -230,16 +246,21 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         if X.ndim == 2:
             features = np.asarray(X, dtype=np.float32)
             encoder, spec, device = None, None, torch.device("cpu")
+            precision = {"fine_tuning": "float32", "features": "float32"}
             center = features.mean(axis=0)
             loss_curve = []
         else:
             check_image_array(X)
             device = resolve_device(self.device)
             encoder, spec = self._build_encoder(int(seeds[0]))
-            encoder.to(device)
+            precision = {
+                "fine_tuning": resolve_precision(self.precision, device, training=True),
+                "features": resolve_precision(self.precision, device, training=False),
+            }
+            encoder.to(device, memory_format=torch.channels_last)
             extract = dict(
                 spec=spec, image_size=self.image_size, batch_size=self.batch_size,
-                device=device, verbose=self.verbose,
+                device=device, verbose=self.verbose, precision=precision["features"],
             )
             # The centre comes from the pretrained network in eval mode, before training.
             pretrained = extract_features(encoder, X, **extract)
@@ -256,6 +277,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
                 angular=self.angular, device=device,
                 order_rng=np.random.default_rng(int(seeds[2])),
                 augment_generator=augment_generator, verbose=self.verbose,
+                precision=precision["fine_tuning"],
             )
             for parameter in encoder.parameters():
                 parameter.requires_grad_(False)
@@ -273,6 +295,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         self.backbone_spec_ = spec
         self.image_size_ = self.image_size
         self.device_ = device
+        self.precision_ = precision
         self.center_ = np.asarray(center, dtype=np.float32)
         self.loss_curve_ = loss_curve
         self.train_features_ = features
@@ -295,7 +318,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         return MeanShiftedEncoder(backbone).eval(), spec
 
     # ------------------------------------------------------------------ scoring
-    def _features(self, X) -> np.ndarray:
+    def _validated(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = check_array(X, dtype="numeric", allow_nd=True)
         if len(self.input_shape_) > 1 and tuple(X.shape[1:]) != self.input_shape_:
@@ -306,13 +329,24 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
                 "training data (resize images to the training size), or refit."
             )
         X = validate_data(self, X, reset=False, skip_check_array=True)
+        if self.encoder_ is not None:
+            check_image_array(X)
+        return X
+
+    def _extract(self, X) -> np.ndarray:
+        """Features of validated samples ``X``."""
         if self.encoder_ is None:
             return np.asarray(X, dtype=np.float32)
-        check_image_array(X)
+        # Resolved here, not read from precision_: an unpickled detector may run on
+        # another device than the one it was fitted on.
+        precision = resolve_precision(self.precision, self.device_, training=False)
         return extract_features(
             self.encoder_, X, self.backbone_spec_, self.image_size_, self.batch_size,
-            self.device_, verbose=self.verbose,
+            self.device_, verbose=self.verbose, precision=precision,
         )
+
+    def _features(self, X) -> np.ndarray:
+        return self._extract(self._validated(X))
 
     def score_samples(self, X):
         """Normality score: minus the summed squared distance to the nearest training features.
@@ -327,9 +361,16 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
         scores : ndarray of shape (n_samples,)
             Higher means more normal.
         """
-        features = self._features(X)
-        distances, _ = self._index.kneighbors(features, self.n_neighbors)
-        return -distances.sum(axis=1)
+        X = self._validated(X)
+        # Chunks bounded by _chunks.SCORING_MEMORY_BUDGET_BYTES: features are scored and
+        # dropped, so memory does not grow with len(X).
+        rows = scoring_chunk_rows(self.train_features_.shape[1], self.batch_size)
+        scores = np.empty(len(X), dtype=np.float64)
+        for start in range(0, len(X), rows):
+            features = self._extract(X[start : start + rows])
+            distances, _ = self._index.kneighbors(features, self.n_neighbors)
+            scores[start : start + len(features)] = -distances.sum(axis=1)
+        return scores
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for anomalies.
@@ -406,7 +447,7 @@ class MeanShiftedContrastiveDetector(OutlierMixin, BaseEstimator):
             encoder.load_state_dict(self.encoder_)
             for parameter in encoder.parameters():
                 parameter.requires_grad_(False)
-            self.encoder_ = encoder.to(self.device_).eval()
+            self.encoder_ = encoder.to(self.device_, memory_format=torch.channels_last).eval()
         self._index = make_index(
             self.train_features_, self.knn_algorithm_, random_state=self._index_seed
         )
