@@ -17,6 +17,8 @@ __all__ = [
 AUTO_EXACT_MAX_SAMPLES = 50_000
 # Peak memory of one exact-search chunk of the (queries x gallery) distance matrix.
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
+# Query rows whose k distances are recomputed in float64 at a time.
+_RECOMPUTE_ROWS = 1024
 
 
 def _exact_squared_distances(queries, gallery, indices) -> np.ndarray:
@@ -27,8 +29,15 @@ def _exact_squared_distances(queries, gallery, indices) -> np.ndarray:
     vectors; recomputing the few chosen distances makes each score exact and independent
     of batch size and of the search algorithm.
     """
-    diff = gallery[indices].astype(np.float64) - queries[:, None, :].astype(np.float64)
-    return np.einsum("mkd,mkd->mk", diff, diff)
+    distances = np.empty(indices.shape, dtype=np.float64)
+    # Row blocks keep the float64 copies small (1024 x d x 8 bytes) at any query count.
+    for start in range(0, len(indices), _RECOMPUTE_ROWS):
+        rows = slice(start, start + _RECOMPUTE_ROWS)
+        block = queries[rows].astype(np.float64)
+        for j in range(indices.shape[1]):
+            diff = gallery[indices[rows, j]].astype(np.float64) - block
+            distances[rows, j] = np.einsum("md,md->m", diff, diff)
+    return distances
 
 
 class ExactIndex:
