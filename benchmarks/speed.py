@@ -174,7 +174,7 @@ def _fmt(value):
             return f"{value:.0f}"
         if abs(value) >= 1:
             return f"{value:.2f}"
-        return f"{value:.3g}"
+        return f"{value:.4g}"
     return str(value)
 
 
@@ -535,10 +535,11 @@ def plot(out, path):
              title="score_samples throughput")
     right.plot(n, [(r["peak"] - r["rss_before"]) / 2**20 for r in memory], "o-",
                label="peak growth during the call")
-    right.plot(n, [n_i * 32 * 32 * 3 / 2**20 for n_i in n], "--", label="the uint8 input itself")
+    right.plot(n, [n_i * 32 * 32 * 3 / 2**20 for n_i in n], "--",
+               label="size of the uint8 input (resident before the call, not in the growth)")
     right.set(xscale="log", xlabel="images scored", ylabel="MB",
               title="score_samples memory (32x32, Lite0)")
-    right.legend()
+    right.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -582,11 +583,17 @@ def parse_args(argv=None):
     p.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "skmsc-bench"))
     p.add_argument("--out", default=str(ROOT / "docs"))
     p.add_argument("--tag", default="", help="suffix of the output file names")
+    p.add_argument("--plot-only", metavar="JSON",
+                   help="redraw the PNG from a results file of an earlier run and exit")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.plot_only:
+        source = Path(args.plot_only)
+        plot(json.loads(source.read_text()), source.with_suffix(".png"))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
