@@ -12,14 +12,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from ._chunks import scoring_chunk_rows
 from ._device import resolve_device
 from ._estimator_info import DocLinkMixin, current_versions, warn_on_version_mismatch
 from ._images import check_image_array
 from ._knn import AUTO_CONTAMINATION, check_enough_samples, fit_knn, knn_scores
+from ._precision import PRECISIONS, resolve_precision
 from ._training import extract_features, fine_tune
 from ._validation import check_input_container
 from .backbones import BACKBONES, build_backbone, freeze_stages
-from .image_files import as_image_files
+from .image_files import ImageFiles, as_image_files
 from .neighbors import make_index
 from .torch_model import MeanShiftedEncoder
 
@@ -85,6 +87,14 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         about 1% of new normal images are flagged.
     device : str, default="auto"
         ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    precision : {"auto", "float32", "bfloat16", "float16"}, default="auto"
+        Arithmetic of the network (fine-tuning and feature extraction): float32, or
+        mixed precision with convolutions in bfloat16 or float16 (``torch.autocast``;
+        weights, loss, features and kNN stay float32). ``"auto"`` is bfloat16 on CUDA
+        GPUs that support it; on CPUs with AVX512-BF16 or AMX it is bfloat16 for
+        feature extraction and float32 for fine-tuning (PyTorch's bfloat16 backward
+        pass is slower than float32 on CPUs); float32 elsewhere. See
+        ``docs/performance.md`` for measured speed-ups and ROC-AUC changes.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, data order, augmentation and the kNN index. An
         int gives identical fits on the CPU. ``None`` draws fresh seeds from the OS.
@@ -108,6 +118,9 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         Mean loss of each fine-tuning epoch.
     device_ : torch.device
         Device the network ran on.
+    precision_ : dict
+        Arithmetic the network used in ``fit``: ``{"fine_tuning": ..., "features": ...}``,
+        each "float32", "bfloat16" or "float16" (``precision`` resolved on ``device_``).
     knn_algorithm_ : {"exact", "nndescent"}
         The neighbour search in use.
     versions_ : dict
@@ -157,6 +170,7 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         "knn_algorithm": [StrOptions({"auto", "exact", "nndescent"})],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
         "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -178,6 +192,7 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         knn_algorithm="auto",
         contamination="auto",
         device="auto",
+        precision="auto",
         random_state=None,
         verbose=False,
     ):
@@ -195,6 +210,7 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         self.knn_algorithm = knn_algorithm
         self.contamination = contamination
         self.device = device
+        self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
 
@@ -244,6 +260,7 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         if files is None and X.ndim == 2:
             features = np.asarray(X, dtype=np.float32)
             encoder, spec, device = None, None, torch.device("cpu")
+            precision = {"fine_tuning": "float32", "features": "float32"}
             center = features.mean(axis=0)
             loss_curve = []
         else:
@@ -251,10 +268,14 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
                 check_image_array(X)
             device = resolve_device(self.device)
             encoder, spec = self._build_encoder(int(seeds[0]))
-            encoder.to(device)
+            precision = {
+                "fine_tuning": resolve_precision(self.precision, device, training=True),
+                "features": resolve_precision(self.precision, device, training=False),
+            }
+            encoder.to(device, memory_format=torch.channels_last)
             extract = dict(
                 spec=spec, image_size=self.image_size, batch_size=self.batch_size,
-                device=device, verbose=self.verbose,
+                device=device, verbose=self.verbose, precision=precision["features"],
             )
             # The centre comes from the pretrained network in eval mode, before training.
             pretrained = extract_features(encoder, X, **extract)
@@ -271,6 +292,7 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
                 angular=self.angular, device=device,
                 order_rng=np.random.default_rng(int(seeds[2])),
                 augment_generator=augment_generator, verbose=self.verbose,
+                precision=precision["fine_tuning"],
             )
             for parameter in encoder.parameters():
                 parameter.requires_grad_(False)
@@ -285,6 +307,7 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         self.backbone_spec_ = spec
         self.image_size_ = self.image_size
         self.device_ = device
+        self.precision_ = precision
         self.center_ = np.asarray(center, dtype=np.float32)
         self.loss_curve_ = loss_curve
         self.train_features_ = features
@@ -307,7 +330,8 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         return MeanShiftedEncoder(backbone).eval(), spec
 
     # ------------------------------------------------------------------ scoring
-    def _features(self, X) -> np.ndarray:
+    def _validated(self, X):
+        """``X`` checked against the fit: an array, or ``ImageFiles`` for image files."""
         check_is_fitted(self)
         files = as_image_files(X)
         if files is not None:
@@ -316,10 +340,7 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
                     "This detector was fitted on feature vectors, so it cannot score image "
                     "files. Fit it on images (an array or files) to score images."
                 )
-            return extract_features(
-                self.encoder_, files, self.backbone_spec_, self.image_size_,
-                self.batch_size, self.device_, verbose=self.verbose,
-            )
+            return files
         check_input_container(X)
         raw = X  # a DataFrame keeps its column names for validate_data below
         X = check_array(X, dtype="numeric", allow_nd=True, estimator=self, input_name="X")
@@ -342,13 +363,24 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
                 f"{self.input_shape_[0]}), or refit on images to score images."
             )
         validate_data(self, raw, reset=False, skip_check_array=True)
+        if self.encoder_ is not None:
+            check_image_array(X)
+        return X
+
+    def _extract(self, X) -> np.ndarray:
+        """Features of validated samples ``X`` (see ``_validated``)."""
         if self.encoder_ is None:
             return np.asarray(X, dtype=np.float32)
-        check_image_array(X)
+        # Resolved here, not read from precision_: an unpickled detector may run on
+        # another device than the one it was fitted on.
+        precision = resolve_precision(self.precision, self.device_, training=False)
         return extract_features(
             self.encoder_, X, self.backbone_spec_, self.image_size_, self.batch_size,
-            self.device_, verbose=self.verbose,
+            self.device_, verbose=self.verbose, precision=precision,
         )
+
+    def _features(self, X) -> np.ndarray:
+        return self._extract(self._validated(X))
 
     def score_samples(self, X):
         """Normality score: minus the summed squared distance to the nearest training features.
@@ -364,8 +396,16 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         scores : ndarray of shape (n_samples,)
             Higher means more normal.
         """
-        features = self._features(X)  # checks fitted before the index is read
-        return knn_scores(self._index, features, self.n_neighbors)
+        X = self._validated(X)  # checks fitted before the index is read
+        # Chunks bounded by _chunks.SCORING_MEMORY_BUDGET_BYTES: features are scored and
+        # dropped, so memory does not grow with len(X).
+        rows = scoring_chunk_rows(self.train_features_.shape[1], self.batch_size)
+        scores = np.empty(len(X), dtype=np.float64)
+        for start in range(0, len(X), rows):
+            chunk = slice(start, start + rows)
+            part = X.subset(chunk) if isinstance(X, ImageFiles) else X[chunk]
+            scores[chunk] = knn_scores(self._index, self._extract(part), self.n_neighbors)
+        return scores
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for anomalies.
@@ -479,7 +519,7 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
             encoder.load_state_dict(self.encoder_)
             for parameter in encoder.parameters():
                 parameter.requires_grad_(False)
-            self.encoder_ = encoder.to(self.device_).eval()
+            self.encoder_ = encoder.to(self.device_, memory_format=torch.channels_last).eval()
         self._index = make_index(
             self.train_features_, self.knn_algorithm_, random_state=self._index_seed
         )

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ._images import eval_transform, normalize, to_unit_tensor
+from ._precision import autocast, grad_scaler
 from .augment import random_views
 from .backbones import BackboneSpec
 from .image_files import ImageFiles
@@ -57,6 +58,11 @@ def _progress(total: int, verbose, desc: str):
     return tqdm(total=total, desc=desc, disable=not verbose, leave=False)
 
 
+def channels_last(images: torch.Tensor) -> torch.Tensor:
+    """Images in channels-last memory, the faster layout for convolutions on CPU and GPU."""
+    return images.contiguous(memory_format=torch.channels_last)
+
+
 @torch.inference_mode()
 def extract_features(
     encoder: MeanShiftedEncoder,
@@ -66,6 +72,7 @@ def extract_features(
     batch_size: int,
     device: torch.device,
     verbose=False,
+    precision: str = "float32",
 ) -> np.ndarray:
     """Unit-norm features ``(n, d)`` float32 of images ``X``, one batch in memory at a time.
 
@@ -74,6 +81,8 @@ def extract_features(
     go through a few (or one) at a time. Each image's feature is computed on its own
     (BatchNorm is in eval mode), so the chunking changes nothing but rounding. On CUDA
     out-of-memory the batch is halved and retried, with a ``ResourceWarning``.
+    ``precision`` is a resolved name (see ``_precision.resolve_precision``); the network
+    runs in it, the features come back float32.
     """
     encoder.eval()
     features = np.empty((len(X), spec.feature_dim), dtype=np.float32)
@@ -96,7 +105,8 @@ def extract_features(
                 else:
                     ahead = np.arange(stop, min(stop + step, len(X)))
                     images = reader.read(np.arange(start, stop), ahead=ahead)
-                done = _extract_batch(encoder, images, features[start:stop])
+                with autocast(precision, device):
+                    done = _extract_batch(encoder, images, features[start:stop])
                 del images
             except torch.OutOfMemoryError as exc:
                 smaller = _halved_or_raise(exc, step, 1, device, "feature extraction")
@@ -112,7 +122,7 @@ def extract_features(
 
 def _extract_batch(encoder, images: torch.Tensor, out: np.ndarray) -> int:
     """Write the features of network inputs ``images`` into ``out``; returns how many."""
-    out[:] = encoder(images).float().cpu().numpy()
+    out[:] = encoder(channels_last(images)).float().cpu().numpy()
     return len(out)
 
 
@@ -133,11 +143,13 @@ def fine_tune(
     order_rng: np.random.Generator,
     augment_generator: torch.Generator,
     verbose=False,
+    precision: str = "float32",
 ) -> list[float]:
     """Fine-tune ``encoder`` in place with the mean-shifted contrastive loss.
 
     BatchNorm statistics stay frozen (the encoder never enters train mode) and frozen
-    stages have ``requires_grad=False``. Returns the mean loss of each epoch.
+    stages have ``requires_grad=False``. Returns the mean loss of each epoch. The network
+    runs in ``precision`` (a resolved name); augmentation and the loss stay float32.
 
     On CUDA out-of-memory in the forward or backward pass (before the step), the
     gradients are dropped, the batch size is halved with a ``ResourceWarning`` and training
@@ -154,6 +166,8 @@ def fine_tune(
         )
     # The paper's optimiser: plain SGD, no momentum.
     optimizer = torch.optim.SGD(trainable, lr=learning_rate, weight_decay=weight_decay)
+    scaler = grad_scaler(precision, device)
+    step = functools.partial(_step, precision=precision, device=device, scaler=scaler)
     center = center.to(device)
     loss_curve = []
     n_batches = -(-len(X) // batch_size)
@@ -181,8 +195,8 @@ def fine_tune(
                 # The next batch, decoded meanwhile when X is image files.
                 ahead = np.sort(order[start + len(rows) : start + len(rows) + batch_size])
                 try:
-                    loss = _step(encoder, optimizer, functools.partial(load, rows, ahead), center,
-                                 spec, image_size, temperature, angular, augment_generator)
+                    loss = step(encoder, optimizer, functools.partial(load, rows, ahead), center,
+                                spec, image_size, temperature, angular, augment_generator)
                 except torch.OutOfMemoryError as exc:
                     smaller = _halved_or_raise(
                         exc, len(rows), MIN_FINE_TUNE_BATCH, device, "fine-tuning"
@@ -204,7 +218,7 @@ def fine_tune(
 
 
 def _step(encoder, optimizer, load_images, center, spec, image_size, temperature, angular,
-          augment_generator) -> float:
+          augment_generator, *, precision, device, scaler) -> float:
     """One SGD step on the images ``load_images()`` returns; returns the loss.
 
     The images are loaded here so that their tensors die with this frame.
@@ -213,10 +227,13 @@ def _step(encoder, optimizer, load_images, center, spec, image_size, temperature
     views = torch.cat([random_views(images, image_size, augment_generator) for _ in range(2)])
     # One forward pass for both views: BatchNorm is in eval mode, so samples do not
     # interact and this equals two separate passes.
-    z = encoder(normalize(views, spec))
-    z1, z2 = z.chunk(2)
+    with autocast(precision, device):
+        z = encoder(channels_last(normalize(views, spec)))
+    z1, z2 = z.float().chunk(2)
     loss = mean_shifted_contrastive_loss(z1, z2, center, temperature, angular)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    # float16 needs loss scaling; for other precisions the scaler is a pass-through.
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
     return loss.item()

@@ -142,6 +142,10 @@ class ImageFiles(Sequence):
     def __getitem__(self, index):
         return self.items[index]
 
+    def subset(self, rows: slice) -> ImageFiles:
+        """The images at ``rows``, with the same decoding workers."""
+        return ImageFiles(self.items[rows], n_workers=self.n_workers)
+
     def __repr__(self) -> str:
         return f"ImageFiles(<{len(self)} images>, n_workers={self.n_workers})"
 

@@ -36,7 +36,9 @@ class MeanShiftedEncoder(nn.Module):
         self.backbone = backbone
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.backbone(images), dim=1)
+        # float32 before normalising: under mixed precision the backbone's output is
+        # 16-bit, but the unit vectors feed distances that need float32's resolution.
+        return F.normalize(self.backbone(images).float(), dim=1)
 
     def train(self, mode: bool = True) -> MeanShiftedEncoder:
         # The method keeps BatchNorm statistics frozen while fine-tuning (the reference

@@ -60,3 +60,21 @@ def test_auto_switches_on_size():
     assert resolve_knn_algorithm("nndescent", 10) == "nndescent"
     with pytest.raises(ValueError, match="Unknown kNN algorithm"):
         make_index(np.zeros((3, 2)), "ball_tree")
+
+
+def test_nndescent_recall_on_real_digit_vectors():
+    # Real data (sklearn's 8x8 digits, 64-d, unit-normalised like the detector's features):
+    # the default search settings must find the exact neighbours almost always, so a
+    # score depends on the algorithm only where a neighbour is missed.
+    from sklearn.datasets import load_digits
+
+    X = load_digits().data.astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    gallery, queries = X[:1500], X[1500:]
+    a_d, a_i = NNDescentIndex(gallery, random_state=0).kneighbors(queries, 2)
+    e_d, e_i = ExactIndex(gallery).kneighbors(queries, 2)
+    recall = np.mean([len(set(a) & set(e)) / 2 for a, e in zip(a_i, e_i, strict=True)])
+    assert recall >= 0.99
+    same = np.all(a_i == e_i, axis=1)
+    np.testing.assert_allclose(a_d[same], e_d[same], rtol=1e-12)
+    assert np.all(a_d.sum(1) >= e_d.sum(1) - 1e-9)  # a miss can only raise the distance
