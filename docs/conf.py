@@ -37,7 +37,12 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "_ext", "Thumbs.db", ".DS_Store", "**/README.md", "**.ipynb"]
+# performance_tables_*.md are data files written by benchmarks/speed.py for
+# performance.md, which quotes them; they are not pages of their own.
+exclude_patterns = [
+    "_build", "_ext", "Thumbs.db", ".DS_Store", "**/README.md", "**.ipynb",
+    "performance_tables_*.md",
+]
 
 # ---------------------------------------------------------------- API reference
 # Listed explicitly: autosummary's default (all known documents) misses a module page
@@ -58,6 +63,8 @@ numpydoc_xref_aliases = {
     "Tensor": "torch.Tensor",
     "bool": "bool",  # numpydoc's default points at a label our offline inventory lacks
     "iterable": ":term:`python:iterable`",
+    # numpydoc's default points at python's glossary, absent from our offline inventory
+    "sequence": "collections.abc.Sequence",
 }
 numpydoc_xref_ignore = {
     "of", "or", "shape", "default", "optional", "n", "d", "H", "W", "N", "3", "int64",
