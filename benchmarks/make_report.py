@@ -135,7 +135,7 @@ def run_section(run_dir: Path, payload: dict, figures: Path, report_dir: Path) -
     title = DATASET_TITLES.get(payload["dataset"], payload["dataset"])
     means = method_means(payload)
     n_done = len(payload["classes"])
-    lines = [f"## {title}, size `{payload['size']}`", ""]
+    lines = [f"## {title}, size `{payload['size']}`, seed {payload['seed']}", ""]
     status = "complete" if payload.get("complete") else f"partial: {n_done} classes"
     lines += [
         f"- Results: `{display_path(run_dir)}/results.json` ({status}), produced by "
@@ -174,8 +174,8 @@ def run_section(run_dir: Path, payload: dict, figures: Path, report_dir: Path) -
                      + f" | {fit:.0f} |")
     best_mean = max(means.values())
     lines.append("| **mean** | " + " | ".join(
-        f"**{pct(means[m])}**" if means[m] == best_mean else pct(means[m]) for m in methods)
-        + " | |")
+        f"**{100 * means[m]:.2f}**" if means[m] == best_mean else f"{100 * means[m]:.2f}"
+        for m in methods) + " | |")
     if payload["dataset"] == "cifar10":
         quoted = [str(PAPER_CIFAR10_RESNET152.get(m, "")) for m in methods]
         lines.append("| paper, ResNet152 (quoted, not measured) | " + " | ".join(quoted) + " | |")
@@ -197,7 +197,9 @@ def run_section(run_dir: Path, payload: dict, figures: Path, report_dir: Path) -
             lines[-1] += (
                 f" A paired bootstrap over test images ({BOOTSTRAP_ROUNDS} resamples of each "
                 f"class's test set, the same images for both methods) puts the 95% interval "
-                f"of that difference at [{interval[0]:+.2f}, {interval[1]:+.2f}] points.")
+                f"of that difference at [{interval[0]:+.2f}, {interval[1]:+.2f}] points"
+                + (", which includes zero: on this test subsample the difference is within "
+                   "the noise." if interval[0] <= 0 <= interval[1] else "."))
         lines.append("")
 
     figures.mkdir(parents=True, exist_ok=True)
@@ -266,6 +268,29 @@ def first_device(payload: dict) -> str:
         for rec in row["methods"]:
             return rec["device"]
     return "?"
+
+
+def summary_section(runs: list[tuple[Path, dict]]) -> list[str]:
+    methods = list(METHOD_LABELS)
+    lines = [
+        "## Summary",
+        "",
+        "Mean ROC-AUC (%) over the classes of each run (measured here; details below).",
+        "",
+        "| run | dataset | size | backbone | seed | classes | "
+        + " | ".join(METHOD_LABELS[m] for m in methods) + " | wall time |",
+        "|---|---|---|---|---:|---:|" + "---:|" * len(methods) + "---:|",
+    ]
+    for run_dir, payload in runs:
+        means = method_means(payload)
+        cells = [f"{100 * means[m]:.2f}" if m in means else "" for m in methods]
+        lines.append(
+            f"| `{run_dir.name}` | {DATASET_TITLES.get(payload['dataset'], payload['dataset'])} "
+            f"| `{payload['size']}` | `{payload['config']['backbone']}` | {payload['seed']} "
+            f"| {len(payload['classes'])}{'' if payload.get('complete') else ' (partial)'} | "
+            + " | ".join(cells) + f" | {minutes(payload.get('wall_seconds', 0.0))} |")
+    lines.append("")
+    return lines
 
 
 def data_key(payload: dict, row: dict) -> tuple:
@@ -385,6 +410,8 @@ def build_report(results: Path, out: Path, figures: Path) -> str:
     ]
     if not runs:
         lines += ["No benchmark results yet.", ""]
+    else:
+        lines += summary_section(runs)
     for run_dir, payload in runs:
         lines += run_section(run_dir, payload, figures, report_dir)
     lines += reference_section()
