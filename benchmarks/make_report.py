@@ -290,6 +290,19 @@ def summary_section(runs: list[tuple[Path, dict]]) -> list[str]:
             f"| {len(payload['classes'])}{'' if payload.get('complete') else ' (partial)'} | "
             + " | ".join(cells) + f" | {minutes(payload.get('wall_seconds', 0.0))} |")
     lines.append("")
+    gains = [100 * (m["msc"] - m["pretrained-knn"]) for m in map(method_means, (
+        p for _, p in runs)) if "msc" in m and "pretrained-knn" in m]
+    if gains:
+        higher = sum(g > 0 for g in gains)
+        lines += [
+            f"MSC's mean ROC-AUC is above the pretrained kNN baseline's in {higher} of "
+            f"{len(gains)} runs, by {min(gains):+.2f} to {max(gains):+.2f} points. Each run "
+            "section gives a paired bootstrap interval for that difference; where it includes "
+            "zero, the run does not show a gain beyond the noise of its test subsample. The "
+            "`cpu` preset fine-tunes for a few dozen SGD steps, where the paper's gains come "
+            "from about 1,600 steps of a larger network on full-size images.",
+            "",
+        ]
     return lines
 
 
