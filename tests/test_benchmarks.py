@@ -104,7 +104,7 @@ def test_report_has_table_and_plots(benchmark_run, tmp_path):
     assert "| **mean** |" in text and "| 0 bright |" in text and "| 1 dark |" in text
     mean_row = next(line for line in text.splitlines() if line.startswith("| **mean** |"))
     for method in ("pretrained-knn", "msc", "msc-angular"):
-        assert f"{100 * payload['mean_roc_auc'][method]:.1f}" in mean_row
+        assert f"{100 * payload['mean_roc_auc'][method]:.2f}" in mean_row
     assert "98.6" in text and "quoted" in text  # the paper's numbers, labelled
     pngs = sorted(p.name for p in figures.glob("*.png"))
     assert "folder-tiny-per-class.png" in pngs and any("-roc-" in p for p in pngs)
