@@ -25,7 +25,7 @@ lint: $(STAMP)
 # The docs, warnings as errors; this also runs the gallery's examples/plot_*.py.
 docs: $(STAMP)
 	@start=$$(date +%s); \
-	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html && \
+	$(BIN)/python -m sphinx -E -W --keep-going -q -b html docs docs/_build/html && \
 	echo "docs built in $$(( $$(date +%s) - start )) s: docs/_build/html/index.html"
 
 test: lint docs

@@ -1,0 +1,113 @@
+"""The benchmark script and the report generator, end to end on a tiny image folder."""
+
+import csv
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _module(name):
+    """Import a script of benchmarks/ (they import each other by plain name)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module(name)
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """root/{train,test}/{bright,dark}/*.png: two classes a network can tell apart."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("folder")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 8), ("test", 5)):
+        for name, level in (("bright", 200), ("dark", 40)):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = np.clip(rng.normal(level, 20, size=(20, 20, 3)), 0, 255)
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+TINY = ["--size", "cpu", "--n-train", "6", "--n-test-per-class", "4", "--epochs", "1",
+        "--image-size", "32", "--batch-size", "4", "--learning-rate", "1e-3"]
+
+
+@pytest.fixture(scope="module")
+def benchmark_run(image_folder, tmp_path_factory):
+    results = tmp_path_factory.mktemp("results")
+    out = results / "folder-tiny"
+    payload = _module("reproduce").main(
+        ["--dataset", "folder", "--root", str(image_folder), "--out", str(out), *TINY])
+    return results, out, payload
+
+
+def test_help_lists_sizes(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _module("reproduce").main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--size" in text and "cpu:" in text and "full:" in text
+
+
+def test_benchmark_writes_results(benchmark_run):
+    _, out, payload = benchmark_run
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["complete"] and [row["class"] for row in saved["classes"]] == ["bright", "dark"]
+    assert saved["overrides"]["epochs"] == 1 and saved["config"]["epochs"] == 1
+    for key in ("wall_seconds", "seed", "environment", "size"):
+        assert key in saved
+    assert saved["environment"]["versions"]["torch"]
+    for row in saved["classes"]:
+        assert row["n_train"] == 6 and row["n_test"] == 8 and row["n_test_normal"] == 4
+        methods = [rec["method"] for rec in row["methods"]]
+        assert methods == ["pretrained-knn", "msc", "msc-angular"]
+        for rec in row["methods"]:
+            assert 0.0 <= rec["roc_auc"] <= 1.0
+        # The baseline really does not train; the MSC methods do.
+        assert row["methods"][0]["loss_curve"] == []
+        assert len(row["methods"][1]["loss_curve"]) == 1
+        scores = np.load(out / "scores" / f"{row['class']}.npz")
+        assert scores["y_test"].sum() == 4 and scores["msc"].shape == (8,)
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and {r["method"] for r in rows} == set(saved["methods"])
+    assert payload["mean_roc_auc"].keys() == set(saved["methods"])
+
+
+def test_resume_keeps_finished_classes(benchmark_run, image_folder, capsys):
+    _, out, payload = benchmark_run
+    again = _module("reproduce").main(
+        ["--dataset", "folder", "--root", str(image_folder), "--out", str(out), "--resume",
+         *TINY])
+    assert again["classes"] == payload["classes"]
+    assert "ROC-AUC" not in capsys.readouterr().out.split("\n", 1)[1].split("mean")[0]
+    with pytest.raises(SystemExit, match="another configuration"):
+        _module("reproduce").main(
+            ["--dataset", "folder", "--root", str(image_folder), "--out", str(out),
+             "--resume", *TINY[:-2], "--learning-rate", "1e-4"])
+
+
+def test_report_has_table_and_plots(benchmark_run, tmp_path):
+    results, _, payload = benchmark_run
+    report = tmp_path / "docs" / "benchmarks.md"
+    figures = tmp_path / "docs" / "_static" / "benchmarks"
+    text = _module("make_report").build_report(results, report, figures)
+    assert report.read_text() == text
+    assert "| **mean** |" in text and "| 0 bright |" in text and "| 1 dark |" in text
+    mean_row = next(line for line in text.splitlines() if line.startswith("| **mean** |"))
+    for method in ("pretrained-knn", "msc", "msc-angular"):
+        assert f"{100 * payload['mean_roc_auc'][method]:.2f}" in mean_row
+    assert "98.6" in text and "quoted" in text  # the paper's numbers, labelled
+    pngs = sorted(p.name for p in figures.glob("*.png"))
+    assert "folder-tiny-per-class.png" in pngs and any("-roc-" in p for p in pngs)
+    for png in figures.glob("*.png"):
+        assert png.read_bytes()[:4] == b"\x89PNG"
+        assert f"_static/benchmarks/{png.name}" in text
