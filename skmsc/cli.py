@@ -45,7 +45,14 @@ FIT_PARAMETERS = [
 
 
 class UsageError(Exception):
-    """A mistake in how the command was called (exit code 2)."""
+    """A mistake in how the command was called (exit code 2).
+
+    Examples
+    --------
+    >>> from skmsc.cli import EXIT_USAGE, UsageError, main
+    >>> issubclass(UsageError, Exception), EXIT_USAGE
+    (True, 2)
+    """
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -275,7 +282,24 @@ def _one_line(text: str) -> str:
 
 
 def main(argv=None) -> int:
-    """Run the command line; returns the exit code."""
+    """Run the command line; returns the exit code.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        The arguments after ``skmsc``; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    exit_code : int
+        0 on success, 1 on a failure (one-line reason on stderr), 2 on a usage error.
+
+    Examples
+    --------
+    >>> from skmsc.cli import main
+    >>> main(["info", "no-such-model-folder"])  # doctest: +SKIP
+    1
+    """
     args = _parser().parse_args(argv)  # exits with 2 on usage errors, 0 on --help
     commands = {"fit": _fit, "score": _score, "info": _info}
     try:

@@ -567,6 +567,13 @@ def decode_image(image):
         If the file does not exist.
     ValueError
         If the file cannot be decoded; the message names the file.
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> from skmsc.datasets import decode_image
+    >>> decode_image(Image.new("L", (4, 3), color=200)).shape  # grayscale -> RGB
+    (3, 4, 3)
     """
     from PIL import Image, ImageOps
 

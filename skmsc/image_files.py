@@ -54,7 +54,14 @@ DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
 
 class UnreadableImageError(ValueError):
-    """An image in a collection could not be read; the message names it."""
+    """An image in a collection could not be read; the message names it.
+
+    Examples
+    --------
+    >>> from skmsc.image_files import UnreadableImageError
+    >>> issubclass(UnreadableImageError, ValueError)
+    True
+    """
 
 
 def _is_image_item(item) -> bool:
@@ -72,6 +79,22 @@ def is_image_collection(X) -> bool:
 
     True for an :class:`ImageFiles`, and for a non-empty list, tuple or 1-D numpy array of
     str, os.PathLike or PIL images (all elements of those types).
+
+    Parameters
+    ----------
+    X : object
+        What was passed to ``fit`` or a scoring method.
+
+    Returns
+    -------
+    is_collection : bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmsc.image_files import is_image_collection
+    >>> is_image_collection(["a.png", "b.jpg"]), is_image_collection(np.zeros((2, 8, 8)))
+    (True, False)
     """
     if isinstance(X, ImageFiles):
         return True
@@ -336,6 +359,13 @@ def find_unreadable(items, *, n_workers=None) -> list[tuple[str, str]]:
     -------
     failures : list of (name, reason)
         In input order; empty when every image decodes.
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> from skmsc.image_files import find_unreadable
+    >>> find_unreadable([Image.new("RGB", (8, 8))])
+    []
     """
     files = items if isinstance(items, ImageFiles) else ImageFiles(items, n_workers=n_workers)
 
@@ -371,6 +401,19 @@ def list_image_files(folder, *, recursive=True, extensions=None) -> list[str]:
     ------
     NotADirectoryError
         If ``folder`` is not a directory.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from skmsc.image_files import list_image_files
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> Image.new("RGB", (8, 8)).save(folder / "a.png")
+    >>> (folder / "notes.txt").write_text("not an image")
+    12
+    >>> [Path(p).name for p in list_image_files(folder)]
+    ['a.png']
     """
     base = Path(folder).expanduser()
     if not base.is_dir():
