@@ -84,17 +84,27 @@ def normalize(images: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
     return (images - mean) / std
 
 
-def eval_transform(images: torch.Tensor, spec: BackboneSpec, image_size: int) -> torch.Tensor:
-    """Resize the shorter side to ``image_size / crop_fraction``, centre-crop, normalise."""
+def resize_and_centre_crop(
+    images: torch.Tensor, short_side: int, crop: int, interpolation: str
+) -> torch.Tensor:
+    """Resize so the shorter side is ``short_side`` (aspect kept), keep the central square.
+
+    Values stay in [0, 1] (bicubic can overshoot, so the result is clamped).
+    """
     height, width = images.shape[-2:]
-    short = round(image_size / spec.crop_fraction)
-    scale = short / min(height, width)
-    new_size = (max(short, round(height * scale)), max(short, round(width * scale)))
+    scale = short_side / min(height, width)
+    new_size = (max(short_side, round(height * scale)), max(short_side, round(width * scale)))
     if new_size != (height, width):
         images = F.interpolate(
-            images, size=new_size, mode=spec.interpolation, antialias=True, align_corners=False
+            images, size=new_size, mode=interpolation, antialias=True, align_corners=False
         ).clamp_(0.0, 1.0)
-    top = (new_size[0] - image_size) // 2
-    left = (new_size[1] - image_size) // 2
-    images = images[..., top : top + image_size, left : left + image_size]
-    return normalize(images, spec)
+    top, left = (new_size[0] - crop) // 2, (new_size[1] - crop) // 2
+    return images[..., top : top + crop, left : left + crop]
+
+
+def eval_transform(images: torch.Tensor, spec: BackboneSpec, image_size: int) -> torch.Tensor:
+    """Resize the shorter side to ``image_size / crop_fraction``, centre-crop, normalise."""
+    short = round(image_size / spec.crop_fraction)
+    return normalize(
+        resize_and_centre_crop(images, short, image_size, spec.interpolation), spec
+    )

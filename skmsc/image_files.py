@@ -328,17 +328,9 @@ class BatchReader:
 
 def _centre_square(image: torch.Tensor, side: int, spec: BackboneSpec) -> torch.Tensor:
     """Resize ``(1, 3, H, W)`` so its shorter side is ``side``; keep the central square."""
-    import torch.nn.functional as F
+    from ._images import resize_and_centre_crop
 
-    height, width = image.shape[-2:]
-    scale = side / min(height, width)
-    new_size = (max(side, round(height * scale)), max(side, round(width * scale)))
-    if new_size != (height, width):
-        image = F.interpolate(
-            image, size=new_size, mode=spec.interpolation, antialias=True, align_corners=False
-        ).clamp_(0.0, 1.0)
-    top, left = (new_size[0] - side) // 2, (new_size[1] - side) // 2
-    return image[..., top : top + side, left : left + side].contiguous()
+    return resize_and_centre_crop(image, side, side, spec.interpolation).contiguous()
 
 
 def find_unreadable(items, *, n_workers=None) -> list[tuple[str, str]]:
