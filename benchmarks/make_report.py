@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reproduce import METHOD_LABELS, SIZES, slug  # noqa: E402
+from reproduce import summary as method_means  # noqa: E402
 
 # Quoted from the paper (Reiss & Hoshen, AAAI 2023, Table 1), not measured here.
 PAPER_CIFAR10_RESNET152 = {
@@ -54,16 +55,6 @@ def load_runs(folder: Path) -> list[tuple[Path, dict]]:
     for path in sorted(folder.glob("*/results.json")):
         runs.append((path.parent, json.loads(path.read_text())))
     return runs
-
-
-def method_means(payload: dict) -> dict[str, float]:
-    means = {}
-    for method in payload["methods"]:
-        values = [rec["roc_auc"] for row in payload["classes"] for rec in row["methods"]
-                  if rec["method"] == method]
-        if values:
-            means[method] = float(np.mean(values))
-    return means
 
 
 def pct(value: float) -> str:
