@@ -23,8 +23,8 @@ __all__ = ["MeanShiftedFeatures"]
 # The parameters that shape the features; the kNN ones belong to KNNDetector.
 FEATURE_PARAMS = (
     "backbone", "weights", "frozen_stages", "epochs", "batch_size", "learning_rate",
-    "weight_decay", "temperature", "angular", "image_size", "device", "random_state",
-    "verbose",
+    "weight_decay", "temperature", "angular", "image_size", "device", "precision",
+    "random_state", "verbose",
 )
 
 
@@ -44,7 +44,7 @@ class MeanShiftedFeatures(
     Parameters
     ----------
     backbone, weights, frozen_stages, epochs, batch_size, learning_rate, weight_decay, \
-temperature, angular, image_size, device, random_state, verbose
+temperature, angular, image_size, device, precision, random_state, verbose
         As in :class:`MeanShiftedContrastiveDetector`.
 
     Attributes
@@ -95,6 +95,7 @@ temperature, angular, image_size, device, random_state, verbose
         angular=False,
         image_size=224,
         device="auto",
+        precision="auto",
         random_state=None,
         verbose=False,
     ):
@@ -109,6 +110,7 @@ temperature, angular, image_size, device, random_state, verbose
         self.angular = angular
         self.image_size = image_size
         self.device = device
+        self.precision = precision
         self.random_state = random_state
         self.verbose = verbose
 

@@ -108,3 +108,10 @@ def test_features_refuse_other_image_shapes(fitted_lite0, digits):
     features = MeanShiftedFeatures(**FAST, epochs=0).fit(digits[0][:6])
     with pytest.raises(ValueError, match=r"fitted on images of shape \(8, 8\)"):
         features.transform(np.zeros((2, 9, 8)))
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_features_pass_precision_to_the_network(digits, precision):
+    features = MeanShiftedFeatures(**FAST, epochs=0, precision=precision).fit(digits[0][:6])
+    assert features.detector_.precision == precision
+    assert features.detector_.precision_["features"] == precision
