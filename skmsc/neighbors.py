@@ -22,6 +22,8 @@ AUTO_EXACT_MAX_SAMPLES = 50_000
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
 # Query rows whose k distances are recomputed in float64 at a time.
 _RECOMPUTE_ROWS = 1024
+# Queries searched together when the gallery has to be split into blocks.
+_QUERY_BLOCK_ROWS = 1024
 
 
 def _exact_squared_distances(queries, gallery, indices) -> np.ndarray:
@@ -69,9 +71,21 @@ class ExactIndex:
         self.gallery_sq_norms = self.gallery.pow(2).sum(dim=1)
         self.memory_budget = memory_budget
 
-    def _chunk_rows(self) -> int:
-        # Two float32 matrices of the chunk's size live at once (products and distances).
-        return max(1, self.memory_budget // (8 * max(1, len(self.gallery))))
+    def _blocks(self, n_queries: int) -> tuple[int, int]:
+        """Rows of queries and of the gallery searched at once, within ``memory_budget``.
+
+        Two float32 matrices of the block's size live at once (products and distances).
+        A gallery that fits next to ``_QUERY_BLOCK_ROWS`` queries is searched whole;
+        a larger one is split into blocks so the query block stays large: each pass then
+        reads the gallery once per ``_QUERY_BLOCK_ROWS`` queries (matrix products) instead
+        of once per handful of queries (memory-bound matrix-vector products).
+        """
+        cells = max(1, self.memory_budget // 8)
+        n = max(1, len(self.gallery))
+        if n * _QUERY_BLOCK_ROWS <= cells:
+            return max(1, cells // n), n
+        query_rows = min(_QUERY_BLOCK_ROWS, max(1, n_queries))
+        return query_rows, max(1, cells // query_rows)
 
     def kneighbors(self, queries: np.ndarray, k: int, *, exclude_self: bool = False):
         """Squared distances (ascending, float64) and indices of the ``k`` nearest.
@@ -84,21 +98,45 @@ class ExactIndex:
             raise ValueError("exclude_self=True needs the gallery itself as the queries.")
         distances = np.empty((len(queries_t), k), dtype=np.float64)
         indices = np.empty((len(queries_t), k), dtype=np.int64)
-        rows = self._chunk_rows()
+        query_rows, gallery_rows = self._blocks(len(queries_t))
         with torch.inference_mode():
-            for start in range(0, len(queries_t), rows):
-                chunk = queries_t[start : start + rows]
-                d2 = chunk.pow(2).sum(dim=1, keepdim=True) + self.gallery_sq_norms
-                d2.addmm_(chunk, self.gallery.T, alpha=-2.0).clamp_(min=0.0)
-                if exclude_self:
-                    own = torch.arange(start, start + len(chunk))
-                    d2[torch.arange(len(chunk)), own] = float("inf")
-                found = torch.topk(d2, k, dim=1, largest=False, sorted=True).indices.numpy()
+            for start in range(0, len(queries_t), query_rows):
+                chunk = queries_t[start : start + query_rows]
+                found = self._search(chunk, start, k, gallery_rows, exclude_self)
                 exact = _exact_squared_distances(chunk.numpy(), self.gallery.numpy(), found)
                 order = np.argsort(exact, axis=1, kind="stable")
                 distances[start : start + len(chunk)] = np.take_along_axis(exact, order, 1)
                 indices[start : start + len(chunk)] = np.take_along_axis(found, order, 1)
         return distances, indices
+
+    def _search(self, chunk, start, k, gallery_rows, exclude_self) -> np.ndarray:
+        """Indices of the ``k`` nearest gallery rows of each query in ``chunk``.
+
+        The gallery is scanned in blocks; a running best ``k`` (distances and indices) is
+        merged with each block's best ``k``.
+        """
+        chunk_sq = chunk.pow(2).sum(dim=1, keepdim=True)
+        best_d = best_i = None
+        for g0 in range(0, len(self.gallery), gallery_rows):
+            block = self.gallery[g0 : g0 + gallery_rows]
+            d2 = chunk_sq + self.gallery_sq_norms[g0 : g0 + len(block)]
+            d2.addmm_(chunk, block.T, alpha=-2.0).clamp_(min=0.0)
+            if exclude_self:
+                # Each query's own row, where it falls inside this gallery block.
+                own = torch.arange(start, start + len(chunk)) - g0
+                inside = (own >= 0) & (own < len(block))
+                d2[torch.arange(len(chunk))[inside], own[inside]] = float("inf")
+            top = torch.topk(d2, min(k, len(block)), dim=1, largest=False, sorted=True)
+            top_i = top.indices + g0
+            if best_d is None:
+                best_d, best_i = top.values, top_i
+            else:
+                merged_d = torch.cat([best_d, top.values], dim=1)
+                merged_i = torch.cat([best_i, top_i], dim=1)
+                keep = torch.topk(merged_d, min(k, merged_d.shape[1]), dim=1,
+                                  largest=False, sorted=True).indices
+                best_d, best_i = merged_d.gather(1, keep), merged_i.gather(1, keep)
+        return best_i.numpy()
 
 
 class NNDescentIndex:

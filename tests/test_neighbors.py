@@ -40,6 +40,21 @@ def test_exact_leave_one_out_skips_only_the_row_itself(data):
     assert indices[0, 0] == len(gallery) - 1 and distances[0, 0] == pytest.approx(0, abs=1e-5)
 
 
+@pytest.mark.parametrize("budget", [8 * 7 * 5, 8 * 20 * 64, 8 * 50 * 100])
+@pytest.mark.parametrize("exclude_self", [False, True])
+def test_exact_search_in_gallery_blocks_matches_brute_force(data, budget, exclude_self):
+    # Budgets too small for the whole gallery next to the queries: the gallery is scanned
+    # in blocks of 1 to 100 rows (fewer than k in the first case) with a running top-k.
+    gallery, queries = data
+    queries = gallery if exclude_self else queries
+    index = ExactIndex(gallery, memory_budget=budget)
+    assert index._blocks(len(queries))[1] < len(gallery)
+    distances, indices = index.kneighbors(queries, 3, exclude_self=exclude_self)
+    ref_d, ref_i = _brute_force(queries, gallery, 3, exclude_self=exclude_self)
+    np.testing.assert_array_equal(indices, ref_i)
+    np.testing.assert_allclose(distances, ref_d, rtol=1e-4, atol=1e-6)
+
+
 def test_nndescent_finds_the_exact_neighbours_on_easy_data():
     rng = np.random.default_rng(1)
     centers = rng.normal(size=(20, 8)) * 10
