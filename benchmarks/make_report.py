@@ -366,6 +366,78 @@ def pilot_section(runs: list[tuple[Path, dict]], others: list[tuple[Path, dict]]
     return lines
 
 
+def load_curves(folder: Path) -> list[tuple[Path, dict]]:
+    """Learning-curve files written by ``benchmarks/learning_curve.py``."""
+    return [(path, json.loads(path.read_text())) for path in sorted(folder.glob("*.json"))]
+
+
+def plot_curves(curve_files: list[tuple[Path, dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = sorted({(c["class_index"], c["class"]) for _, f in curve_files for c in f["curves"]})
+    fig, axes = plt.subplots(1, len(classes), figsize=(4.6 * len(classes), 3.8), squeeze=False)
+    for ax, (index, name) in zip(axes[0], classes, strict=True):
+        for file_path, payload in curve_files:
+            for curve in payload["curves"]:
+                if curve["class_index"] != index:
+                    continue
+                gains = 100 * (np.array(curve["roc_auc_by_epoch"]) - curve["roc_auc_by_epoch"][0])
+                ax.plot(range(len(gains)), gains, marker=".",
+                        label=f"{file_path.stem}: {curve_label(curve, payload)}")
+        ax.axhline(0, color="grey", lw=0.8, ls="--")
+        ax.set(title=f"normal class {name!r}", xlabel="epochs of fine-tuning",
+               ylabel="ROC-AUC minus pretrained kNN (points)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def curve_label(curve: dict, payload: dict) -> str:
+    args = payload["args"]
+    label = (f"lr {curve['learning_rate']:g}, frozen {curve['frozen_stages']}, "
+             f"{args['n_train']} img, {args['image_size']} px")
+    if curve["angular"]:
+        label += ", angular"
+    if args.get("crop_scale", "(0.2, 1.0)") not in ("(0.2, 1.0)", "[0.2, 1.0]"):
+        label += f", crop scale {args['crop_scale']}"
+    return label
+
+
+def curves_section(curve_files: list[tuple[Path, dict]], figures: Path,
+                   report_dir: Path) -> list[str]:
+    figures.mkdir(parents=True, exist_ok=True)
+    figure = figures / "learning-curves.png"
+    plot_curves(curve_files, figure)
+    lines = [
+        "## Pilot: ROC-AUC after every epoch",
+        "",
+        "`benchmarks/learning_curve.py` fine-tunes once per class and setting and scores "
+        "the test subsample after every epoch (epoch 0 is the pretrained kNN baseline), so "
+        "one run shows whether more steps help. EfficientNet-Lite0, SGD without momentum, "
+        "temperature 0.25, batch as listed, seed 0; settings are in each file's `args`.",
+        "",
+        "| file | class | setting | batch | test images | ROC-AUC (%) by epoch | last - epoch 0 "
+        "| best - epoch 0 |",
+        "|---|---|---|---:|---:|---|---:|---:|",
+    ]
+    for file_path, payload in curve_files:
+        args = payload["args"]
+        for curve in payload["curves"]:
+            aucs = 100 * np.array(curve["roc_auc_by_epoch"])
+            lines.append(
+                f"| `{file_path.name}` | {curve['class']} | {curve_label(curve, payload)} "
+                f"| {args['batch_size']} | {10 * int(args['n_test_per_class'])} "
+                f"| {' '.join(f'{a:.2f}' for a in aucs)} | {aucs[-1] - aucs[0]:+.2f} "
+                f"| {aucs[1:].max() - aucs[0]:+.2f} |")
+    lines += ["", f"![ROC-AUC gain by epoch]({os.path.relpath(figure, report_dir)})", ""]
+    return lines
+
+
 def reference_section() -> list[str]:
     return [
         "## The paper's numbers (quoted, not measured here)",
@@ -421,6 +493,9 @@ def build_report(results: Path, out: Path, figures: Path) -> str:
     lines += reference_section()
     if pilots:
         lines += pilot_section(pilots, runs)
+    curve_files = load_curves(results / "curves") if (results / "curves").is_dir() else []
+    if curve_files:
+        lines += curves_section(curve_files, figures, report_dir)
     text = "\n".join(lines).rstrip() + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
