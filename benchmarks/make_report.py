@@ -23,6 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from dataclasses import asdict  # noqa: E402
+
 from reproduce import METHOD_LABELS, SIZES, slug  # noqa: E402
 from reproduce import summary as method_means  # noqa: E402
 
@@ -55,6 +57,29 @@ def load_runs(folder: Path) -> list[tuple[Path, dict]]:
     for path in sorted(folder.glob("*/results.json")):
         runs.append((path.parent, json.loads(path.read_text())))
     return runs
+
+
+def size_label(payload: dict) -> str:
+    """The name of the size whose settings the run used.
+
+    A size's definition may change after a run; the run keeps its own settings, so it is
+    labelled with the size that has them now, or marked as an earlier definition.
+    """
+    def settings(config):
+        return {k: v for k, v in config.items() if k not in ("name", "description")}
+
+    run = settings(payload["config"])
+    for size in SIZES.values():
+        if settings(asdict(size)) == run:
+            return size.name
+    return f"{payload['size']} (earlier definition)"
+
+
+def sgd_steps(payload: dict) -> int:
+    """SGD steps of one class's fine-tuning (batches per epoch x epochs)."""
+    config = payload["config"]
+    n_train = max(row["n_train"] for row in payload["classes"])
+    return -(-n_train // config["batch_size"]) * config["epochs"]
 
 
 def pct(value: float) -> str:
@@ -120,24 +145,26 @@ def plot_roc(run_dir: Path, payload: dict, row: dict, path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- tables
-def run_section(run_dir: Path, payload: dict, figures: Path, report_dir: Path) -> list[str]:
+def run_section(run_dir: Path, payload: dict, figures: Path, report_dir: Path,
+                tuned: frozenset = frozenset()) -> list[str]:
+    """The section of one run; ``tuned`` are the class indices the pilots looked at."""
     config, env = payload["config"], payload["environment"]
     methods = payload["methods"]
     title = DATASET_TITLES.get(payload["dataset"], payload["dataset"])
     means = method_means(payload)
     n_done = len(payload["classes"])
-    lines = [f"## {title}, size `{payload['size']}`, seed {payload['seed']}", ""]
+    lines = [f"## {title}, size `{size_label(payload)}`, seed {payload['seed']}", ""]
     status = "complete" if payload.get("complete") else f"partial: {n_done} classes"
     lines += [
         f"- Results: `{display_path(run_dir)}/results.json` ({status}), produced by "
         f"`{payload['command']}`.",
-        f"- Configuration: {SIZES[config['name']].description if config['name'] in SIZES else ''}"
+        f"- Configuration: {config.get('description', '')}"
         + (f" Overrides: `{payload['overrides']}`." if payload.get("overrides") else ""),
         f"- Settings: backbone `{config['backbone']}`, {config['epochs']} epochs, learning rate "
         f"{config['learning_rate']:g}, batch {config['batch_size']}, image size "
         f"{config['image_size']}, frozen stages `{config['frozen_stages']}`, training images "
         f"per class {row_range(payload, 'n_train')}, test images {row_range(payload, 'n_test')}, "
-        f"seed {payload['seed']}.",
+        f"seed {payload['seed']}; {sgd_steps(payload)} SGD steps per class.",
         f"- Backbone: {BACKBONE_NOTE.get(config['backbone'], config['backbone'])}",
         f"- Machine: device `{first_device(payload)}`, {env['cpu_count']} CPUs "
         f"({env['processor']}), torch threads {env['torch_threads']}, "
@@ -147,8 +174,8 @@ def run_section(run_dir: Path, payload: dict, figures: Path, report_dir: Path) -
                                           if env.get("git_commit") else "") + ".",
         f"- Wall time: {minutes(payload.get('wall_seconds', 0.0))} for {n_done} classes x "
         f"{len(methods)} methods (started {payload['started']}, finished "
-        f"{payload.get('finished', '?')}); the machine was shared with other jobs, so "
-        "times are upper bounds.",
+        f"{payload.get('finished', '?')}); other jobs on the machine, if any, lengthen "
+        "it.",
         "",
         "ROC-AUC (%), normal = the class, all other test classes anomalous:",
         "",
@@ -183,14 +210,26 @@ def run_section(run_dir: Path, payload: dict, figures: Path, report_dir: Path) -
         )
         lines += [f"{label} minus the pretrained kNN baseline: {gain:+.2f} points of mean "
                   f"ROC-AUC; {label} is higher on {wins} of {n_done} classes."]
+        held_out = [row for row in payload["classes"] if row["class_index"] not in tuned]
+        if tuned and payload["dataset"] == "fashion-mnist" and held_out:
+            diffs = [100 * (next(r["roc_auc"] for r in row["methods"] if r["method"] == method)
+                            - next(r["roc_auc"] for r in row["methods"]
+                                   if r["method"] == "pretrained-knn")) for row in held_out]
+            held_out_text = (f" On the {len(held_out)} classes the learning-curve pilots did "
+                             f"not use: {np.mean(diffs):+.2f} points, higher on "
+                             f"{sum(d > 0 for d in diffs)}.")
+        else:
+            held_out_text = ""
         interval = bootstrap_gain(run_dir, payload, method, "pretrained-knn")
         if interval is not None:
             lines[-1] += (
                 f" A paired bootstrap over test images ({BOOTSTRAP_ROUNDS} resamples of each "
                 f"class's test set, the same images for both methods) puts the 95% interval "
                 f"of that difference at [{interval[0]:+.2f}, {interval[1]:+.2f}] points"
-                + (", which includes zero: on this test subsample the difference is within "
-                   "the noise." if interval[0] <= 0 <= interval[1] else "."))
+                + (", which includes zero: on these test images the difference is within "
+                   "the noise." if interval[0] <= 0 <= interval[1] else
+                   ", which excludes zero."))
+        lines[-1] += held_out_text
         lines.append("")
 
     figures.mkdir(parents=True, exist_ok=True)
@@ -268,17 +307,18 @@ def summary_section(runs: list[tuple[Path, dict]]) -> list[str]:
         "",
         "Mean ROC-AUC (%) over the classes of each run (measured here; details below).",
         "",
-        "| run | dataset | size | backbone | seed | classes | "
+        "| run | dataset | size | backbone | seed | classes | SGD steps per class | "
         + " | ".join(METHOD_LABELS[m] for m in methods) + " | wall time |",
-        "|---|---|---|---|---:|---:|" + "---:|" * len(methods) + "---:|",
+        "|---|---|---|---|---:|---:|---:|" + "---:|" * len(methods) + "---:|",
     ]
     for run_dir, payload in runs:
         means = method_means(payload)
         cells = [f"{100 * means[m]:.2f}" if m in means else "" for m in methods]
         lines.append(
             f"| `{run_dir.name}` | {DATASET_TITLES.get(payload['dataset'], payload['dataset'])} "
-            f"| `{payload['size']}` | `{payload['config']['backbone']}` | {payload['seed']} "
-            f"| {len(payload['classes'])}{'' if payload.get('complete') else ' (partial)'} | "
+            f"| `{size_label(payload)}` | `{payload['config']['backbone']}` | {payload['seed']} "
+            f"| {len(payload['classes'])}{'' if payload.get('complete') else ' (partial)'} "
+            f"| {sgd_steps(payload)} | "
             + " | ".join(cells) + f" | {minutes(payload.get('wall_seconds', 0.0))} |")
     lines.append("")
     gains = [100 * (m["msc"] - m["pretrained-knn"]) for m in map(method_means, (
@@ -289,9 +329,9 @@ def summary_section(runs: list[tuple[Path, dict]]) -> list[str]:
             f"MSC's mean ROC-AUC is above the pretrained kNN baseline's in {higher} of "
             f"{len(gains)} runs, by {min(gains):+.2f} to {max(gains):+.2f} points. Each run "
             "section gives a paired bootstrap interval for that difference; where it includes "
-            "zero, the run does not show a gain beyond the noise of its test subsample. The "
-            "`cpu` preset fine-tunes for a few dozen SGD steps, where the paper's gains come "
-            "from about 1,600 steps of a larger network on full-size images.",
+            "zero, the run does not show a gain beyond the noise of its test images. For "
+            "scale: the paper fine-tunes ResNet152 on 224x224 images for about 1,600 SGD "
+            "steps per class (20 epochs of 5,000 CIFAR-10 images, batch 64).",
             "",
         ]
     return lines
@@ -488,12 +528,13 @@ def build_report(results: Path, out: Path, figures: Path) -> str:
         lines += ["No benchmark results yet.", ""]
     else:
         lines += summary_section(runs)
+    curve_files = load_curves(results / "curves") if (results / "curves").is_dir() else []
+    tuned = frozenset(c["class_index"] for _, f in curve_files for c in f["curves"])
     for run_dir, payload in runs:
-        lines += run_section(run_dir, payload, figures, report_dir)
+        lines += run_section(run_dir, payload, figures, report_dir, tuned)
     lines += reference_section()
     if pilots:
         lines += pilot_section(pilots, runs)
-    curve_files = load_curves(results / "curves") if (results / "curves").is_dir() else []
     if curve_files:
         lines += curves_section(curve_files, figures, report_dir)
     text = "\n".join(lines).rstrip() + "\n"

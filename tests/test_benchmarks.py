@@ -111,3 +111,51 @@ def test_report_has_table_and_plots(benchmark_run, tmp_path):
     for png in figures.glob("*.png"):
         assert png.read_bytes()[:4] == b"\x89PNG"
         assert f"_static/benchmarks/{png.name}" in text
+
+
+def test_report_labels_runs_by_the_size_that_has_their_settings(benchmark_run):
+    make_report = _module("make_report")
+    sizes = _module("reproduce").SIZES
+    from dataclasses import asdict
+
+    payload = {"size": "cpu", "config": asdict(sizes["cpu-short"])}
+    payload["config"]["name"] = "cpu"  # a run made when cpu-short's settings were "cpu"
+    assert make_report.size_label(payload) == "cpu-short"
+    payload["config"]["epochs"] = 99
+    assert make_report.size_label(payload) == "cpu (earlier definition)"
+    _, _, tiny = benchmark_run
+    assert make_report.size_label(tiny) == "cpu (earlier definition)"  # overridden settings
+
+
+FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+
+
+@pytest.mark.skipif(not FMNIST.is_file(), reason="needs `apt-get install dataset-fashion-mnist`")
+def test_learning_curves_and_their_report_section(benchmark_run, tmp_path):
+    results, _, _ = benchmark_run
+    out = tmp_path / "results" / "curves" / "tiny.json"
+    _module("learning_curve").main(
+        ["--classes", "0", "--settings", "1e-3:7", "1e-3:7:angular", "--epochs", "2",
+         "--n-train", "12", "--n-test-per-class", "3", "--image-size", "32",
+         "--batch-size", "4", "--out", str(out)])
+    curves = json.loads(out.read_text())["curves"]
+    assert [(c["learning_rate"], c["frozen_stages"], c["angular"]) for c in curves] == [
+        (1e-3, 7, False), (1e-3, 7, True)]
+    for curve in curves:
+        assert len(curve["roc_auc_by_epoch"]) == 3 and len(curve["loss_by_epoch"]) == 2
+        assert all(0 <= a <= 1 for a in curve["roc_auc_by_epoch"])
+        assert np.isfinite(curve["loss_by_epoch"]).all()
+    # Epoch 0 is the pretrained network: the same for every setting.
+    assert curves[0]["roc_auc_by_epoch"][0] == curves[1]["roc_auc_by_epoch"][0]
+    # Training moved the network (the AUC or at least the loss changes).
+    assert curves[0]["roc_auc_by_epoch"][2] != curves[0]["roc_auc_by_epoch"][0] or \
+        curves[0]["loss_by_epoch"][0] != curves[0]["loss_by_epoch"][1]
+
+    (tmp_path / "results" / "run").symlink_to(results / "folder-tiny", target_is_directory=True)
+    report = tmp_path / "docs" / "benchmarks.md"
+    text = _module("make_report").build_report(
+        tmp_path / "results", report, tmp_path / "docs" / "_static")
+    assert "## Pilot: ROC-AUC after every epoch" in text
+    assert "`tiny.json` | T-shirt/top | lr 0.001, frozen 7, 12 img, 32 px |" in text
+    assert "_static/learning-curves.png" in text
+    assert (tmp_path / "docs" / "_static" / "learning-curves.png").read_bytes()[:4] == b"\x89PNG"
