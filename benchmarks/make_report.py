@@ -418,20 +418,31 @@ def plot_curves(curve_files: list[tuple[Path, dict]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     classes = sorted({(c["class_index"], c["class"]) for _, f in curve_files for c in f["curves"]})
+    labels = list(dict.fromkeys(f"{path.stem}: {curve_label(c, f)}"
+                                for path, f in curve_files for c in f["curves"]))
+    # One colour and marker per setting, the same in every panel (tab20 has 20 colours).
+    colours = {label: plt.cm.tab20(i % 20) for i, label in enumerate(labels)}
+    markers = {label: "o.sv^D<>"[i % 8] for i, label in enumerate(labels)}
     fig, axes = plt.subplots(1, len(classes), figsize=(4.6 * len(classes), 3.8), squeeze=False)
     for ax, (index, name) in zip(axes[0], classes, strict=True):
         for file_path, payload in curve_files:
             for curve in payload["curves"]:
                 if curve["class_index"] != index:
                     continue
+                label = f"{file_path.stem}: {curve_label(curve, payload)}"
                 gains = 100 * (np.array(curve["roc_auc_by_epoch"]) - curve["roc_auc_by_epoch"][0])
-                ax.plot(range(len(gains)), gains, marker=".",
-                        label=f"{file_path.stem}: {curve_label(curve, payload)}")
+                ax.plot(range(len(gains)), gains, marker=markers[label], ms=4,
+                        color=colours[label], label=label)
         ax.axhline(0, color="grey", lw=0.8, ls="--")
         ax.set(title=f"normal class {name!r}", xlabel="epochs of fine-tuning",
                ylabel="ROC-AUC minus pretrained kNN (points)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    handles = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    fig.legend([handles[label] for label in labels], labels, fontsize=7, loc="upper center",
+               bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
