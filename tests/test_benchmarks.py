@@ -159,3 +159,28 @@ def test_learning_curves_and_their_report_section(benchmark_run, tmp_path):
     assert "`tiny.json` | T-shirt/top | lr 0.001, frozen 7, 12 img, 32 px |" in text
     assert "_static/learning-curves.png" in text
     assert (tmp_path / "docs" / "_static" / "learning-curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_speed_gallery_adds_unit_noisy_copies_of_real_features():
+    speed = _module("speed")
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(50, 8)).astype(np.float32)
+    real /= np.linalg.norm(real, axis=1, keepdims=True)
+    gallery = speed._gallery(real, 70_000, rng, noise=0.01)  # crosses a 65,536-row block
+    assert gallery.shape == (70_000, 8) and gallery.dtype == np.float32
+    np.testing.assert_array_equal(gallery[:50], real)
+    np.testing.assert_allclose(np.linalg.norm(gallery, axis=1), 1, atol=1e-5)
+    # Every copy lies near one real vector, but is not one.
+    nearest = ((gallery[50:, None, :] - real[None]) ** 2).sum(-1).min(axis=1)
+    assert np.all(nearest > 0) and np.all(nearest < 0.01)
+    subset = speed._gallery(real, 20, rng, noise=0.01)
+    assert subset.shape == (20, 8) and all(any((r == real).all(1)) for r in subset)
+
+
+def test_speed_crossover_interpolates_between_sizes():
+    speed = _module("speed")
+    rows = [dict(n=n, degree=30, epsilon=0.5, exact=e, nnd=a)
+            for n, e, a in ((10_000, 1.0, 4.0), (100_000, 10.0, 2.5))]
+    # log(a/e) goes from log 4 to log 0.25 linearly in log n: zero halfway, at ~31,623.
+    assert speed._crossover(rows, (30, 0.5), "exact", "nnd") == 31623
+    assert speed._crossover(rows[:1], (30, 0.5), "exact", "nnd") is None
