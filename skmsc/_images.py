@@ -60,9 +60,13 @@ def check_image_array(X: np.ndarray) -> None:
 
 
 def to_unit_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A batch as float32 ``(b, 3, H, W)`` in [0, 1] on ``device``, channels-last in memory.
+    """A batch as float32 ``(b, 3, H, W)`` in [0, 1] on ``device``, contiguous (NCHW).
 
-    The array travels to the device in its own dtype (uint8 is 4x smaller than float).
+    The array travels to the device in its own dtype (uint8 is 4x smaller than float) and
+    is reordered to NCHW there, before the conversion to float: resizing a contiguous
+    NCHW batch is about twice as fast as a channels-last one on CPU (bicubic 224 -> 256:
+    36 ms against 73 ms for 16 images, one thread), and the uint8 copy is the cheap one.
+    The network's channels-last input is made after normalisation.
     """
     batch = np.ascontiguousarray(batch)
     if not batch.flags.writeable:
@@ -71,8 +75,7 @@ def to_unit_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
     tensor = torch.from_numpy(batch).to(device, non_blocking=True)
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(-1).expand(*tensor.shape, 3)
-    # NHWC permuted to NCHW is already channels-last, the faster layout for convolutions.
-    tensor = tensor.permute(0, 3, 1, 2)
+    tensor = tensor.permute(0, 3, 1, 2).contiguous()
     if batch.dtype == np.uint8 or batch.dtype.kind in "ui":
         return tensor.float().div_(255.0)
     return tensor.float()
