@@ -182,5 +182,5 @@ def test_speed_crossover_interpolates_between_sizes():
     rows = [dict(n=n, degree=30, epsilon=0.5, exact=e, nnd=a)
             for n, e, a in ((10_000, 1.0, 4.0), (100_000, 10.0, 2.5))]
     # log(a/e) goes from log 4 to log 0.25 linearly in log n: zero halfway, at ~31,623.
-    assert speed._crossover(rows, (30, 0.5), "exact", "nnd") == 31623
-    assert speed._crossover(rows[:1], (30, 0.5), "exact", "nnd") is None
+    assert speed._crossover(rows, "exact", "nnd") == 31623
+    assert speed._crossover(rows[:1], "exact", "nnd") is None
