@@ -79,7 +79,7 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         ``image_size / crop_fraction`` (the backbone's evaluation crop) and centre-cropped.
     knn_algorithm : {"auto", "exact", "nndescent"}, default="auto"
         Neighbour search: exact chunked matrix products, or pynndescent's approximate
-        index. ``"auto"`` is exact up to 50,000 training images.
+        index. ``"auto"`` is exact up to 20,000 training images.
     contamination : "auto" or float, default="auto"
         Expected fraction of anomalies, in (0, 0.5]: the threshold ``offset_`` flags that
         fraction of the leave-one-out training scores (each training image scored

@@ -35,7 +35,7 @@ class KNNDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         Neighbours summed in the anomaly score.
     knn_algorithm : {"auto", "exact", "nndescent"}, default="auto"
         Exact chunked search, or pynndescent's approximate index. ``"auto"`` is exact up
-        to 50,000 training samples.
+        to 20,000 training samples.
     contamination : "auto" or float, default="auto"
         Expected fraction of anomalies, in (0, 0.5]: ``offset_`` flags that fraction of
         the leave-one-out training scores. ``"auto"`` uses 0.01.

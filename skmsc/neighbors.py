@@ -10,14 +10,15 @@ import numpy as np
 import torch
 
 __all__ = [
-    "AUTO_EXACT_MAX_SAMPLES", "ExactIndex", "NNDescentIndex", "make_index", "resolve_knn_algorithm"
+    "AUTO_EXACT_MAX_SAMPLES", "NNDESCENT_EPSILON_BY_SIZE", "ExactIndex", "NNDescentIndex",
+    "default_epsilon", "make_index", "resolve_knn_algorithm",
 ]
 
 #: ``knn_algorithm="auto"`` uses exact search up to this many training vectors and
 #: pynndescent's approximate index above it. benchmarks/speed.py (section knn,
 #: docs/performance.md) put the crossover of fit's kNN cost (index build + leave-one-out
-#: queries of the training set) at about 51,000 real 1280-d features on 2 CPU cores.
-AUTO_EXACT_MAX_SAMPLES = 50_000
+#: queries of the training set) at about 21,000 real 1280-d features on 2 CPU cores.
+AUTO_EXACT_MAX_SAMPLES = 20_000
 # Peak memory of one exact-search chunk of the (queries x gallery) distance matrix.
 DEFAULT_MEMORY_BUDGET_BYTES = 256 * 2**20
 # Query rows whose k distances are recomputed in float64 at a time.
@@ -147,10 +148,11 @@ class NNDescentIndex:
     gallery : ndarray of shape (n, d)
     n_neighbors : int, default=30
         Degree of the search graph (not the query k); higher is slower and more exact.
-    epsilon : float, default=0.5
-        Search breadth at query time; higher is slower and more exact. 0.5 gave a
-        recall@2 of 0.9995 (10k) and 0.9965 (100k) on real 1280-d features, where
-        pynndescent's default 0.1 gave 0.83 (``docs/performance.md``).
+    epsilon : float or None, default=None
+        Search breadth at query time; higher is slower and more exact. ``None``:
+        :func:`default_epsilon` of the gallery size, which kept recall@2 >= 0.99 on real
+        1280-d features at 10k, 100k and 1M vectors (``docs/performance.md``), where
+        pynndescent's own default, 0.1, gave 0.83 at 10k.
     random_state : int
         Seed of the graph construction.
     n_jobs : int or None
@@ -170,11 +172,11 @@ class NNDescentIndex:
     [0, 1, 2]
     """
 
-    def __init__(self, gallery, n_neighbors=30, epsilon=0.5, random_state=0, n_jobs=None):
+    def __init__(self, gallery, n_neighbors=30, epsilon=None, random_state=0, n_jobs=None):
         import pynndescent  # compiled with numba on first use: imported only when needed
 
         self.gallery = np.ascontiguousarray(gallery, dtype=np.float32)
-        self.epsilon = epsilon
+        self.epsilon = default_epsilon(len(self.gallery)) if epsilon is None else epsilon
         self.index = pynndescent.NNDescent(
             self.gallery,
             metric="euclidean",
@@ -201,6 +203,33 @@ class NNDescentIndex:
         exact = _exact_squared_distances(queries, self.gallery, found)
         order = np.argsort(exact, axis=1, kind="stable")
         return np.take_along_axis(exact, order, 1), np.take_along_axis(found, order, 1)
+
+
+#: (gallery size, query epsilon) pairs measured by ``benchmarks/speed.py`` (section knn,
+#: real 1280-d features, degree-30 graph): the smallest epsilon tried that kept recall@2
+#: >= 0.99. 10k and 100k: 0.5 (recall 0.9995, 0.995); 1M: 1.0 (0.9935; 0.5 gave 0.93).
+NNDESCENT_EPSILON_BY_SIZE = ((100_000, 0.5), (1_000_000, 1.0))
+
+
+def default_epsilon(n_samples: int) -> float:
+    """The pynndescent query epsilon for a gallery of ``n_samples`` vectors.
+
+    The measured value at and below 100k, interpolated linearly in ``log(n_samples)``
+    up to 1M, and the 1M value beyond (not measured there).
+
+    Examples
+    --------
+    >>> from skmsc.neighbors import default_epsilon
+    >>> default_epsilon(50_000), round(default_epsilon(316_228), 2), default_epsilon(10**7)
+    (0.5, 0.75, 1.0)
+    """
+    (n_low, eps_low), (n_high, eps_high) = NNDESCENT_EPSILON_BY_SIZE
+    if n_samples <= n_low:
+        return eps_low
+    if n_samples >= n_high:
+        return eps_high
+    fraction = (np.log(n_samples) - np.log(n_low)) / (np.log(n_high) - np.log(n_low))
+    return float(eps_low + fraction * (eps_high - eps_low))
 
 
 def resolve_knn_algorithm(algorithm: str, n_samples: int) -> str:

@@ -93,3 +93,19 @@ def test_nndescent_recall_on_real_digit_vectors():
     same = np.all(a_i == e_i, axis=1)
     np.testing.assert_allclose(a_d[same], e_d[same], rtol=1e-12)
     assert np.all(a_d.sum(1) >= e_d.sum(1) - 1e-9)  # a miss can only raise the distance
+
+
+def test_default_epsilon_follows_the_measured_sizes():
+    from skmsc.neighbors import NNDESCENT_EPSILON_BY_SIZE, default_epsilon
+
+    (n_low, eps_low), (n_high, eps_high) = NNDESCENT_EPSILON_BY_SIZE
+    assert default_epsilon(10) == default_epsilon(n_low) == eps_low
+    assert default_epsilon(n_high) == default_epsilon(10 * n_high) == eps_high
+    between = [default_epsilon(n) for n in (2 * n_low, 4 * n_low, 8 * n_low)]
+    assert eps_low < between[0] < between[1] < between[2] < eps_high
+
+
+def test_nndescent_index_uses_the_size_dependent_epsilon():
+    gallery = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
+    assert NNDescentIndex(gallery, random_state=0).epsilon == 0.5
+    assert NNDescentIndex(gallery, epsilon=0.2, random_state=0).epsilon == 0.2
