@@ -64,8 +64,8 @@ def to_unit_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
 
     The array travels to the device in its own dtype (uint8 is 4x smaller than float) and
     is reordered to NCHW there, before the conversion to float: resizing a contiguous
-    NCHW batch is about twice as fast as a channels-last one on CPU (bicubic 224 -> 256:
-    36 ms against 73 ms for 16 images, one thread), and the uint8 copy is the cheap one.
+    NCHW batch is about twice as fast as a channels-last one on CPU
+    (``docs/performance.md``), and the uint8 copy is the cheap one.
     The network's channels-last input is made after normalisation.
     """
     batch = np.ascontiguousarray(batch)
