@@ -6,10 +6,12 @@ one class's training images, score a test set, "normal" = that class) on a seede
 subsample, so settings can be compared on the same images. Settings are given as
 ``lr:frozen_stages[:angular]`` triples; results go to ``--out`` as JSON.
 
-Example (the pilot behind the ``cpu`` size of ``reproduce.py``)::
+Example (the pilot behind the ``cpu`` size of ``reproduce.py``; every file under
+``benchmarks/results/curves/`` records its arguments)::
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/learning_curve.py --classes 0 2 4 6 \\
-        --settings 1e-3:4 3e-3:6 --epochs 8 --out benchmarks/results/curves/64px-1000img.json
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/learning_curve.py --classes 0 6 \\
+        --settings 3e-3:6 3e-3:6:angular --n-train 3000 --epochs 3 \\
+        --n-test-per-class 300 --out benchmarks/results/curves/64px-3000img.json
 """
 
 from __future__ import annotations
