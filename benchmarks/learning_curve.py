@@ -48,8 +48,8 @@ def parse_setting(text: str) -> dict:
             "angular": len(parts) > 2 and parts[2] in ("1", "angular", "true")}
 
 
-def auc_of(encoder, X_train, X_test, y_test, extract, n_neighbors):
-    train = extract_features(encoder, X_train, **extract)
+def auc_of(encoder, train, X_test, y_test, extract, n_neighbors):
+    """ROC-AUC of the kNN score against the training features ``train``."""
     test = extract_features(encoder, X_test, **extract)
     scores = knn_scores(ExactIndex(train), test, n_neighbors)
     return float(roc_auc_score(y_test, scores))
@@ -69,13 +69,11 @@ def curve(X_train, X_test, y_test, setting, args, device) -> dict:
         center = center / np.linalg.norm(center)
     order_rng = np.random.default_rng(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    aucs = [auc_of(encoder, X_train, X_test, y_test, extract, args.n_neighbors)]
+    # Epoch 0 is the pretrained network, whose training features are already at hand.
+    aucs = [auc_of(encoder, pretrained, X_test, y_test, extract, args.n_neighbors)]
     losses, seconds = [], []
     for _ in range(args.epochs):
         start = time.perf_counter()
-        for p in encoder.parameters():
-            p.requires_grad_(True)
-        freeze_stages(backbone, args.backbone, setting["frozen_stages"])
         losses += fine_tune(
             encoder, X_train, torch.from_numpy(center), spec=spec, image_size=args.image_size,
             epochs=1, batch_size=args.batch_size, learning_rate=setting["learning_rate"],
@@ -83,7 +81,8 @@ def curve(X_train, X_test, y_test, setting, args, device) -> dict:
             order_rng=order_rng, augment_generator=generator,
             precision=resolve_precision("auto", device, training=True))
         seconds.append(round(time.perf_counter() - start, 1))
-        aucs.append(auc_of(encoder, X_train, X_test, y_test, extract, args.n_neighbors))
+        train = extract_features(encoder, X_train, **extract)
+        aucs.append(auc_of(encoder, train, X_test, y_test, extract, args.n_neighbors))
     return {**setting, "roc_auc_by_epoch": aucs, "loss_by_epoch": losses,
             "train_seconds_by_epoch": seconds}
 
