@@ -96,9 +96,10 @@ def random_views(
     work to four batched operations; factors are still drawn per sample, and over many batches
     every order is used equally often.
 
-    The crop is resampled with :func:`torchvision.ops.roi_align` (bilinear, with an adaptive
+    The crop is resampled as :func:`torchvision.ops.roi_align` does (bilinear, with an adaptive
     number of samples per output pixel, which averages the input when a crop is shrunk, i.e.
-    antialiases) rather than with torchvision's antialiased bilinear resize, so pixel values
+    antialiases; crops that are not shrunk go through the faster ``grid_sample`` at the same
+    sample points) rather than with torchvision's antialiased bilinear resize, so pixel values
     differ slightly from torchvision's. In particular the outermost half pixel of a view is
     interpolated towards the image content just outside the crop box, where torchvision, which
     crops before resizing, repeats the box's edge pixels.
@@ -117,7 +118,7 @@ def random_views(
     """
     _check_arguments(images, output_size, generator, scale, ratio, jitter, blur_sigma)
     n, _, height, width = images.shape
-    device, dtype = images.device, images.dtype
+    device = images.device
 
     def coin(p: float) -> torch.Tensor:
         # Per-sample Bernoulli(p) mask, kept on the CPU (see _apply_to).
@@ -135,18 +136,8 @@ def random_views(
     sigma = low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
     flip_on = coin(flip_p)
 
-    # (1) Random resized crop: one roi_align call for the batch. aligned=True puts pixel
-    # centres at half-integers, so box (0, 0, W, H) is exactly the whole image, and
-    # sampling_ratio=0 picks ceil(crop size / output size) samples per output pixel and axis.
-    rois = torch.cat([torch.arange(n, dtype=torch.float64)[:, None], boxes], dim=1)
-    views = roi_align(
-        images,
-        rois.to(device=device, dtype=dtype),
-        output_size=(output_size, output_size),
-        spatial_scale=1.0,
-        sampling_ratio=0,
-        aligned=True,
-    ).clamp_(0.0, 1.0)  # bilinear weights sum to 1 only up to rounding
+    # (1) Random resized crop, all samples at once.
+    views = _resample_boxes(images, boxes, output_size)
 
     # (2) Colour jitter, (3) random grayscale and (4) Gaussian blur of the selected samples.
     views = _apply_to(views, jitter_on, lambda v, f: _color_jitter(v, f, order, jitter), factors)
@@ -227,6 +218,64 @@ def _crop_boxes(
     return torch.stack([left, top, left + w, top + h], dim=1)
 
 
+def _resample_boxes(images: torch.Tensor, boxes: torch.Tensor, output_size: int) -> torch.Tensor:
+    """Resample box ``i`` of ``images[i]`` to an ``output_size`` square, as ``roi_align`` does.
+
+    ``roi_align`` is called with aligned=True (box (0, 0, W, H) is exactly the whole image)
+    and sampling_ratio=0: ceil(box side / output side) bilinear samples per output pixel and
+    axis, which averages, i.e. antialiases, when a box is shrunk. A box no larger than the
+    output takes one sample per pixel, which ``grid_sample`` computes at the same points
+    several times faster on CPU, so those boxes (all of them when upscaling) go through it.
+    """
+    n, _, height, width = images.shape
+    device, dtype = images.device, images.dtype
+    one_sample = (boxes[:, 2] - boxes[:, 0] <= output_size) & (
+        boxes[:, 3] - boxes[:, 1] <= output_size
+    )
+    shrunk = (~one_sample).nonzero()[:, 0]
+    if len(shrunk) == n:
+        return _roi_align_boxes(images, boxes, output_size)
+    # Sample i of a box lies at x1 + (i + 0.5) * (x2 - x1) / size in pixel-edge coordinates;
+    # grid_sample (align_corners=False) reads those as 2 * x / W - 1. Samples stay inside
+    # the image, where roi_align's edge clamping equals padding_mode="border".
+    steps = (torch.arange(output_size, dtype=torch.float64) + 0.5) / output_size
+    x = boxes[:, 0:1] + steps * (boxes[:, 2:3] - boxes[:, 0:1])
+    y = boxes[:, 1:2] + steps * (boxes[:, 3:4] - boxes[:, 1:2])
+    grid = torch.stack(
+        [
+            (2 * x / width - 1)[:, None, :].expand(n, output_size, output_size),
+            (2 * y / height - 1)[:, :, None].expand(n, output_size, output_size),
+        ],
+        dim=-1,
+    )
+    views = F.grid_sample(
+        images,
+        grid.to(device=device, dtype=dtype),
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=False,
+    )
+    if len(shrunk):
+        device_index = shrunk.to(device)
+        averaged = _roi_align_boxes(images.index_select(0, device_index), boxes[shrunk],
+                                    output_size)
+        views = views.index_copy(0, device_index, averaged)
+    return views.clamp_(0.0, 1.0)  # bilinear weights sum to 1 only up to rounding
+
+
+def _roi_align_boxes(images: torch.Tensor, boxes: torch.Tensor, output_size: int):
+    """``roi_align`` of box ``i`` (float64 CPU, edge coordinates) of ``images[i]``."""
+    rois = torch.cat([torch.arange(len(boxes), dtype=torch.float64)[:, None], boxes], dim=1)
+    return roi_align(
+        images,
+        rois.to(device=images.device, dtype=images.dtype),
+        output_size=(output_size, output_size),
+        spatial_scale=1.0,
+        sampling_ratio=0,
+        aligned=True,
+    ).clamp_(0.0, 1.0)
+
+
 def _apply_to(
     views: torch.Tensor, on: torch.Tensor, fn: Callable[..., torch.Tensor], *params: torch.Tensor
 ) -> torch.Tensor:
@@ -298,41 +347,28 @@ def _adjust_saturation(images: torch.Tensor, factor: torch.Tensor) -> torch.Tens
 
 
 def _adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotate the hue by ``shift`` (in turns, shape (N, 1, 1, 1)) in HSV space."""
-    hsv = _rgb_to_hsv(images)
-    hue = torch.remainder(hsv[:, :1] + shift, 1.0)
-    return _hsv_to_rgb(torch.cat([hue, hsv[:, 1:]], dim=1)).clamp_(0.0, 1.0)
+    """Rotate the hue by ``shift`` (in turns, shape (N, 1, 1, 1)), as an HSV round trip would.
 
-
-def _rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
-    """Convert (N, 3, H, W) RGB in [0, 1] to HSV with all three channels in [0, 1]."""
-    r, g, b = images.unbind(1)
-    maxc, minc = images.amax(dim=1), images.amin(dim=1)
-    delta = maxc - minc
-    # Grey pixels (delta == 0) and black pixels (maxc == 0) get hue and saturation 0; the
-    # safe denominators only avoid NaNs in the branches that torch.where discards.
-    safe_delta = torch.where(delta > 0, delta, torch.ones_like(delta))
-    safe_max = torch.where(maxc > 0, maxc, torch.ones_like(maxc))
-    hue = torch.where(
-        maxc == r,
-        (g - b) / safe_delta,  # in [-1, 1]; negative hues wrap around below
-        torch.where(maxc == g, (b - r) / safe_delta + 2.0, (r - g) / safe_delta + 4.0),
-    )
-    hue = torch.where(delta > 0, torch.remainder(hue / 6.0, 1.0), torch.zeros_like(hue))
-    sat = torch.where(maxc > 0, delta / safe_max, torch.zeros_like(maxc))
-    return torch.stack([hue, sat, maxc], dim=1)
-
-
-def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
-    """Convert (N, 3, H, W) HSV (channels in [0, 1]) back to RGB, without branches.
-
-    Uses ``f(n) = v - v * s * clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + 6 h) mod 6`` and
-    n = 5, 3, 1 for red, green and blue.
+    HSV to RGB gives channel c as ``v - (v - m) * clamp(min(k, 4 - k), 0, 1)`` with ``v`` and
+    ``m`` the largest and smallest of r, g, b and ``k = (n_c + 6 * hue) mod 6`` (n = 5, 3, 1
+    for red, green, blue). A hue rotation keeps ``v`` and ``m``, so only the hue is computed:
+    half the work of converting all three channels to HSV and back.
     """
-    hue, sat, val = hsv[:, :1], hsv[:, 1:2], hsv[:, 2:]
-    n = torch.tensor([5.0, 3.0, 1.0], dtype=hsv.dtype, device=hsv.device).view(1, 3, 1, 1)
-    k = torch.remainder(n + 6.0 * hue, 6.0)
-    return val - val * sat * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+    r, g, b = images.unbind(1)
+    largest, smallest = images.amax(dim=1), images.amin(dim=1)
+    spread = largest - smallest
+    # Grey pixels (spread 0) keep their value whatever the hue; the safe denominator only
+    # avoids NaNs in the branches that torch.where discards.
+    safe_spread = torch.where(spread > 0, spread, torch.ones_like(spread))
+    hue6 = torch.where(  # 6 * hue, in [-1, 5); the mod 6 below wraps negative hues
+        largest == r,
+        (g - b) / safe_spread,
+        torch.where(largest == g, (b - r) / safe_spread + 2.0, (r - g) / safe_spread + 4.0),
+    )
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    k = torch.remainder(n + (hue6 + 6.0 * shift[:, 0]).unsqueeze(1), 6.0)
+    ramp = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return (largest.unsqueeze(1) - spread.unsqueeze(1) * ramp).clamp_(0.0, 1.0)
 
 
 def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -346,7 +382,12 @@ def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, kernel_size: int) 
     x = torch.arange(kernel_size, dtype=images.dtype, device=images.device)
     x = x - (kernel_size - 1) / 2
     kernel = torch.exp(-0.5 * (x / sigma[:, None]) ** 2)
-    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)
+    # The far tails of narrow Gaussians hold subnormal floats, which make CPU convolutions
+    # several times slower. Weights below eps**2 change the sum far less than its rounding
+    # (eps), and zeroing them keeps products with small pixels out of the subnormal range.
+    kernel = torch.where(kernel >= torch.finfo(kernel.dtype).eps ** 2, kernel, 0.0)
+    kernel = kernel.repeat_interleave(c, dim=0)
     pad = kernel_size // 2
     flat = F.pad(images.reshape(1, n * c, height, width), (pad, pad, pad, pad), mode="reflect")
     flat = F.conv2d(flat, kernel.view(n * c, 1, 1, kernel_size), groups=n * c)
