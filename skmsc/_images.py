@@ -63,10 +63,23 @@ def to_unit_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
     """A batch as float32 ``(b, 3, H, W)`` in [0, 1] on ``device``, contiguous (NCHW).
 
     The array travels to the device in its own dtype (uint8 is 4x smaller than float) and
-    is reordered to NCHW there, before the conversion to float: resizing a contiguous
-    NCHW batch is about twice as fast as a channels-last one on CPU
-    (``docs/performance.md``), and the uint8 copy is the cheap one.
-    The network's channels-last input is made after normalisation.
+    is reordered to NCHW there, before the conversion to float: resampling a contiguous
+    NCHW float batch is faster than a channels-last one on CPU (``docs/performance.md``),
+    and the uint8 copy is the cheap one. Fine-tuning's augmentation starts from this.
+    """
+    tensor = _as_device_tensor(batch, device)
+    if tensor.shape[1] == 1:
+        tensor = tensor.expand(-1, 3, -1, -1)
+    tensor = tensor.contiguous()
+    if tensor.dtype.is_floating_point:
+        return tensor.float()
+    return tensor.float().div_(255.0)
+
+
+def _as_device_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``batch`` on ``device`` in its own dtype, as a ``(b, c, H, W)`` view (c = 1 or 3).
+
+    Colour images are a channels-last view of the user's layout; nothing is reordered yet.
     """
     batch = np.ascontiguousarray(batch)
     if not batch.flags.writeable:
@@ -74,40 +87,100 @@ def to_unit_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
         batch = batch.copy()
     tensor = torch.from_numpy(batch).to(device, non_blocking=True)
     if tensor.ndim == 3:
-        tensor = tensor.unsqueeze(-1).expand(*tensor.shape, 3)
-    tensor = tensor.permute(0, 3, 1, 2).contiguous()
-    if batch.dtype == np.uint8 or batch.dtype.kind in "ui":
-        return tensor.float().div_(255.0)
-    return tensor.float()
+        return tensor.unsqueeze(1)
+    return tensor.permute(0, 3, 1, 2)
 
 
-def normalize(images: torch.Tensor, spec: BackboneSpec) -> torch.Tensor:
-    mean = torch.tensor(spec.mean, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, device=images.device).view(1, 3, 1, 1)
-    return (images - mean) / std
+def eval_inputs(
+    batch: np.ndarray, spec: BackboneSpec, image_size: int, device: torch.device
+) -> torch.Tensor:
+    """Network inputs for an image batch: float32 ``(b, 3, image_size, image_size)``.
+
+    The reference's evaluation transform: the shorter side is resized to
+    ``image_size / crop_fraction`` with the backbone's (antialiased) interpolation, the
+    central square is kept and the channels are normalised with the backbone's mean and
+    std. The result is channels-last on ``device``.
+
+    Images are resized as PIL resizes the reference's uint8 images: a horizontal then a
+    vertical pass, each clipped to the pixel range (bicubic overshoots) and, for integer
+    images, rounded to integer levels. On CPU torch's uint8 kernels do exactly this, several
+    times faster than float ones (``docs/performance.md``); elsewhere, and for float images,
+    the passes run in float. So uint8 and float copies of an image, and CPU and GPU, agree
+    to within rounding.
+    """
+    pixels = _as_device_tensor(batch, device)
+    integer = not pixels.dtype.is_floating_point
+    short = round(image_size / spec.crop_fraction)
+    size = resized_size(*pixels.shape[-2:], short)
+    if size != tuple(pixels.shape[-2:]):
+        if integer and pixels.device.type in UINT8_RESIZE_DEVICES:
+            # check_image_array guarantees 0-255, so uint8 holds any integer image.
+            pixels = _resize(pixels.to(torch.uint8), size, spec.interpolation)
+        else:
+            pixels = _resize_in_float(pixels, size, spec.interpolation, integer)
+    return network_input(centre_crop(pixels, image_size), spec, white=255.0 if integer else 1.0)
+
+
+def _resize_in_float(pixels: torch.Tensor, size, mode: str, integer: bool) -> torch.Tensor:
+    """The two passes of a uint8 resize in float: clipped, and rounded if ``integer``."""
+    # A contiguous NCHW float batch resizes faster than a channels-last one on CPU.
+    pixels = pixels.contiguous().float()
+    white = 255.0 if integer else 1.0
+    for pass_size in ((pixels.shape[-2], size[1]), size):  # horizontal, then vertical
+        pixels = _resize(pixels, pass_size, mode).clamp_(0.0, white)
+        if integer:
+            pixels = pixels.round_()
+    return pixels
+
+
+#: Device types on which torch resizes uint8 images with its own (antialiased) kernels.
+UINT8_RESIZE_DEVICES = ("cpu",)
+
+
+def _resize(images: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode=mode, antialias=True, align_corners=False)
+
+
+def network_input(pixels: torch.Tensor, spec: BackboneSpec, white: float = 1.0) -> torch.Tensor:
+    """``(pixels / white - mean) / std`` as float32 channels-last, grey replicated to RGB.
+
+    One copy (which also converts the dtype and the layout) and two in-place operations,
+    with Python scalars when every channel shares mean and std (several times faster than
+    broadcasting over the innermost, 3-long channel axis of a channels-last tensor).
+    """
+    b, _, height, width = pixels.shape
+    out = torch.empty((b, 3, height, width), dtype=torch.float32, device=pixels.device,
+                      memory_format=torch.channels_last)
+    out.copy_(pixels.expand(b, 3, height, width))
+    if len(set(spec.mean)) == 1 and len(set(spec.std)) == 1:
+        return out.mul_(1.0 / (white * spec.std[0])).sub_(spec.mean[0] / spec.std[0])
+    mean = torch.tensor(spec.mean, device=pixels.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, device=pixels.device).view(1, 3, 1, 1)
+    return out.mul_(1.0 / (white * std)).sub_(mean / std)
+
+
+def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """The size torchvision's ``Resize(short_side)`` gives: the longer side is truncated."""
+    if height <= width:
+        return short_side, int(short_side * width / height)
+    return int(short_side * height / width), short_side
+
+
+def centre_crop(images: torch.Tensor, crop: int) -> torch.Tensor:
+    """The central ``crop`` square (a view), offsets rounded as torchvision's CenterCrop."""
+    height, width = images.shape[-2:]
+    top, left = int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0))
+    return images[..., top : top + crop, left : left + crop]
 
 
 def resize_and_centre_crop(
     images: torch.Tensor, short_side: int, crop: int, interpolation: str
 ) -> torch.Tensor:
-    """Resize so the shorter side is ``short_side`` (aspect kept), keep the central square.
-
-    Values stay in [0, 1] (bicubic can overshoot, so the result is clamped).
-    """
-    height, width = images.shape[-2:]
-    scale = short_side / min(height, width)
-    new_size = (max(short_side, round(height * scale)), max(short_side, round(width * scale)))
-    if new_size != (height, width):
-        images = F.interpolate(
-            images, size=new_size, mode=interpolation, antialias=True, align_corners=False
-        ).clamp_(0.0, 1.0)
-    top, left = (new_size[0] - crop) // 2, (new_size[1] - crop) // 2
-    return images[..., top : top + crop, left : left + crop]
-
-
-def eval_transform(images: torch.Tensor, spec: BackboneSpec, image_size: int) -> torch.Tensor:
-    """Resize the shorter side to ``image_size / crop_fraction``, centre-crop, normalise."""
-    short = round(image_size / spec.crop_fraction)
-    return normalize(
-        resize_and_centre_crop(images, short, image_size, spec.interpolation), spec
-    )
+    """Resize float images in [0, 1] so the shorter side is ``short_side`` (two clipped
+    passes, as :func:`eval_inputs`); keep the central square."""
+    size = resized_size(*images.shape[-2:], short_side)
+    if size != tuple(images.shape[-2:]):
+        images = _resize_in_float(images, size, interpolation, integer=False)
+    return centre_crop(images, crop)

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import torch
 
-from ._images import eval_transform, normalize, to_unit_tensor
+from ._images import eval_inputs, network_input, to_unit_tensor
 from ._precision import autocast, grad_scaler
 from .augment import random_views
 from .backbones import BackboneSpec
@@ -100,8 +100,7 @@ def extract_features(
             try:
                 stop = min(start + step, len(X))
                 if reader is None:
-                    batch = to_unit_tensor(X[start:stop], device)
-                    images = eval_transform(batch, spec, image_size)
+                    images = eval_inputs(X[start:stop], spec, image_size, device)
                 else:
                     ahead = np.arange(stop, min(stop + step, len(X)))
                     images = reader.read(np.arange(start, stop), ahead=ahead)
@@ -228,7 +227,7 @@ def _step(encoder, optimizer, load_images, center, spec, image_size, temperature
     # One forward pass for both views: BatchNorm is in eval mode, so samples do not
     # interact and this equals two separate passes.
     with autocast(precision, device):
-        z = encoder(channels_last(normalize(views, spec)))
+        z = encoder(network_input(views, spec))
     z1, z2 = z.float().chunk(2)
     loss = mean_shifted_contrastive_loss(z1, z2, center, temperature, angular)
     optimizer.zero_grad(set_to_none=True)

@@ -235,11 +235,10 @@ class ImageFiles(Sequence):
         """A :class:`BatchReader` giving network inputs ``(b, 3, image_size, image_size)``."""
         import torch
 
-        from ._images import eval_transform, to_unit_tensor
+        from ._images import eval_inputs
 
         def one(index: int) -> torch.Tensor:
-            pixels = self.decode(index)[None]
-            return eval_transform(to_unit_tensor(pixels, torch.device("cpu")), spec, image_size)
+            return eval_inputs(self.decode(index)[None], spec, image_size, torch.device("cpu"))
 
         def combine(tensors: list) -> torch.Tensor:
             return torch.cat(tensors).to(device, non_blocking=True)

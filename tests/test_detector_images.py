@@ -87,21 +87,28 @@ def test_same_random_state_same_scores_and_global_rng_untouched(digits):
     assert not np.allclose(other.fit(train).score_samples(test), scores[0])
 
 
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda X: (X * 255).astype(np.uint8),  # grayscale uint8 (n, H, W)
-        lambda X: np.repeat(X[..., None], 3, axis=-1),  # float RGB in [0, 1]
-        lambda X: (np.repeat(X[..., None], 3, axis=-1) * 255).astype(np.int64),  # int 0-255
-    ],
-)
-def test_accepted_image_formats_give_the_same_scores(make, digits):
+def test_accepted_image_formats_give_the_same_scores(digits):
     X = np.round(digits[0] * 255) / 255  # exactly representable as uint8
-    reference = MeanShiftedContrastiveDetector(**FAST, epochs=0).fit(X[:12])
-    det = MeanShiftedContrastiveDetector(**FAST, epochs=0).fit(make(X[:12]))
-    np.testing.assert_allclose(
-        det.score_samples(make(X[20:26])), reference.score_samples(X[20:26]), atol=2e-3
-    )
+    integer_formats = [
+        lambda X: (X * 255).astype(np.uint8),  # grayscale uint8 (n, H, W)
+        lambda X: (np.repeat(X[..., None], 3, axis=-1) * 255).astype(np.int64),  # int RGB
+    ]
+    float_formats = [
+        lambda X: X,  # grayscale float in [0, 1]
+        lambda X: np.repeat(X[..., None], 3, axis=-1).astype(np.float32),  # float RGB
+    ]
+    scores = {}
+    for kind, formats in (("integer", integer_formats), ("float", float_formats)):
+        for make in formats:
+            det = MeanShiftedContrastiveDetector(**FAST, epochs=0).fit(make(X[:12]))
+            scores.setdefault(kind, []).append(det.score_samples(make(X[20:40])))
+        np.testing.assert_allclose(scores[kind][0], scores[kind][1], atol=2e-3)
+    # Integer images are resized to integer levels (as PIL does), float images are not:
+    # inputs up to one level apart, close scores in the same order.
+    integer, floating = scores["integer"][0], scores["float"][0]
+    assert not np.allclose(integer, floating, atol=1e-4)
+    np.testing.assert_allclose(integer, floating, atol=0.05)
+    assert np.corrcoef(integer, floating)[0, 1] > 0.99
 
 
 @pytest.mark.parametrize(

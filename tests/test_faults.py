@@ -13,7 +13,7 @@ from skmsc import MeanShiftedContrastiveDetector
 
 FAST = dict(backbone="efficientnet_lite0", batch_size=8, image_size=32, random_state=0)
 REAL_LOSS = skmsc._training.mean_shifted_contrastive_loss
-REAL_EVAL_TRANSFORM = skmsc._training.eval_transform
+REAL_EVAL_TRANSFORM = skmsc._training.eval_inputs
 
 
 def _loss_raising(error, after_steps):
@@ -145,7 +145,7 @@ def test_out_of_memory_while_scoring_retries_with_smaller_batches(
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return REAL_EVAL_TRANSFORM(images, *args)
 
-    monkeypatch.setattr(skmsc._training, "eval_transform", transform)
+    monkeypatch.setattr(skmsc._training, "eval_inputs", transform)
     with pytest.warns(ResourceWarning, match="feature extraction with batch_size=16"):
         scores = fitted_lite0.score_samples(X)
     assert seen[:3] == [16, 8, 4] and set(seen[3:]) <= {2}
@@ -154,7 +154,7 @@ def test_out_of_memory_while_scoring_retries_with_smaller_batches(
     def always(images, *args):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(skmsc._training, "eval_transform", always)
+    monkeypatch.setattr(skmsc._training, "eval_inputs", always)
     with pytest.warns(ResourceWarning), pytest.raises(
         torch.OutOfMemoryError, match="even with batch_size=1"
     ):
@@ -171,7 +171,7 @@ def test_huge_images_are_converted_a_few_at_a_time(fitted_lite0, digits, monkeyp
         seen.append(images.shape[0])
         return REAL_EVAL_TRANSFORM(images, *args)
 
-    monkeypatch.setattr(skmsc._training, "eval_transform", transform)
+    monkeypatch.setattr(skmsc._training, "eval_inputs", transform)
     # Room for 3 images of 8x8 as float32 RGB: batches of 3 instead of batch_size=16.
     monkeypatch.setattr(skmsc._training, "EXTRACT_FLOAT_BUDGET_BYTES", 3 * 8 * 8 * 3 * 4)
     np.testing.assert_allclose(fitted_lite0.score_samples(X), reference, atol=1e-5)
