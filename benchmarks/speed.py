@@ -9,6 +9,11 @@ ceiling+pipeline  (``pipeline``)
     device in channels-last layout: two views, loss, backward, SGD step; and forward
     passes) and the *pipeline* (``fine_tune``, the loop ``fit`` runs, and the public
     ``score_samples``, both from uint8 arrays). Reports views/s, images/s and the ratios.
+steps
+    Milliseconds per batch of each preprocessing step of ``fit`` and ``score_samples``
+    (EfficientNet-Lite0's preprocessing), next to the slower way each replaced, where
+    the library can still run that way: crops with ``roi_align`` only, the blur kernel
+    with its subnormal tail, scoring's resize in float.
 precision
     float32 NCHW against float32 channels-last and bfloat16 (or float16 on CUDA)
     channels-last, training and forward; and the ROC-AUC of a Fashion-MNIST one-class
@@ -57,7 +62,7 @@ from skmsc.backbones import build_backbone, freeze_stages  # noqa: E402
 from skmsc.neighbors import ExactIndex, NNDescentIndex  # noqa: E402
 from skmsc.torch_model import MeanShiftedEncoder, mean_shifted_contrastive_loss  # noqa: E402
 
-SECTIONS = ("pipeline", "precision", "memory", "knn")
+SECTIONS = ("pipeline", "steps", "precision", "memory", "knn")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -253,6 +258,93 @@ def section_pipeline(args, device, out):
         [[r["backbone"], r["size"], r["train_ceiling"], r["train_pipeline"], r["train_ratio"],
           r["forward_ceiling"], r["score_pipeline"], r["score_ratio"]] for r in rows],
     )
+
+
+def section_steps(args, device, out):
+    rows = []
+    for size in args.sizes:
+        for name, fast, slow in _preprocessing_steps(args.batch_size, size, device):
+            t_fast = _median_time(fast, args.repeats, device) * 1e3
+            t_slow = _median_time(slow, args.repeats, device) * 1e3 if slow else None
+            rows.append(dict(step=name, size=size, batch=args.batch_size, ms=t_fast,
+                             replaced_ms=t_slow, speedup=t_slow / t_fast if slow else None))
+            print(f"  {size}px {name}: {t_fast:.2f} ms"
+                  + (f" (replaced: {t_slow:.2f} ms)" if slow else ""), flush=True)
+    out["steps"] = rows
+    return _table(
+        f"Preprocessing steps ({device.type}, EfficientNet-Lite0 preprocessing, batch "
+        f"{args.batch_size}, median of {args.repeats}; uint8 input images of the output size)",
+        ["step", "image px", "ms per batch", "the way it replaced, ms", "speed-up"],
+        [[r["step"], r["size"], r["ms"], "" if r["replaced_ms"] is None else r["replaced_ms"],
+          "" if r["speedup"] is None else r["speedup"]] for r in rows],
+    )
+
+
+def _preprocessing_steps(n, size, device):
+    """(name, function, the slower way it replaced or None) for each step, on n images."""
+    import skmsc._images as images_module
+    from skmsc import augment
+    from skmsc._images import eval_inputs, network_input, to_unit_tensor
+    from skmsc.backbones import BACKBONES
+
+    spec = BACKBONES["efficientnet_lite0"]
+    X = np.random.default_rng(0).integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+    images = to_unit_tensor(X, device)
+    generator = torch.Generator().manual_seed(0)
+    boxes = augment._crop_boxes(n, size, size, (0.2, 1.0), (3 / 4, 4 / 3), generator)
+    factors = augment._jitter_factors(n, (0.4, 0.4, 0.4, 0.1), generator).float().to(device)
+    sigma = (0.1 + 1.9 * torch.rand(n, generator=generator)).to(device)
+    kernel_size = max(3, 2 * int(0.1 * size / 2) + 1)
+
+    def two_views():
+        return torch.cat([augment.random_views(images, size, generator) for _ in range(2)])
+
+    views = two_views()
+
+    def adjust(operation, i):
+        return lambda: operation(images, factors[:, i].view(-1, 1, 1, 1))
+
+    def eval_in_float():
+        saved = images_module.UINT8_RESIZE_DEVICES
+        images_module.UINT8_RESIZE_DEVICES = ()
+        try:
+            return eval_inputs(X, spec, size, device)
+        finally:
+            images_module.UINT8_RESIZE_DEVICES = saved
+
+    return [
+        ("uint8 batch to float NCHW (fit)", lambda: to_unit_tensor(X, device), None),
+        ("crops (grid_sample where one sample per pixel)",
+         lambda: augment._resample_boxes(images, boxes, size),
+         lambda: augment._roi_align_boxes(images, boxes, size)),
+        ("brightness", adjust(augment._adjust_brightness, 0), None),
+        ("contrast", adjust(augment._adjust_contrast, 1), None),
+        ("saturation", adjust(augment._adjust_saturation, 2), None),
+        ("hue", adjust(augment._adjust_hue, 3), None),
+        ("Gaussian blur (subnormal weights zeroed)",
+         lambda: augment._gaussian_blur(images, sigma, kernel_size),
+         lambda: _blur_keeping_subnormals(images, sigma, kernel_size)),
+        ("two MoCo-v2 views", two_views, None),
+        ("normalise the 2 x batch views to channels-last",
+         lambda: network_input(views, spec), None),
+        ("score input: resize, crop, normalise (uint8 kernels)",
+         lambda: eval_inputs(X, spec, size, device), eval_in_float),
+    ]
+
+
+def _blur_keeping_subnormals(images, sigma, kernel_size):
+    """``augment._gaussian_blur`` as it was before its kernel's subnormal tail was zeroed."""
+    import torch.nn.functional as F
+
+    n, c, height, width = images.shape
+    x = torch.arange(kernel_size, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-0.5 * ((x - (kernel_size - 1) / 2) / sigma[:, None]) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)
+    pad = kernel_size // 2
+    flat = F.pad(images.reshape(1, n * c, height, width), (pad,) * 4, mode="reflect")
+    flat = F.conv2d(flat, kernel.view(n * c, 1, 1, kernel_size), groups=n * c)
+    flat = F.conv2d(flat, kernel.view(n * c, 1, kernel_size, 1), groups=n * c)
+    return flat.view(n, c, height, width)
 
 
 def section_precision(args, device, out):

@@ -184,3 +184,31 @@ def test_speed_crossover_interpolates_between_sizes():
     # log(a/e) goes from log 4 to log 0.25 linearly in log n: zero halfway, at ~31,623.
     assert speed._crossover(rows, "exact", "nnd") == 31623
     assert speed._crossover(rows[:1], "exact", "nnd") is None
+
+
+def test_speed_steps_section_times_each_step_and_what_it_replaced(tmp_path):
+    import skmsc._images
+
+    speed = _module("speed")
+    speed.main(["--sections", "steps", "--sizes", "24", "--batch-size", "3", "--repeats", "1",
+                "--out", str(tmp_path), "--tag", "_t"])
+    rows = json.loads((tmp_path / "performance_t.json").read_text())["steps"]
+    assert len(rows) == 10 and all(r["ms"] > 0 and r["size"] == 24 for r in rows)
+    replaced = [r["step"] for r in rows if r["replaced_ms"] is not None]
+    assert len(replaced) == 3 and any("blur" in name for name in replaced)
+    assert "| crops (grid_sample" in (tmp_path / "performance_tables_t.md").read_text()
+    # The float-resize comparison restores the uint8 kernels afterwards.
+    assert skmsc._images.UINT8_RESIZE_DEVICES == ("cpu",)
+
+
+def test_blur_with_subnormal_weights_is_the_same_blur():
+    # The benchmark's "before" blur differs from the library's only by the zeroed tail.
+    import torch
+
+    from skmsc.augment import _gaussian_blur
+
+    speed = _module("speed")
+    images = torch.rand(3, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.1, 0.7, 2.0])
+    torch.testing.assert_close(speed._blur_keeping_subnormals(images, sigma, 23).clamp(0, 1),
+                               _gaussian_blur(images, sigma, 23), atol=1e-6, rtol=0)
