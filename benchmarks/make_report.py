@@ -157,7 +157,9 @@ def run_section(run_dir: Path, payload: dict, figures: Path, report_dir: Path,
     title = DATASET_TITLES.get(payload["dataset"], payload["dataset"])
     means = method_means(payload)
     n_done = len(payload["classes"])
-    lines = [f"## {title}, size `{size_label(payload)}`, seed {payload['seed']}", ""]
+    # The folder name keeps two runs of one dataset, size and seed apart.
+    lines = [f"## {title}, size `{size_label(payload)}`, seed {payload['seed']} "
+             f"(`{run_dir.name}`)", ""]
     status = "complete" if payload.get("complete") else f"partial: {n_done} classes"
     lines += [
         f"- Results: `{display_path(run_dir)}/results.json` ({status}), produced by "

@@ -9,10 +9,11 @@ size of the files.
 How files of different sizes meet the network
 ---------------------------------------------
 Scoring (``extract_features``): every image goes through the backbone's evaluation
-transform on its own, exactly as an array image does (shorter side resized to
-``image_size / crop_fraction`` in float, central ``image_size`` square kept), and only the
-results are stacked. So a file's score depends on its pixels alone, any size is accepted,
-and same-size images give the same scores as files or as an array (up to float rounding).
+transform on its own, exactly as a uint8 array image does (shorter side resized to
+``image_size / crop_fraction`` in uint8 as PIL does, central ``image_size`` square kept),
+and only the results are stacked. So a file's score depends on its pixels alone, any size
+is accepted, and same-size images give the same scores as files or as a uint8 array (up to
+float rounding in the network).
 
 Fine-tuning: the augmentation crops from whole images, so a batch needs one size. If all
 training images share one size they are used as decoded, which is exactly the array path;
