@@ -334,17 +334,10 @@ def _preprocessing_steps(n, size, device):
 
 def _blur_keeping_subnormals(images, sigma, kernel_size):
     """``augment._gaussian_blur`` as it was before its kernel's subnormal tail was zeroed."""
-    import torch.nn.functional as F
+    from skmsc import augment
 
-    n, c, height, width = images.shape
-    x = torch.arange(kernel_size, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-0.5 * ((x - (kernel_size - 1) / 2) / sigma[:, None]) ** 2)
-    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)
-    pad = kernel_size // 2
-    flat = F.pad(images.reshape(1, n * c, height, width), (pad,) * 4, mode="reflect")
-    flat = F.conv2d(flat, kernel.view(n * c, 1, 1, kernel_size), groups=n * c)
-    flat = F.conv2d(flat, kernel.view(n * c, 1, kernel_size, 1), groups=n * c)
-    return flat.view(n, c, height, width)
+    kernel = augment._gaussian_kernels(sigma, kernel_size, images)
+    return augment._separable_convolution(images, kernel)
 
 
 def section_precision(args, device, out):

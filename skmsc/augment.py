@@ -372,21 +372,30 @@ def _adjust_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 
 
 def _gaussian_blur(images: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """Blur each image with its own Gaussian, ``sigma`` of shape (N,), reflect padding.
-
-    The 2-D Gaussian is separable, so a row pass and a column pass suffice. Folding the batch
-    into the channels, (1, N * 3, H, W), turns the per-sample kernels into one grouped
-    (depthwise) convolution per pass.
-    """
-    n, c, height, width = images.shape
-    x = torch.arange(kernel_size, dtype=images.dtype, device=images.device)
-    x = x - (kernel_size - 1) / 2
-    kernel = torch.exp(-0.5 * (x / sigma[:, None]) ** 2)
-    kernel = kernel / kernel.sum(dim=1, keepdim=True)
+    """Blur each image with its own Gaussian, ``sigma`` of shape (N,), reflect padding."""
+    kernel = _gaussian_kernels(sigma, kernel_size, images)
     # The far tails of narrow Gaussians hold subnormal floats, which make CPU convolutions
     # several times slower. Weights below eps**2 change the sum far less than its rounding
     # (eps), and zeroing them keeps products with small pixels out of the subnormal range.
     kernel = torch.where(kernel >= torch.finfo(kernel.dtype).eps ** 2, kernel, 0.0)
+    return _separable_convolution(images, kernel)
+
+
+def _gaussian_kernels(sigma: torch.Tensor, kernel_size: int, like: torch.Tensor) -> torch.Tensor:
+    """1-D Gaussians summing to 1, shape (N, kernel_size), in ``like``'s dtype and device."""
+    x = torch.arange(kernel_size, dtype=like.dtype, device=like.device)
+    kernel = torch.exp(-0.5 * ((x - (kernel_size - 1) / 2) / sigma[:, None]) ** 2)
+    return kernel / kernel.sum(dim=1, keepdim=True)
+
+
+def _separable_convolution(images: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Convolve image i's rows, then its columns, with ``kernel[i]``; reflect padding.
+
+    Folding the batch into the channels, (1, N * 3, H, W), turns the per-sample kernels into
+    one grouped (depthwise) convolution per pass.
+    """
+    n, c, height, width = images.shape
+    kernel_size = kernel.shape[1]
     kernel = kernel.repeat_interleave(c, dim=0)
     pad = kernel_size // 2
     flat = F.pad(images.reshape(1, n * c, height, width), (pad, pad, pad, pad), mode="reflect")
