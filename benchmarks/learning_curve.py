@@ -34,12 +34,11 @@ import torch  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from skmsc import datasets as skds  # noqa: E402
-from skmsc._knn import knn_scores  # noqa: E402
-from skmsc._precision import resolve_precision  # noqa: E402
-from skmsc._training import extract_features, fine_tune  # noqa: E402
-from skmsc.backbones import build_backbone, freeze_stages  # noqa: E402
-from skmsc.neighbors import ExactIndex  # noqa: E402
-from skmsc.torch_model import MeanShiftedEncoder  # noqa: E402
+from skmsc.neighbors import ExactIndex, knn_scores  # noqa: E402
+from skmsc.nn._runtime import resolve_precision  # noqa: E402
+from skmsc.nn._training import extract_features, fine_tune  # noqa: E402
+from skmsc.nn.backbones import build_backbone, freeze_stages  # noqa: E402
+from skmsc.nn.model import MeanShiftedEncoder  # noqa: E402
 
 
 def parse_setting(text: str) -> dict:
@@ -109,10 +108,10 @@ def main(argv=None):
     if tuple(args.crop_scale) != (0.2, 1.0):
         import functools
 
-        import skmsc._training
+        import skmsc.nn._training
 
-        skmsc._training.random_views = functools.partial(
-            skmsc._training.random_views, scale=tuple(args.crop_scale))
+        skmsc.nn._training.random_views = functools.partial(
+            skmsc.nn._training.random_views, scale=tuple(args.crop_scale))
     train, test = skds.load_fashion_mnist("train"), skds.load_fashion_mnist("test")
     test = skds.subsample(test, args.n_test_per_class, random_state=args.seed)
     results = {"args": {k: str(v) for k, v in vars(args).items()}, "curves": []}

@@ -20,7 +20,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 
-import skmsc._training as training  # noqa: E402
+import skmsc.nn._training as training  # noqa: E402
 from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
 
 

@@ -55,12 +55,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
-from skmsc._device import resolve_device  # noqa: E402
-from skmsc._precision import autocast, resolve_precision  # noqa: E402
-from skmsc._training import extract_features, fine_tune  # noqa: E402
-from skmsc.backbones import build_backbone, freeze_stages  # noqa: E402
 from skmsc.neighbors import ExactIndex, NNDescentIndex  # noqa: E402
-from skmsc.torch_model import MeanShiftedEncoder, mean_shifted_contrastive_loss  # noqa: E402
+from skmsc.nn._runtime import autocast, resolve_device, resolve_precision  # noqa: E402
+from skmsc.nn._training import extract_features, fine_tune  # noqa: E402
+from skmsc.nn.backbones import build_backbone, freeze_stages  # noqa: E402
+from skmsc.nn.model import MeanShiftedEncoder, mean_shifted_contrastive_loss  # noqa: E402
 
 SECTIONS = ("pipeline", "steps", "precision", "memory", "knn")
 
@@ -282,10 +281,10 @@ def section_steps(args, device, out):
 
 def _preprocessing_steps(n, size, device):
     """(name, function, the slower way it replaced or None) for each step, on n images."""
-    import skmsc._images as images_module
-    from skmsc import augment
-    from skmsc._images import eval_inputs, network_input, to_unit_tensor
-    from skmsc.backbones import BACKBONES
+    import skmsc.nn._preprocess as images_module
+    from skmsc.nn import augment
+    from skmsc.nn._preprocess import eval_inputs, network_input, to_unit_tensor
+    from skmsc.nn.backbones import BACKBONES
 
     spec = BACKBONES["efficientnet_lite0"]
     X = np.random.default_rng(0).integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
@@ -334,7 +333,7 @@ def _preprocessing_steps(n, size, device):
 
 def _blur_keeping_subnormals(images, sigma, kernel_size):
     """``augment._gaussian_blur`` as it was before its kernel's subnormal tail was zeroed."""
-    from skmsc import augment
+    from skmsc.nn import augment
 
     kernel = augment._gaussian_kernels(sigma, kernel_size, images)
     return augment._separable_convolution(images, kernel)

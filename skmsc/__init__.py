@@ -13,10 +13,10 @@ __all__ = [
 # Public names are imported on first use, so that `skmsc.cli` can set OpenMP's
 # environment before torch loads (the estimators import torch).
 _LAZY = {
-    "InconsistentVersionWarning": "._estimator_info",
-    "KNNDetector": "._knn_detector",
-    "MeanShiftedContrastiveDetector": "._detector",
-    "MeanShiftedFeatures": "._features",
+    "InconsistentVersionWarning": "._estimators",
+    "KNNDetector": "._estimators",
+    "MeanShiftedContrastiveDetector": "._estimators",
+    "MeanShiftedFeatures": "._estimators",
 }
 
 

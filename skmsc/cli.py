@@ -129,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
 def _collect(arguments: list[str], args, *, folders_only: bool) -> list[str]:
     """Image paths from folders (filtered by extension) and, for scoring, single files."""
     extensions = None if args.ext is None else [e for e in args.ext.split(",") if e.strip()]
-    from .image_files import list_image_files
+    from .data.files import list_image_files
 
     paths = []
     for argument in arguments:
@@ -150,7 +150,7 @@ def _collect(arguments: list[str], args, *, folders_only: bool) -> list[str]:
 def _readable(paths: list[str], args) -> list[str]:
     if not args.skip_unreadable:
         return paths
-    from .image_files import find_unreadable
+    from .data.files import find_unreadable
 
     failures = find_unreadable(paths, n_workers=args.workers)
     for _, reason in failures:
@@ -180,8 +180,8 @@ def _fit(args) -> int:
     # Files are listed and checked before torch is imported: mistakes show at once.
     paths = _readable(_collect(args.normal_dir, args, folders_only=True), args)
 
-    from ._detector import MeanShiftedContrastiveDetector
-    from .image_files import ImageFiles
+    from ._estimators import MeanShiftedContrastiveDetector
+    from .data.files import ImageFiles
 
     names = [name for name, _, _ in FIT_PARAMETERS] + ["angular"]
     params = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
@@ -202,7 +202,7 @@ def _fit(args) -> int:
 
 
 def _score(args) -> int:
-    from .image_files import ImageFiles
+    from .data.files import ImageFiles
 
     paths = _readable(_collect(args.images, args, folders_only=False), args)
     detector = _load_model(args.model)
@@ -259,7 +259,7 @@ def _info(args) -> int:
 def _move(detector, device: str) -> None:
     import torch
 
-    from ._device import resolve_device
+    from .nn._runtime import resolve_device
 
     try:
         target = resolve_device(device)
@@ -317,7 +317,7 @@ def main(argv=None) -> int:
             print(f"skmsc {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_USAGE
         hint = ""
-        from .image_files import UnreadableImageError
+        from .data.files import UnreadableImageError
 
         if isinstance(exc, UnreadableImageError | FileNotFoundError):
             hint = " (--skip-unreadable leaves such files out)"

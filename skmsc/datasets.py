@@ -24,13 +24,14 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.utils import check_random_state
 
+# Decoding and the accepted file types belong to the data layer; the loaders use them.
+from .data.files import IMAGE_EXTENSIONS, decode_image
+
 __all__ = [
     "CIFAR10_CLASSES",
     "FASHION_MNIST_CLASSES",
-    "IMAGE_EXTENSIONS",
     "ImageDataset",
     "ImageFileDataset",
-    "decode_image",
     "OneClassSplit",
     "UnsafePickleError",
     "load_cifar10",
@@ -54,10 +55,6 @@ CIFAR10_CLASSES = (
 )  # fmt: skip
 DEFAULT_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_ENV = "SKMSC_FASHION_MNIST_DIR"
-#: File name extensions (lower case, with the dot) that :func:`load_image_folder` reads.
-IMAGE_EXTENSIONS = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-)
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
 
 
@@ -545,52 +542,6 @@ def read_images(paths, size=None):
     return np.stack(images)
 
 
-def decode_image(image):
-    """Decode one image file (or PIL image) into an RGB ``uint8`` array ``(H, W, 3)``.
-
-    The EXIF orientation tag is applied (:func:`PIL.ImageOps.exif_transpose`) and the image is
-    converted to RGB (grayscale replicated, palettes expanded, alpha dropped).  The whole file is
-    decoded, so a truncated or corrupt file raises here rather than giving wrong pixels.
-
-    Parameters
-    ----------
-    image : str, os.PathLike or PIL.Image.Image
-        An image file path, or an already opened image.
-
-    Returns
-    -------
-    pixels : ndarray of uint8, shape (H, W, 3)
-
-    Raises
-    ------
-    FileNotFoundError
-        If the file does not exist.
-    ValueError
-        If the file cannot be decoded; the message names the file.
-
-    Examples
-    --------
-    >>> from PIL import Image
-    >>> from skmsc.datasets import decode_image
-    >>> decode_image(Image.new("L", (4, 3), color=200)).shape  # grayscale -> RGB
-    (3, 4, 3)
-    """
-    from PIL import Image, ImageOps
-
-    try:
-        if isinstance(image, Image.Image):
-            return np.array(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
-        with Image.open(image) as img:
-            return np.array(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"cannot decode image file {image}: {exc}") from exc
-
-
-# --------------------------------------------------------------------------------------------
-# Protocol helpers
-# --------------------------------------------------------------------------------------------
 class OneClassSplit(NamedTuple):
     """Result of :func:`one_class_split`; unpacks as ``X_train, X_test, y_test``.
 

@@ -11,7 +11,7 @@ import torch
 
 __all__ = [
     "AUTO_EXACT_MAX_SAMPLES", "NNDESCENT_EPSILON_BY_SIZE", "ExactIndex", "NNDescentIndex",
-    "default_epsilon", "make_index", "resolve_knn_algorithm",
+    "default_epsilon", "knn_scores", "make_index", "resolve_knn_algorithm",
 ]
 
 #: ``knn_algorithm="auto"`` uses exact search up to this many training vectors and
@@ -262,3 +262,18 @@ def make_index(gallery, algorithm="exact", random_state=0):
     if algorithm == "nndescent":
         return NNDescentIndex(gallery, random_state=random_state)
     raise ValueError(f"Unknown kNN algorithm {algorithm!r}; use 'exact' or 'nndescent'.")
+
+
+def knn_scores(index, features: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """The method's normality scores: minus the summed squared distance to the nearest
+    ``n_neighbors`` gallery vectors of ``index``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmsc.neighbors import knn_scores, make_index
+    >>> knn_scores(make_index(np.eye(3)), np.array([[1.0, 0.0, 0.0]]), 2).tolist()
+    [-2.0]
+    """
+    distances, _ = index.kneighbors(features, n_neighbors)
+    return -distances.sum(axis=1)

@@ -1,16 +1,19 @@
-"""Saving fitted detectors without pickle: tensors in safetensors, the rest in JSON.
+"""The folder format of saved estimators: tensors in safetensors, the rest in JSON.
 
 ``joblib.dump``/``pickle`` work too, but loading a pickle can run arbitrary code, so a
 pickle from an untrusted source must never be loaded. The format here cannot run code:
-``load`` reads a JSON document and a safetensors file (a header plus raw tensor bytes),
-checks the tensor file against the SHA-256 recorded in the JSON, checks every shape, and
-rebuilds the network from its architecture name with the saved weights.
+reading parses a JSON document and a safetensors file (a header plus raw tensor bytes)
+and checks the tensor file against the SHA-256 recorded in the JSON.
 
-A saved detector is a folder::
+This module only formats. What goes into the files, and the checks that the contents fit
+together, belong to each estimator (``save``/``load`` methods, in ``skmsc._estimators``);
+:func:`load` here only reads the class name and hands over to that class.
 
-    detector.json         format version, parameters, scalar fitted attributes,
+A saved estimator is a folder::
+
+    detector.json         format version, class, parameters, scalar fitted attributes,
                           versions, SHA-256 of the tensor file
-    tensors.safetensors   train_features_, train_scores_, center_, encoder.* weights
+    tensors.safetensors   the fitted arrays (and network weights, under ``encoder.``)
 
 The SHA-256 detects a truncated, corrupted or swapped tensor file. It is not a signature:
 someone who can rewrite both files can make them consistent, but still cannot make
@@ -22,27 +25,36 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
 
 from ._version import __version__
-from .backbones import BACKBONES
 
-__all__ = ["load", "save"]
+# write/read/Saved/check are the format the estimators use; users call save and load.
+__all__ = ["JSON_NAME", "TENSORS_NAME", "load", "save"]
 
 FORMAT = "skmsc.detector"
 FORMAT_VERSION = 1
+#: File of the JSON document in a saved folder.
 JSON_NAME = "detector.json"
+#: File of the tensors in a saved folder.
 TENSORS_NAME = "tensors.safetensors"
-# Fitted attributes stored in the JSON (everything else is a tensor or rebuilt on load).
-_SCALAR_ATTRS = (
-    "image_size_", "offset_", "loss_curve_", "input_shape_", "n_features_in_",
-    "versions_", "knn_algorithm_", "device_",
-)
-_ARRAY_ATTRS = ("train_features_", "train_scores_", "center_")
-_ENCODER_PREFIX = "encoder."
+
+
+@dataclass
+class Saved:
+    """What :func:`read` returns: the JSON document's parts and the tensors."""
+
+    class_name: str
+    params: dict
+    unsaved_params: list
+    fitted: dict
+    tensors: dict
 
 
 def _sha256(path: Path) -> str:
@@ -53,83 +65,52 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _json_param(value):
-    """A parameter as JSON, or ``None`` with a flag when JSON cannot hold it."""
+def json_param(value):
+    """A parameter as JSON, and whether JSON can hold it (``None, False`` otherwise)."""
     if value is None or isinstance(value, bool | int | float | str):
         return value, True
-    if isinstance(value, os.PathLike | torch.device):
-        return str(value), True
     if isinstance(value, np.integer | np.floating):
         return value.item(), True
+    if isinstance(value, os.PathLike) or type(value).__name__ == "device":  # torch.device
+        return str(value), True
     return None, False
 
 
-def save(detector, path: str | os.PathLike) -> Path:
-    """Save a fitted detector to the folder ``path`` (created; existing files replaced).
+def write(path, *, class_name: str, params: dict, fitted: dict, tensors: dict) -> Path:
+    """Write the folder ``path`` (created; existing files replaced).
 
     Parameters
     ----------
-    detector : MeanShiftedContrastiveDetector
-        A fitted detector.
     path : str or os.PathLike
-        Folder to write ``detector.json`` and ``tensors.safetensors`` into.
+    class_name : str
+        The estimator's class, which :func:`load` hands the folder to.
+    params : dict
+        ``get_params(deep=False)``; values JSON cannot hold are listed as unsaved.
+    fitted : dict
+        JSON-ready fitted attributes.
+    tensors : dict of str to ndarray
 
     Returns
     -------
     path : pathlib.Path
-        The folder.
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> import numpy as np
-    >>> from skmsc import MeanShiftedContrastiveDetector
-    >>> from skmsc.persistence import save
-    >>> det = MeanShiftedContrastiveDetector().fit(np.random.default_rng(0).normal(size=(50, 4)))
-    >>> folder = save(det, os.path.join(tempfile.mkdtemp(), "detector"))
-    >>> sorted(p.name for p in folder.iterdir())
-    ['detector.json', 'tensors.safetensors']
     """
-    from safetensors.numpy import save_file
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(detector)
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{str(path)!r} is a file; save() writes a folder. Pass a folder path.")
     path.mkdir(parents=True, exist_ok=True)
-
-    tensors = {name: np.ascontiguousarray(getattr(detector, name)) for name in _ARRAY_ATTRS}
-    if detector.encoder_ is not None:
-        for key, value in detector.encoder_.state_dict().items():
-            tensors[_ENCODER_PREFIX + key] = value.detach().cpu().contiguous().numpy()
     tensor_path = path / TENSORS_NAME
-    save_file(tensors, str(tensor_path))
-
-    params, unsaved = {}, []
-    for name, value in detector.get_params(deep=False).items():
-        params[name], ok = _json_param(value)
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tensor_path))
+    saved_params, unsaved = {}, []
+    for name, value in params.items():
+        saved_params[name], ok = json_param(value)
         if not ok:
             unsaved.append(name)  # e.g. a RandomState instance: only matters for refitting
-    # input_shape_ is None and n_features_in_ absent for a detector fitted on image files.
-    fitted = {name: getattr(detector, name, None) for name in _SCALAR_ATTRS}
-    fitted["device_"] = str(fitted["device_"])
-    if fitted["input_shape_"] is not None:
-        fitted["input_shape_"] = list(fitted["input_shape_"])
-    fitted["offset_"] = float(fitted["offset_"])
-    fitted["loss_curve_"] = [float(v) for v in fitted["loss_curve_"]]
-    if fitted["n_features_in_"] is not None:
-        fitted["n_features_in_"] = int(fitted["n_features_in_"])
-    fitted["backbone"] = None if detector.backbone_spec_ is None else detector.backbone_spec_.name
-    fitted["index_seed"] = int(detector._index_seed)
-    if hasattr(detector, "feature_names_in_"):
-        fitted["feature_names_in_"] = [str(n) for n in detector.feature_names_in_]
     document = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "class": type(detector).__name__,
+        "class": class_name,
         "skmsc_version": __version__,
-        "params": params,
+        "params": saved_params,
         "unsaved_params": unsaved,
         "fitted": fitted,
         "tensors_sha256": _sha256(tensor_path),
@@ -138,7 +119,7 @@ def save(detector, path: str | os.PathLike) -> Path:
     return path
 
 
-def _load_document(path: Path) -> dict:
+def _read_document(path: Path) -> dict:
     json_path = path / JSON_NAME
     if not json_path.is_file():
         raise FileNotFoundError(
@@ -163,10 +144,7 @@ def _load_document(path: Path) -> dict:
     return document
 
 
-def _load_tensors(path: Path, expected_sha256: str) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
+def _read_tensors(path: Path, expected_sha256: str) -> dict[str, np.ndarray]:
     tensor_path = path / TENSORS_NAME
     if not tensor_path.is_file():
         raise FileNotFoundError(f"{str(tensor_path)!r} does not exist: the save is incomplete.")
@@ -183,13 +161,69 @@ def _load_tensors(path: Path, expected_sha256: str) -> dict[str, np.ndarray]:
         raise ValueError(f"{str(tensor_path)!r} is not a valid safetensors file: {exc}") from exc
 
 
-def _check(condition: bool, message: str) -> None:
+def read(path) -> Saved:
+    """Read and check the folder ``path`` written by :func:`write`; no code can run.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    saved : Saved
+    """
+    path = Path(path)
+    document = _read_document(path)
+    tensors = _read_tensors(path, document["tensors_sha256"])
+    return Saved(
+        class_name=str(document.get("class", "MeanShiftedContrastiveDetector")),
+        params=document["params"], unsaved_params=list(document.get("unsaved_params", [])),
+        fitted=document["fitted"], tensors=tensors,
+    )
+
+
+def check(condition: bool, message: str) -> None:
+    """A ``ValueError`` about an inconsistent save unless ``condition``."""
     if not condition:
         raise ValueError(f"Inconsistent saved detector: {message}.")
 
 
-def load(path: str | os.PathLike):
-    """Load a detector written by :func:`save`; no code from the files can run.
+#: Estimator classes that :func:`load` hands folders to, by name (filled by the estimators
+#: as they are defined, so that this module never imports them).
+LOADERS: dict[str, type] = {}
+
+
+def save(estimator, path) -> Path:
+    """Save a fitted skmsc estimator to the folder ``path``: ``estimator.save(path)``.
+
+    Parameters
+    ----------
+    estimator : MeanShiftedContrastiveDetector, KNNDetector or MeanShiftedFeatures
+        A fitted estimator.
+    path : str or os.PathLike
+        Folder to write ``detector.json`` and ``tensors.safetensors`` into.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The folder.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from skmsc import MeanShiftedContrastiveDetector
+    >>> from skmsc.persistence import save
+    >>> det = MeanShiftedContrastiveDetector().fit(np.random.default_rng(0).normal(size=(50, 4)))
+    >>> folder = save(det, os.path.join(tempfile.mkdtemp(), "detector"))
+    >>> sorted(p.name for p in folder.iterdir())
+    ['detector.json', 'tensors.safetensors']
+    """
+    return estimator.save(path)
+
+
+def load(path):
+    """Load an estimator written by :func:`save`, of the class the folder names.
 
     Parameters
     ----------
@@ -198,8 +232,8 @@ def load(path: str | os.PathLike):
 
     Returns
     -------
-    detector : MeanShiftedContrastiveDetector
-        Fitted, on the saved device if this machine has it, else on the CPU.
+    estimator : MeanShiftedContrastiveDetector, KNNDetector or MeanShiftedFeatures
+        Fitted; a network is on the saved device if this machine has it, else on the CPU.
 
     Examples
     --------
@@ -213,66 +247,14 @@ def load(path: str | os.PathLike):
     >>> bool(np.array_equal(loaded.score_samples(X), det.score_samples(X)))
     True
     """
-    from ._detector import MeanShiftedContrastiveDetector
-
-    path = Path(path)
-    document = _load_document(path)
-    tensors = _load_tensors(path, document["tensors_sha256"])
-    fitted = document["fitted"]
-
-    detector = MeanShiftedContrastiveDetector()
-    try:
-        detector.set_params(**document["params"])
-        detector._validate_params()
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"Saved parameters are not valid: {exc}") from exc
-
-    for name in _ARRAY_ATTRS:
-        _check(name in tensors, f"tensor {name} is missing")
-    features, scores, center = (tensors[name] for name in _ARRAY_ATTRS)
-    _check(features.ndim == 2 and features.dtype == np.float32,
-           "train_features_ is not 2-D float32")
-    _check(scores.shape == (len(features),), "train_scores_ does not match train_features_")
-    _check(center.shape == (features.shape[1],), "center_ does not match train_features_")
-    _check(len(features) > detector.n_neighbors, "fewer training samples than n_neighbors + 1")
-    try:
-        state = {name: fitted[name] for name in _SCALAR_ATTRS}
-        if state["input_shape_"] is not None:
-            state["input_shape_"] = tuple(int(v) for v in state["input_shape_"])
-        if state["n_features_in_"] is None:
-            del state["n_features_in_"]
-        state["offset_"] = float(state["offset_"])
-        state["_index_seed"] = int(fitted["index_seed"])
-        backbone = fitted["backbone"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"Saved fitted attributes are incomplete or malformed: {exc!r}") from exc
-    _check(state["knn_algorithm_"] in ("exact", "nndescent"), "unknown knn_algorithm_")
-    encoder_state = {
-        key[len(_ENCODER_PREFIX):]: torch.from_numpy(value)
-        for key, value in tensors.items() if key.startswith(_ENCODER_PREFIX)
-    }
-    if backbone is None:
-        _check(not encoder_state and state["input_shape_"] is not None
-               and len(state["input_shape_"]) == 1,
-               "feature-vector detector with network weights or image shape")
-        state["encoder_"] = None
-        state["backbone_spec_"] = None
-    else:
-        _check(backbone in BACKBONES, f"unknown backbone {backbone!r}")
-        spec = BACKBONES[backbone]
-        _check(features.shape[1] == spec.feature_dim, "feature size does not match the backbone")
-        state["encoder_"] = encoder_state
-        state["backbone_spec_"] = spec
-    if "feature_names_in_" in fitted:
-        state["feature_names_in_"] = np.asarray(fitted["feature_names_in_"], dtype=object)
-    state.update(train_features_=features, train_scores_=scores.astype(np.float64),
-                 center_=center)
-    try:
-        # __setstate__ rebuilds the network (weights=None, then these weights, strict
-        # key and shape matching) and the kNN index, exactly as for a joblib load.
-        detector.__setstate__({**detector.__dict__, **state})
-    except RuntimeError as exc:
+    name = _read_document(Path(path)).get("class", "MeanShiftedContrastiveDetector")
+    package = sys.modules[__package__]
+    if name not in LOADERS and name in getattr(package, "__all__", ()):
+        # skmsc imports its public estimators on first use, and they register here.
+        getattr(package, name)
+    if name not in LOADERS:
         raise ValueError(
-            f"The saved network weights do not fit backbone {backbone!r}: {exc}"
-        ) from exc
-    return detector
+            f"{str(path)!r} holds a {name!r}, which this skmsc cannot load; load it with "
+            f"one of {sorted(LOADERS)} after importing it from skmsc."
+        )
+    return LOADERS[name].load(path)

@@ -13,6 +13,11 @@ from sklearn.datasets import load_digits
 
 torch.set_num_threads(2)
 
+#: Settings that make a real fit take seconds: the offline backbone on tiny images.
+#: Tests import them (``from conftest import FAST``) instead of keeping copies.
+FAST_UNSEEDED = dict(backbone="efficientnet_lite0", batch_size=8, image_size=32)
+FAST = dict(FAST_UNSEEDED, random_state=0)
+
 
 @pytest.fixture(scope="session")
 def digits():
@@ -33,9 +38,7 @@ def fitted_lite0(digits):
     from skmsc import MeanShiftedContrastiveDetector
 
     X, y = digits
-    det = MeanShiftedContrastiveDetector(
-        "efficientnet_lite0", epochs=1, batch_size=16, image_size=32, random_state=0
-    )
+    det = MeanShiftedContrastiveDetector(**{**FAST, "batch_size": 16}, epochs=1)
     return det.fit(X[y == 0][:48])
 
 

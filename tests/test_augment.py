@@ -1,4 +1,4 @@
-"""Tests for the batched MoCo-v2 augmentation in :mod:`skmsc.augment`."""
+"""Tests for the batched MoCo-v2 augmentation in :mod:`skmsc.nn.augment`."""
 
 import random
 
@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
-import skmsc.augment
-from skmsc.augment import (
+import skmsc.nn.augment
+from skmsc.nn.augment import (
     _adjust_brightness,
     _adjust_contrast,
     _adjust_hue,
@@ -283,7 +283,7 @@ def test_jitter_order_is_random_per_call(monkeypatch):
         orders.append(tuple(order))
         return _color_jitter(images, factors, order, jitter)
 
-    monkeypatch.setattr(skmsc.augment, "_color_jitter", spy)
+    monkeypatch.setattr(skmsc.nn.augment, "_color_jitter", spy)
     for seed in range(40):
         random_views(noise(2, 3, 8, 8), 8, gen(seed), jitter_p=1.0)
     assert all(sorted(order) == [0, 1, 2, 3] for order in orders)

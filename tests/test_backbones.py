@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from skmsc.backbones import (
+from skmsc.nn.backbones import (
     BACKBONES,
     build_backbone,
     freeze_stages,
@@ -130,9 +130,9 @@ def test_packaged_lite0_weights_are_genuine_imagenet_weights():
     """The offline backbone, with its classifier, names skimage's cat photo a cat."""
     from skimage import data
 
-    from skmsc.backbones import _new_model, packaged_lite0_state_dict
+    from skmsc.nn.backbones import BACKBONES, packaged_lite0_state_dict
 
-    model = _new_model("efficientnet_lite0")
+    model = BACKBONES["efficientnet_lite0"].new_model()
     model.load_state_dict(packaged_lite0_state_dict(model), strict=True)
     image = torch.from_numpy(data.chelsea()).permute(2, 0, 1)[None].float() / 255
     image = F.interpolate(image, size=(224, 224), mode="bicubic", antialias=True)

@@ -187,7 +187,7 @@ def test_speed_crossover_interpolates_between_sizes():
 
 
 def test_speed_steps_section_times_each_step_and_what_it_replaced(tmp_path):
-    import skmsc._images
+    import skmsc.nn._preprocess
 
     speed = _module("speed")
     speed.main(["--sections", "steps", "--sizes", "24", "--batch-size", "3", "--repeats", "1",
@@ -198,14 +198,14 @@ def test_speed_steps_section_times_each_step_and_what_it_replaced(tmp_path):
     assert len(replaced) == 3 and any("blur" in name for name in replaced)
     assert "| crops (grid_sample" in (tmp_path / "performance_tables_t.md").read_text()
     # The float-resize comparison restores the uint8 kernels afterwards.
-    assert skmsc._images.UINT8_RESIZE_DEVICES == ("cpu",)
+    assert skmsc.nn._preprocess.UINT8_RESIZE_DEVICES == ("cpu",)
 
 
 def test_blur_with_subnormal_weights_is_the_same_blur():
     # The benchmark's "before" blur differs from the library's only by the zeroed tail.
     import torch
 
-    from skmsc.augment import _gaussian_blur
+    from skmsc.nn.augment import _gaussian_blur
 
     speed = _module("speed")
     images = torch.rand(3, 3, 40, 40, generator=torch.Generator().manual_seed(0))

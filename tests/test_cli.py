@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FAST
 
 from skmsc import MeanShiftedContrastiveDetector
 from skmsc.cli import main
@@ -19,9 +20,7 @@ FIT_FLAGS = [
     "--backbone", "efficientnet_lite0", "--epochs", "1", "--batch-size", "8",
     "--image-size", "32", "--random-state", "0",
 ]  # fmt: skip
-FIT_PARAMS = dict(
-    backbone="efficientnet_lite0", epochs=1, batch_size=8, image_size=32, random_state=0
-)
+FIT_PARAMS = dict(FAST, epochs=1)
 
 
 def skmsc(*args, cwd=None):

@@ -4,6 +4,7 @@ scoring Dask arrays of images chunk by chunk."""
 import joblib
 import numpy as np
 import pytest
+from conftest import FAST
 from sklearn.model_selection import GridSearchCV
 
 from skmsc import MeanShiftedContrastiveDetector, MeanShiftedFeatures
@@ -13,7 +14,6 @@ from skmsc.parallel import score_dask_array
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("dask.distributed")
 
-FAST = dict(backbone="efficientnet_lite0", batch_size=8, image_size=32, random_state=0)
 
 
 @pytest.fixture

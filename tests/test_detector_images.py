@@ -4,14 +4,13 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from conftest import FAST
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, PredefinedSplit
 from sklearn.pipeline import Pipeline
 
 from skmsc import MeanShiftedContrastiveDetector
-
-FAST = dict(backbone="efficientnet_lite0", batch_size=8, image_size=32, random_state=0)
 
 
 def test_fitted_attributes(fitted_lite0, digits):
@@ -27,7 +26,7 @@ def test_fitted_attributes(fitted_lite0, digits):
 
 
 def test_frozen_stages_and_batchnorm_statistics_do_not_change(digits):
-    from skmsc.backbones import build_backbone, stages
+    from skmsc.nn.backbones import build_backbone, stages
 
     X, y = digits
     det = MeanShiftedContrastiveDetector(

@@ -9,10 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
+from conftest import FAST_UNSEEDED
 
 from skmsc import MeanShiftedContrastiveDetector
 
-FAST = dict(backbone="efficientnet_lite0", batch_size=8, image_size=32)
+FAST = FAST_UNSEEDED
 # Documented in the batch_size parameter and the README: scores from different scoring
 # batch sizes agree to this absolute tolerance (float32 convolution rounding).
 BATCH_SIZE_SCORE_ATOL = 1e-5

@@ -3,17 +3,18 @@
 import numpy as np
 import pytest
 import torch
+from conftest import FAST
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-import skmsc._detector
-import skmsc._knn
-import skmsc._training
+import skmsc._estimators._base
+import skmsc.nn._network
+import skmsc.nn._preprocess
+import skmsc.nn._training
 from skmsc import MeanShiftedContrastiveDetector
 
-FAST = dict(backbone="efficientnet_lite0", batch_size=8, image_size=32, random_state=0)
-REAL_LOSS = skmsc._training.mean_shifted_contrastive_loss
-REAL_EVAL_TRANSFORM = skmsc._training.eval_inputs
+REAL_LOSS = skmsc.nn._training.mean_shifted_contrastive_loss
+REAL_EVAL_TRANSFORM = skmsc.nn._preprocess.eval_inputs
 
 
 def _loss_raising(error, after_steps):
@@ -51,7 +52,7 @@ def test_interrupt_mid_fine_tuning_leaves_fitted_detector_unchanged(
     scores = small_fit.score_samples(test)
     state, weights = _snapshot(small_fit)
     loss, calls = _loss_raising(error, after_steps=1)
-    monkeypatch.setattr(skmsc._training, "mean_shifted_contrastive_loss", loss)
+    monkeypatch.setattr(skmsc.nn._training, "mean_shifted_contrastive_loss", loss)
     with pytest.raises(type(error)):
         small_fit.set_params(epochs=2).fit(X[y == 7][:16])
     assert len(calls) == 2  # one step was taken (weights changed), the second raised
@@ -71,10 +72,10 @@ def test_interrupt_leaves_a_new_detector_unfitted(digits, monkeypatch, where):
     fresh = dict(det.__dict__)
     if where == "fine_tune":
         loss, _ = _loss_raising(KeyboardInterrupt(), after_steps=1)
-        monkeypatch.setattr(skmsc._training, "mean_shifted_contrastive_loss", loss)
+        monkeypatch.setattr(skmsc.nn._training, "mean_shifted_contrastive_loss", loss)
     else:
-        # make_index is called by the shared kNN helper, the network code by the detector.
-        module = skmsc._knn if where == "make_index" else skmsc._detector
+        # make_index is called by the shared kNN scorer, extract_features by the network.
+        module = skmsc._estimators._base if where == "make_index" else skmsc.nn._network
         real = getattr(module, where)
         calls = []
 
@@ -105,7 +106,7 @@ def test_out_of_memory_halves_the_fine_tuning_batch_and_finishes(digits, monkeyp
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return REAL_LOSS(z1, z2, *args, **kwargs)
 
-    monkeypatch.setattr(skmsc._training, "mean_shifted_contrastive_loss", loss)
+    monkeypatch.setattr(skmsc.nn._training, "mean_shifted_contrastive_loss", loss)
     det = MeanShiftedContrastiveDetector(**{**FAST, "batch_size": 16}, epochs=2)
     with pytest.warns(ResourceWarning, match="batch_size=16; retrying with batch_size=8"):
         det.fit(X[y == 1][:16])
@@ -121,7 +122,7 @@ def test_out_of_memory_at_the_smallest_batch_is_a_clear_error(digits, monkeypatc
     def loss(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(skmsc._training, "mean_shifted_contrastive_loss", loss)
+    monkeypatch.setattr(skmsc.nn._training, "mean_shifted_contrastive_loss", loss)
     det = MeanShiftedContrastiveDetector(**FAST, epochs=1)
     with (
         pytest.warns(ResourceWarning),
@@ -145,7 +146,7 @@ def test_out_of_memory_while_scoring_retries_with_smaller_batches(
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return REAL_EVAL_TRANSFORM(images, *args)
 
-    monkeypatch.setattr(skmsc._training, "eval_inputs", transform)
+    monkeypatch.setattr(skmsc.nn._preprocess, "eval_inputs", transform)
     with pytest.warns(ResourceWarning, match="feature extraction with batch_size=16"):
         scores = fitted_lite0.score_samples(X)
     assert seen[:3] == [16, 8, 4] and set(seen[3:]) <= {2}
@@ -154,7 +155,7 @@ def test_out_of_memory_while_scoring_retries_with_smaller_batches(
     def always(images, *args):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(skmsc._training, "eval_inputs", always)
+    monkeypatch.setattr(skmsc.nn._preprocess, "eval_inputs", always)
     with pytest.warns(ResourceWarning), pytest.raises(
         torch.OutOfMemoryError, match="even with batch_size=1"
     ):
@@ -171,9 +172,9 @@ def test_huge_images_are_converted_a_few_at_a_time(fitted_lite0, digits, monkeyp
         seen.append(images.shape[0])
         return REAL_EVAL_TRANSFORM(images, *args)
 
-    monkeypatch.setattr(skmsc._training, "eval_inputs", transform)
+    monkeypatch.setattr(skmsc.nn._preprocess, "eval_inputs", transform)
     # Room for 3 images of 8x8 as float32 RGB: batches of 3 instead of batch_size=16.
-    monkeypatch.setattr(skmsc._training, "EXTRACT_FLOAT_BUDGET_BYTES", 3 * 8 * 8 * 3 * 4)
+    monkeypatch.setattr(skmsc.nn._training, "EXTRACT_FLOAT_BUDGET_BYTES", 3 * 8 * 8 * 3 * 4)
     np.testing.assert_allclose(fitted_lite0.score_samples(X), reference, atol=1e-5)
     assert seen == [3, 3, 3, 1]
 
@@ -193,7 +194,7 @@ def test_absent_device_is_refused_before_any_network_is_built(digits, monkeypatc
     def no_network(*args, **kwargs):
         raise AssertionError("a network was built before the device was checked")
 
-    monkeypatch.setattr(skmsc._detector, "build_backbone", no_network)
+    monkeypatch.setattr(skmsc.nn._network, "build_backbone", no_network)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ValueError, match=r"'cuda:3' does not exist: this machine has 1"):

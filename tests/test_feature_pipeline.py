@@ -4,15 +4,15 @@ one-stop detector."""
 import joblib
 import numpy as np
 import pytest
+from conftest import FAST
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import skmsc._detector
+import skmsc.nn._network
 from skmsc import KNNDetector, MeanShiftedContrastiveDetector, MeanShiftedFeatures
 from skmsc.model_selection import OneClassKFold, normal_roc_auc_scorer
 
-FAST = dict(backbone="efficientnet_lite0", batch_size=8, image_size=32, random_state=0)
 KNN_EXPECTED_FAILURES = {
     "check_outliers_train": "offset_ is calibrated on leave-one-out scores; "
     "predict(X_train) is self-inclusive",
@@ -65,13 +65,13 @@ def test_features_then_knn_scores_exactly_as_the_detector(fitted_lite0, digits):
 
 def test_cached_search_fine_tunes_once_per_setting_and_fold(digits, tmp_path, monkeypatch):
     calls = []
-    fine_tune = skmsc._detector.fine_tune
+    fine_tune = skmsc.nn._network.fine_tune
 
     def counting_fine_tune(*args, **kwargs):
         calls.append(kwargs["learning_rate"])
         return fine_tune(*args, **kwargs)
 
-    monkeypatch.setattr(skmsc._detector, "fine_tune", counting_fine_tune)
+    monkeypatch.setattr(skmsc.nn._network, "fine_tune", counting_fine_tune)
     X, y = digits
     images = np.concatenate([X[y == 0][:30], X[y != 0][:16]])
     labels = np.r_[np.ones(30), np.zeros(16)].astype(int)
@@ -113,5 +113,5 @@ def test_features_refuse_other_image_shapes(fitted_lite0, digits):
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_features_pass_precision_to_the_network(digits, precision):
     features = MeanShiftedFeatures(**FAST, epochs=0, precision=precision).fit(digits[0][:6])
-    assert features.detector_.precision == precision
-    assert features.detector_.precision_["features"] == precision
+    assert features.precision == precision
+    assert features.precision_["features"] == precision

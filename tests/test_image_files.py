@@ -1,4 +1,4 @@
-"""Fitting and scoring from image files and PIL images (skmsc.image_files)."""
+"""Fitting and scoring from image files and PIL images (skmsc.data.files)."""
 
 import os
 import threading
@@ -8,24 +8,24 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from conftest import FAST
 from PIL import Image
 
 from skmsc import MeanShiftedContrastiveDetector
-from skmsc._images import to_unit_tensor
-from skmsc.backbones import BACKBONES
-from skmsc.datasets import decode_image, read_images
-from skmsc.image_files import (
-    BatchReader,
+from skmsc.data._batches import BatchReader, FileBatches
+from skmsc.data.files import (
     ImageFiles,
     UnreadableImageError,
+    decode_image,
     find_unreadable,
     is_image_collection,
     list_image_files,
 )
+from skmsc.datasets import read_images
+from skmsc.nn._preprocess import to_unit_tensor, training_transform
+from skmsc.nn.backbones import BACKBONES
 
-FAST = dict(
-    backbone="efficientnet_lite0", epochs=1, batch_size=8, image_size=32, random_state=0
-)
+FAST = dict(FAST, epochs=1)
 # Same-size images give the same arithmetic as files or as an array on the CPU; the
 # tolerance only allows for a different summation order in a future torch.
 SAME = dict(rtol=1e-6, atol=1e-6)
@@ -127,14 +127,15 @@ def test_fit_on_mixed_sizes(image_folder):
 def test_training_batches_of_mixed_sizes_are_the_central_square(image_folder):
     spec = BACKBONES["efficientnet_lite0"]
     files = ImageFiles([image_folder.other["chelsea.png"], image_folder.other["coffee.png"]])
-    with files.training_reader(spec, 32, torch.device("cpu")) as reader:
+    transform = training_transform(spec, 32, torch.device("cpu"))
+    with FileBatches(files).reader(transform) as reader:
         batch = reader.read([0, 1])
     side = round(32 / spec.crop_fraction)
     assert batch.shape == (2, 3, side, side)
     assert 0 <= batch.min() and batch.max() <= 1
     # Same-size images are used as decoded: the array path's tensor.
     same = ImageFiles(image_folder.test[:2])
-    with same.training_reader(spec, 32, torch.device("cpu")) as reader:
+    with FileBatches(same).reader(transform) as reader:
         batch = reader.read([0, 1])
     expected = to_unit_tensor(image_folder.test_array[:2], torch.device("cpu"))
     torch.testing.assert_close(batch, expected, rtol=0, atol=0)

@@ -1,4 +1,4 @@
-"""The evaluation transform (:func:`skmsc._images.eval_inputs`) against the reference's
+"""The evaluation transform (:func:`skmsc.nn._preprocess.eval_inputs`) against the reference's
 torchvision pipeline on PIL images: Resize(short side) + CenterCrop + ToTensor + Normalize."""
 
 import numpy as np
@@ -7,9 +7,9 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-import skmsc._images
-from skmsc._images import eval_inputs, to_unit_tensor
-from skmsc.backbones import BACKBONES
+import skmsc.nn._preprocess
+from skmsc.nn._preprocess import eval_inputs, to_unit_tensor
+from skmsc.nn.backbones import BACKBONES
 
 CPU = torch.device("cpu")
 MODES = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
@@ -89,7 +89,7 @@ def test_devices_without_uint8_kernels_emulate_them(monkeypatch, backbone, heigh
     spec = BACKBONES[backbone]
     images = _photo_like(3, height, width)
     uint8_kernels = eval_inputs(images, spec, 64, CPU)
-    monkeypatch.setattr(skmsc._images, "UINT8_RESIZE_DEVICES", ())
+    monkeypatch.setattr(skmsc.nn._preprocess, "UINT8_RESIZE_DEVICES", ())
     emulated = eval_inputs(images, spec, 64, CPU)
     levels = (emulated - uint8_kernels) * torch.tensor(spec.std).view(1, 3, 1, 1) * 255
     assert levels.abs().max() <= 2 + 1e-3

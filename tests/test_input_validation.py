@@ -10,15 +10,14 @@ import copy
 import numpy as np
 import pytest
 import torch
+from conftest import FAST
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from skmsc import MeanShiftedContrastiveDetector
-from skmsc._images import check_image_array, to_unit_tensor
-from skmsc._validation import check_input_container
-
-FAST = dict(backbone="efficientnet_lite0", batch_size=8, image_size=32, random_state=0)
+from skmsc._checks import check_image_array, check_input_container
+from skmsc.nn._preprocess import to_unit_tensor
 
 # (case name, X, error type, regex the message must match: the problem, then the fix)
 BAD_FIT_INPUTS = [

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from conftest import FAST
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GridSearchCV, cross_validate
 
@@ -13,8 +14,6 @@ from skmsc.model_selection import (
     normal_roc_auc_score,
     normal_roc_auc_scorer,
 )
-
-FAST = dict(backbone="efficientnet_lite0", batch_size=8, image_size=32, random_state=0)
 
 
 @pytest.mark.parametrize("anomaly_label", [0, -1])

@@ -153,3 +153,36 @@ def test_a_pickle_payload_in_the_tensor_file_cannot_run(saved, tmp_path, how):
     with pytest.raises(ValueError, match="not a valid safetensors file"):
         load(saved)
     assert not marker.exists()
+
+
+def test_knn_detector_saves_and_loads_without_pickle(tmp_path):
+    from skmsc import KNNDetector
+
+    rng = np.random.default_rng(3)
+    X, test = rng.normal(size=(60, 5)), rng.normal(size=(9, 5))
+    det = KNNDetector(n_neighbors=3, contamination=0.05, random_state=0).fit(X)
+    folder = det.save(tmp_path / "knn")
+    for loaded in (KNNDetector.load(folder), load(folder)):
+        assert type(loaded) is KNNDetector and loaded.get_params() == det.get_params()
+        np.testing.assert_array_equal(loaded.score_samples(test), det.score_samples(test))
+        np.testing.assert_array_equal(loaded.kneighbors(test)[1], det.kneighbors(test)[1])
+        assert loaded.offset_ == det.offset_ and loaded.n_features_in_ == 5
+    with pytest.raises(ValueError, match="holds a KNNDetector, not a MeanShiftedContrastive"):
+        MeanShiftedContrastiveDetector.load(folder)
+
+
+def test_feature_transformer_saves_and_loads_without_pickle(digits, tmp_path):
+    from skmsc import MeanShiftedFeatures
+
+    X, y = digits
+    features = MeanShiftedFeatures(
+        "efficientnet_lite0", epochs=1, batch_size=8, image_size=32, random_state=0
+    ).fit(X[y == 3][:16])
+    folder = save(features, tmp_path / "features")
+    loaded = load(folder)
+    assert type(loaded) is MeanShiftedFeatures
+    np.testing.assert_array_equal(loaded.transform(X[-8:]), features.transform(X[-8:]))
+    np.testing.assert_array_equal(loaded.center_, features.center_)
+    assert loaded.loss_curve_ == features.loss_curve_
+    assert loaded.get_feature_names_out().tolist() == features.get_feature_names_out().tolist()
+    assert not any(p.requires_grad for p in loaded.encoder_.parameters())

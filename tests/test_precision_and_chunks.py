@@ -3,17 +3,17 @@
 import numpy as np
 import pytest
 import torch
+from conftest import FAST
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-import skmsc._chunks
-import skmsc._detector
-import skmsc._precision
+import skmsc._estimators._base
+import skmsc.nn._network
+import skmsc.nn._runtime
 from skmsc import MeanShiftedContrastiveDetector
-from skmsc._chunks import scoring_chunk_rows
-from skmsc._precision import grad_scaler, resolve_precision
+from skmsc._estimators._base import scoring_chunk_rows
+from skmsc.nn._runtime import grad_scaler, resolve_precision
 
-FAST = dict(backbone="efficientnet_lite0", batch_size=8, image_size=32, random_state=0)
 CPU = torch.device("cpu")
 
 
@@ -25,7 +25,7 @@ def test_invalid_precision_is_refused_in_fit():
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_on_cpu(monkeypatch, native):
-    monkeypatch.setattr(skmsc._precision, "cpu_has_native_bfloat16", lambda: native)
+    monkeypatch.setattr(skmsc.nn._runtime, "cpu_has_native_bfloat16", lambda: native)
     # Training stays float32 on CPUs (bfloat16 backward is slow there); inference uses
     # bfloat16 only where the CPU computes it natively.
     assert resolve_precision("auto", CPU, training=True) == "float32"
@@ -68,7 +68,7 @@ def test_bfloat16_fine_tuning_gives_a_finite_loss(digits):
 
 
 def test_chunk_rows_follow_the_budget(monkeypatch):
-    monkeypatch.setattr(skmsc._chunks, "SCORING_MEMORY_BUDGET_BYTES", 4 * 1280 * 100)
+    monkeypatch.setattr(skmsc._estimators._base, "SCORING_MEMORY_BUDGET_BYTES", 4 * 1280 * 100)
     assert scoring_chunk_rows(1280, 32) == 96  # whole batches within the budget
     assert scoring_chunk_rows(1280, 256) == 256  # never below one batch
 
@@ -80,15 +80,15 @@ def test_chunked_scoring_gives_identical_scores_and_bounded_batches(
     X = X[:100]
     whole = fitted_lite0.score_samples(X)
     sizes = []
-    extract = skmsc._detector.extract_features
+    extract = skmsc.nn._network.extract_features
 
     def spy(encoder, images, *args, **kwargs):
         sizes.append(len(images))
         return extract(encoder, images, *args, **kwargs)
 
-    monkeypatch.setattr(skmsc._detector, "extract_features", spy)
+    monkeypatch.setattr(skmsc.nn._network, "extract_features", spy)
     # A budget of one 1280-d feature: every chunk is a single batch.
-    monkeypatch.setattr(skmsc._chunks, "SCORING_MEMORY_BUDGET_BYTES", 4 * 1280)
+    monkeypatch.setattr(skmsc._estimators._base, "SCORING_MEMORY_BUDGET_BYTES", 4 * 1280)
     chunked = fitted_lite0.score_samples(X)
     np.testing.assert_array_equal(chunked, whole)
     assert max(sizes) == fitted_lite0.batch_size and sum(sizes) == len(X)
@@ -99,5 +99,5 @@ def test_chunked_scoring_of_feature_vectors(monkeypatch):
     X_train, X_test = rng.normal(size=(50, 6)), rng.normal(size=(37, 6))
     det = MeanShiftedContrastiveDetector(batch_size=4).fit(X_train)
     whole = det.score_samples(X_test)
-    monkeypatch.setattr(skmsc._chunks, "SCORING_MEMORY_BUDGET_BYTES", 1)
+    monkeypatch.setattr(skmsc._estimators._base, "SCORING_MEMORY_BUDGET_BYTES", 1)
     np.testing.assert_array_equal(det.score_samples(X_test), whole)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from skmsc.torch_model import MeanShiftedEncoder, mean_shifted_contrastive_loss, nt_xent_loss
+from skmsc.nn.model import MeanShiftedEncoder, mean_shifted_contrastive_loss, nt_xent_loss
 
 
 def _reference_nt_xent(a, b, temperature):

@@ -20,7 +20,7 @@ from skmsc import (
     MeanShiftedContrastiveDetector,
     MeanShiftedFeatures,
 )
-from skmsc._estimator_info import current_versions
+from skmsc._estimators._base import current_versions
 
 
 def _reload_with_versions(estimator, **versions):

@@ -1,7 +1,9 @@
-"""Checking image arrays and turning batches of them into network inputs.
+"""Turning batches of images into network inputs: the evaluation and training transforms.
 
 Arrays stay as the user gave them (uint8 mostly); only one batch at a time is converted
-to float on the device, so memory does not grow with the dataset.
+to float on the device, so memory does not grow with the dataset. The two
+:class:`~skmsc.data._batches.BatchTransform` factories at the end are what the training
+loop hands to a batch source (array or files).
 """
 
 from __future__ import annotations
@@ -10,54 +12,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data._batches import BatchTransform
 from .backbones import BackboneSpec
 
-EXPECTED_INPUT = (
-    "Expected images as an array of shape (n_samples, height, width, 3) (RGB) or "
-    "(n_samples, height, width) (grayscale), dtype uint8 (0-255) or float in [0, 1]; "
-    "or a 2-D array (n_samples, n_features) of feature vectors."
-)
-
-
-def check_image_array(X: np.ndarray) -> None:
-    """Raise a ``ValueError`` naming the problem if ``X`` is not an image batch we accept."""
-    if X.ndim not in (3, 4):
-        raise ValueError(f"X has {X.ndim} dimensions, shape {X.shape}. {EXPECTED_INPUT}")
-    if X.ndim == 4 and X.shape[-1] != 3:
-        if X.shape[1] in (1, 3):
-            hint = "It looks channels-first: pass np.moveaxis(X, 1, -1)."
-        elif X.shape[-1] == 4:
-            hint = "It has 4 channels (RGBA?): drop alpha with X[..., :3]."
-        elif X.shape[-1] == 1:
-            hint = "It has one channel: pass X[..., 0] for grayscale."
-        else:
-            hint = f"It has {X.shape[-1]} channels."
-        raise ValueError(f"X has shape {X.shape}. {hint} {EXPECTED_INPUT}")
-    if X.dtype.kind not in "uif":
-        hint = " For binary masks pass X.astype(np.uint8) * 255." if X.dtype.kind == "b" else ""
-        raise ValueError(f"X has dtype {X.dtype}.{hint} {EXPECTED_INPUT}")
-    if X.size == 0:
-        raise ValueError(f"X has shape {X.shape} with no pixels. {EXPECTED_INPUT}")
-    if X.dtype == np.uint8:
-        return
-    low, high = X.min(), X.max()
-    # min/max propagate NaN, and are infinite if any pixel is: one pass finds both.
-    if X.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
-        raise ValueError(
-            "X contains NaN or infinity. Replace missing pixels (e.g. np.nan_to_num(X)) "
-            "or drop those images."
-        )
-    if X.dtype.kind == "f" and (low < 0 or high > 1):
-        raise ValueError(
-            f"Float images must lie in [0, 1]; X spans [{low:g}, {high:g}]. "
-            "Divide 0-255 images by 255, or pass them as uint8."
-        )
-    if X.dtype.kind in "ui" and (low < 0 or high > 255):
-        raise ValueError(
-            f"Integer images must lie in 0-255; X spans [{low}, {high}]. "
-            "Rescale them to floats in [0, 1] (e.g. X / X.max())."
-        )
-
+__all__ = [
+    "UINT8_RESIZE_DEVICES", "centre_crop", "eval_inputs", "eval_transform", "network_input",
+    "resize_and_centre_crop", "resized_size", "to_unit_tensor", "training_transform",
+]
 
 def to_unit_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
     """A batch as float32 ``(b, 3, H, W)`` in [0, 1] on ``device``, contiguous (NCHW).
@@ -114,7 +75,7 @@ def eval_inputs(
     size = resized_size(*pixels.shape[-2:], short)
     if size != tuple(pixels.shape[-2:]):
         if integer and pixels.device.type in UINT8_RESIZE_DEVICES:
-            # check_image_array guarantees 0-255, so uint8 holds any integer image.
+            # skmsc._checks.check_image_array guarantees 0-255, so uint8 holds any integer image.
             pixels = _resize(pixels.to(torch.uint8), size, spec.interpolation)
         else:
             pixels = _resize_in_float(pixels, size, spec.interpolation, integer)
@@ -184,3 +145,46 @@ def resize_and_centre_crop(
     if size != tuple(images.shape[-2:]):
         images = _resize_in_float(images, size, interpolation, integer=False)
     return centre_crop(images, crop)
+
+
+def _to_device(pieces: list, device: torch.device) -> torch.Tensor:
+    return torch.cat(pieces).to(device, non_blocking=True)
+
+
+def eval_transform(spec: BackboneSpec, image_size: int, device: torch.device) -> BatchTransform:
+    """The evaluation transform (:func:`eval_inputs`) as a batch source's transform.
+
+    Files go through it one by one on the CPU (in the decoding threads), whatever their
+    size, so a file's features depend on its pixels alone.
+    """
+    cpu = torch.device("cpu")
+    return BatchTransform(
+        stack=lambda pixels: eval_inputs(pixels, spec, image_size, device),
+        one=lambda pixels: eval_inputs(pixels, spec, image_size, cpu),
+        combine=lambda pieces: _to_device(pieces, device),
+    )
+
+
+def training_transform(
+    spec: BackboneSpec, image_size: int, device: torch.device
+) -> BatchTransform:
+    """Float ``(b, 3, H, W)`` in [0, 1] of one size, where the augmentation starts.
+
+    Arrays and files of one size keep their own size; files of mixed sizes are each
+    resized so the shorter side is ``image_size / crop_fraction`` and the central square of
+    that side is kept (the region the evaluation transform looks at).
+    """
+    cpu = torch.device("cpu")
+    side = round(image_size / spec.crop_fraction)
+
+    def one(pixels: np.ndarray) -> torch.Tensor:
+        square = resize_and_centre_crop(to_unit_tensor(pixels, cpu), side, side,
+                                        spec.interpolation)
+        return square.contiguous()
+
+    return BatchTransform(
+        stack=lambda pixels: to_unit_tensor(pixels, device),
+        one=one,
+        combine=lambda pieces: _to_device(pieces, device),
+        stack_same_size_files=True,
+    )

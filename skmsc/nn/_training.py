@@ -1,20 +1,27 @@
-"""Feature extraction and mean-shifted contrastive fine-tuning over numpy image arrays."""
+"""The two loops over a batch source: feature extraction and contrastive fine-tuning.
+
+Both read images through a batch source (``skmsc.data._batches``: an array or files) with
+the transform of ``skmsc.nn._preprocess``, so neither knows what kind of input it has.
+On CUDA out-of-memory both halve their batch and go on (see the functions).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import warnings
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from ._images import eval_inputs, network_input, to_unit_tensor
-from ._precision import autocast, grad_scaler
+from ..data._batches import batch_source
+from ._preprocess import eval_transform, network_input, training_transform
+from ._runtime import autocast, grad_scaler
 from .augment import random_views
 from .backbones import BackboneSpec
-from .image_files import ImageFiles
-from .torch_model import MeanShiftedEncoder, mean_shifted_contrastive_loss
+from .model import MeanShiftedEncoder, mean_shifted_contrastive_loss
+
+__all__ = ["extract_features", "fine_tune"]
 
 # Bytes one feature-extraction chunk may hold as float32 pixels at input resolution:
 # huge images are then converted a few (or one) at a time instead of batch_size at once.
@@ -53,8 +60,6 @@ def _warn_and_free(device, what: str, failed: int, smaller: int) -> None:
 
 def _progress(total: int, verbose, desc: str):
     """A tqdm bar made per call (never stored on the estimator, which must pickle)."""
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, disable=not verbose, leave=False)
 
 
@@ -66,7 +71,7 @@ def channels_last(images: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def extract_features(
     encoder: MeanShiftedEncoder,
-    X: np.ndarray,
+    source,
     spec: BackboneSpec,
     image_size: int,
     batch_size: int,
@@ -74,36 +79,32 @@ def extract_features(
     verbose=False,
     precision: str = "float32",
 ) -> np.ndarray:
-    """Unit-norm features ``(n, d)`` float32 of images ``X``, one batch in memory at a time.
+    """Unit-norm features ``(n, d)`` float32 of a batch source, one batch in memory at a time.
 
-    A batch holds at most ``batch_size`` images and at most
-    ``EXTRACT_FLOAT_BUDGET_BYTES`` of float32 pixels at input resolution, so huge images
-    go through a few (or one) at a time. Each image's feature is computed on its own
-    (BatchNorm is in eval mode), so the chunking changes nothing but rounding. On CUDA
-    out-of-memory the batch is halved and retried, with a ``ResourceWarning``.
-    ``precision`` is a resolved name (see ``_precision.resolve_precision``); the network
-    runs in it, the features come back float32.
+    ``source`` is an ``ArrayBatches`` or ``FileBatches`` (``skmsc.data._batches``). A
+    batch holds at most ``batch_size`` images and at most ``EXTRACT_FLOAT_BUDGET_BYTES``
+    of float32 pixels at input resolution, so huge images go through a few (or one) at
+    a time. Each image's feature is computed on its own (BatchNorm is in eval mode), so
+    the chunking changes nothing but rounding. On CUDA out-of-memory the batch is halved
+    and retried, with a ``ResourceWarning``. ``precision`` is a resolved name (see
+    ``skmsc.nn._runtime.resolve_precision``); the network runs in it, the features come
+    back float32.
     """
     encoder.eval()
-    features = np.empty((len(X), spec.feature_dim), dtype=np.float32)
-    if isinstance(X, ImageFiles):
-        # Files are transformed one by one to image_size, whatever their own size.
-        reader = X.eval_reader(spec, image_size, device)
-        float_bytes_per_image = 3 * 4 * image_size**2
-    else:
-        reader = None
-        float_bytes_per_image = 3 * 4 * int(np.prod(X.shape[1:3]))
+    source = batch_source(source)  # an array or image collection as it is given, too
+    n = len(source)
+    features = np.empty((n, spec.feature_dim), dtype=np.float32)
+    float_bytes_per_image = 3 * 4 * source.pixels_per_image(image_size)
     step = max(1, min(batch_size, EXTRACT_FLOAT_BUDGET_BYTES // max(1, float_bytes_per_image)))
     start = 0
-    with _progress(len(X), verbose, "features") as bar, (reader or contextlib.nullcontext()):
-        while start < len(X):
+    with (
+        _progress(n, verbose, "features") as bar,
+        source.reader(eval_transform(spec, image_size, device)) as reader,
+    ):
+        while start < n:
             try:
-                stop = min(start + step, len(X))
-                if reader is None:
-                    images = eval_inputs(X[start:stop], spec, image_size, device)
-                else:
-                    ahead = np.arange(stop, min(stop + step, len(X)))
-                    images = reader.read(np.arange(start, stop), ahead=ahead)
+                stop = min(start + step, n)
+                images = reader.read(slice(start, stop), ahead=slice(stop, min(stop + step, n)))
                 with autocast(precision, device):
                     done = _extract_batch(encoder, images, features[start:stop])
                 del images
@@ -127,7 +128,7 @@ def _extract_batch(encoder, images: torch.Tensor, out: np.ndarray) -> int:
 
 def fine_tune(
     encoder: MeanShiftedEncoder,
-    X: np.ndarray,
+    source,
     center: torch.Tensor,
     *,
     spec: BackboneSpec,
@@ -144,7 +145,7 @@ def fine_tune(
     verbose=False,
     precision: str = "float32",
 ) -> list[float]:
-    """Fine-tune ``encoder`` in place with the mean-shifted contrastive loss.
+    """Fine-tune ``encoder`` in place on a batch source with the mean-shifted contrastive loss.
 
     BatchNorm statistics stay frozen (the encoder never enters train mode) and frozen
     stages have ``requires_grad=False``. Returns the mean loss of each epoch. The network
@@ -169,33 +170,27 @@ def fine_tune(
     step = functools.partial(_step, precision=precision, device=device, scaler=scaler)
     center = center.to(device)
     loss_curve = []
-    n_batches = -(-len(X) // batch_size)
-    if isinstance(X, ImageFiles):
-        reader = X.training_reader(spec, image_size, device)
-        load = reader.read
-    else:
-        reader = None
-
-        def load(rows, ahead=None):
-            return to_unit_tensor(X[rows], device)
-
+    source = batch_source(source)
+    n = len(source)
+    n_batches = -(-n // batch_size)
     with (
         _progress(epochs * n_batches, verbose, "fine-tuning") as bar,
-        (reader or contextlib.nullcontext()),
+        source.reader(training_transform(spec, image_size, device)) as reader,
     ):
         for epoch in range(epochs):
-            order = order_rng.permutation(len(X))
+            order = order_rng.permutation(n)
             total, count = 0.0, 0
             start = 0
-            while start < len(X):
+            while start < n:
                 # Sorted indices keep the gather from a memmap sequential; the shuffle
                 # already decided which images share the batch.
                 rows = np.sort(order[start : start + batch_size])
-                # The next batch, decoded meanwhile when X is image files.
+                # The next batch, decoded meanwhile when the source is image files.
                 ahead = np.sort(order[start + len(rows) : start + len(rows) + batch_size])
+                load = functools.partial(reader.read, rows, ahead)
                 try:
-                    loss = step(encoder, optimizer, functools.partial(load, rows, ahead), center,
-                                spec, image_size, temperature, angular, augment_generator)
+                    loss = step(encoder, optimizer, load, center, spec, image_size,
+                                temperature, angular, augment_generator)
                 except torch.OutOfMemoryError as exc:
                     smaller = _halved_or_raise(
                         exc, len(rows), MIN_FINE_TUNE_BATCH, device, "fine-tuning"

@@ -15,14 +15,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._estimator_info import DocLinkMixin, current_versions, warn_on_version_mismatch
-from ._knn import check_enough_samples, fit_knn, knn_scores
-from .neighbors import make_index
+from .._checks import check_enough_samples
+from ._base import KNNScorerMixin, SkmscEstimatorMixin
 
 __all__ = ["KNNDetector"]
 
 
-class KNNDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
+class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimator):
     """Anomaly detector on feature vectors: summed squared distance to the nearest normals.
 
     The scorer and threshold of :class:`MeanShiftedContrastiveDetector`, without the
@@ -102,102 +101,19 @@ class KNNDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         self : object
             The fitted detector.
         """
-        X = validate_data(self, X, dtype="numeric", ensure_min_samples=1)
-        check_enough_samples(len(X), self.n_neighbors)
-        features = np.asarray(X, dtype=np.float32)
-        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-        knn = fit_knn(
-            features, n_neighbors=self.n_neighbors, knn_algorithm=self.knn_algorithm,
-            contamination=self.contamination, seed=seed,
-        )
-        self.train_features_ = features
-        self.train_scores_ = knn.train_scores
-        self.offset_ = knn.offset
-        self.knn_algorithm_ = knn.knn_algorithm
-        self.versions_ = current_versions()
-        self._index = knn.index
-        self._index_seed = seed
+        with self._all_or_nothing():
+            X = validate_data(self, X, dtype="numeric", ensure_min_samples=1)
+            check_enough_samples(len(X), self.n_neighbors)
+            seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+            self._fit_knn(np.asarray(X, dtype=np.float32), seed)
+            self._record_versions()
         return self
 
-    def _check_features(self, X) -> np.ndarray:
+    def _feature_chunks(self, X):
+        """The validated feature vectors of ``X``, as one chunk."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype="numeric", reset=False)
-        return np.asarray(X, dtype=np.float32)
-
-    def score_samples(self, X):
-        """Minus the summed squared distance to the nearest training vectors.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,)
-            Higher means more normal.
-        """
-        features = self._check_features(X)
-        return knn_scores(self._index, features, self.n_neighbors)
-
-    def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for anomalies.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        decision : ndarray of shape (n_samples,)
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X):
-        """+1 for normal samples, -1 for anomalies.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,) of int
-        """
-        return np.where(self.decision_function(X) < 0, -1, 1)
-
-    def kneighbors(self, X, n_neighbors=None):
-        """The nearest training vectors of each row of ``X``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        n_neighbors : int, default=None
-            How many; ``None`` means the detector's ``n_neighbors``.
-
-        Returns
-        -------
-        distances : ndarray of shape (n_samples, n_neighbors)
-            Squared Euclidean distances, ascending.
-        indices : ndarray of shape (n_samples, n_neighbors)
-            Row indices into the training data.
-        """
-        features = self._check_features(X)
-        k = self.n_neighbors if n_neighbors is None else n_neighbors
-        return self._index.kneighbors(features, k)
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        state.pop("_index", None)  # rebuilt from train_features_ on load
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "train_features_" not in state:
-            return
-        warn_on_version_mismatch(state.get("versions_"), type(self).__name__)
-        self._index = make_index(
-            self.train_features_, self.knn_algorithm_, random_state=self._index_seed
-        )
+        yield np.asarray(X, dtype=np.float32)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -13,28 +13,22 @@ from sklearn.base import (
     TransformerMixin,
     _fit_context,
 )
-from sklearn.utils.validation import check_is_fitted
 
-from ._detector import MeanShiftedContrastiveDetector
-from ._estimator_info import DocLinkMixin
+from ._base import SkmscEstimatorMixin
+from ._network import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
 
 __all__ = ["MeanShiftedFeatures"]
 
-# The parameters that shape the features; the kNN ones belong to KNNDetector.
-FEATURE_PARAMS = (
-    "backbone", "weights", "frozen_stages", "epochs", "batch_size", "learning_rate",
-    "weight_decay", "temperature", "angular", "image_size", "device", "precision",
-    "random_state", "verbose",
-)
-
 
 class MeanShiftedFeatures(
-    DocLinkMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+    NetworkEstimatorMixin, SkmscEstimatorMixin, ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin, BaseEstimator,
 ):
     """Images to fine-tuned, unit-norm features (Reiss & Hoshen, AAAI 2023).
 
-    ``fit`` runs exactly the fine-tuning of :class:`MeanShiftedContrastiveDetector` (same
-    code, same seeds for the same ``random_state``); ``transform`` returns the fine-tuned
+    ``fit`` runs exactly the fine-tuning of :class:`MeanShiftedContrastiveDetector` (the
+    same :class:`skmsc.nn.MeanShiftedNetwork` calls, the same seeds for the same
+    ``random_state``); ``transform`` returns the fine-tuned
     network's features. Follow it with :class:`KNNDetector` for anomaly scores; with the
     same parameters the pair scores exactly as the one-stop detector does.
 
@@ -49,15 +43,24 @@ temperature, angular, image_size, device, precision, random_state, verbose
 
     Attributes
     ----------
-    detector_ : MeanShiftedContrastiveDetector
-        The fitted network and its preprocessing (``encoder_``, ``backbone_spec_``,
-        ``image_size_``, ``versions_``).
+    encoder_ : torch.nn.Module or None
+        The fine-tuned network (``None`` for feature-vector input).
+    backbone_spec_ : BackboneSpec or None
+        The backbone's preprocessing (mean, std, crop, interpolation).
+    image_size_ : int
+        Side of the square the network sees.
+    device_ : torch.device
+        Device the network ran on.
+    precision_ : dict
+        Arithmetic the network used in ``fit`` (as the detector's ``precision_``).
+    versions_ : dict
+        Versions of skmsc and its main dependencies at fit time.
     center_ : ndarray of shape (n_features_out,)
         Centre of the pretrained training features.
     loss_curve_ : list of float
         Mean loss of each fine-tuning epoch.
-    input_shape_ : tuple
-        Shape of one sample seen in ``fit``.
+    input_shape_ : tuple or None
+        Shape of one sample seen in ``fit`` (``None`` when fitted on image files).
     n_features_in_ : int
         ``X.shape[1]`` in ``fit``, as scikit-learn defines it.
 
@@ -77,8 +80,7 @@ temperature, angular, image_size, device, precision, random_state, verbose
     """
 
     _parameter_constraints: dict = {
-        name: MeanShiftedContrastiveDetector._parameter_constraints[name]
-        for name in FEATURE_PARAMS
+        **NETWORK_PARAMETER_CONSTRAINTS
     }
 
     def __init__(
@@ -130,17 +132,12 @@ temperature, angular, image_size, device, precision, random_state, verbose
         self : object
             The fitted transformer.
         """
-        params = {name: getattr(self, name) for name in FEATURE_PARAMS}
-        # n_neighbors=1: the detector's own kNN is not used here, and 1 allows 2 samples.
-        detector = MeanShiftedContrastiveDetector(**params, n_neighbors=1, knn_algorithm="exact")
-        detector.fit(X)
-        self.detector_ = detector
-        self.center_ = detector.center_
-        self.loss_curve_ = detector.loss_curve_
-        self.input_shape_ = detector.input_shape_
-        if hasattr(detector, "n_features_in_"):  # absent when fitted on image files
-            self.n_features_in_ = detector.n_features_in_
-        self._n_features_out = detector.train_features_.shape[1]
+        with self._all_or_nothing():
+            # Two samples at least, as the detector with n_neighbors=1 needs.
+            source = self._fit_source(X, min_neighbors=1)
+            features = self._fit_network(source, fit_seeds(self.random_state))
+            self._n_features_out = features.shape[1]
+            self._record_versions()
         return self
 
     def transform(self, X):
@@ -148,15 +145,26 @@ temperature, angular, image_size, device, precision, random_state, verbose
 
         Parameters
         ----------
-        X : array-like
+        X : array-like or sequence of image paths / PIL images
             Images (or feature vectors) shaped like the training data.
 
         Returns
         -------
         features : ndarray of shape (n_samples, n_features_out), float32
         """
-        check_is_fitted(self)
-        return self.detector_._features(X)
+        return self._extract(self._validated(X))
+
+    def _saved_state(self) -> tuple[dict, dict]:
+        fitted, tensors = super()._saved_state()
+        fitted["n_features_out"] = int(self._n_features_out)
+        return fitted, tensors
+
+    def _restore_state(self, fitted: dict, tensors: dict) -> None:
+        super()._restore_state(fitted, tensors)
+        self._n_features_out = int(fitted["n_features_out"])
+
+    def _n_features_out_of(self, tensors: dict) -> int:
+        return len(tensors["center_"]) if "center_" in tensors else -1
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -1,4 +1,9 @@
-"""Arithmetic precision of the network: float32, or bfloat16/float16 mixed precision.
+"""Where and in what arithmetic the network runs: the torch device and the precision.
+
+Device: ``"auto"`` is CUDA, else Apple MPS, else the CPU; a device that is absent is a
+clear error before any work.
+
+Precision: float32, or bfloat16/float16 mixed precision.
 
 Mixed precision runs the convolutions and matrix products under ``torch.autocast`` in a
 16-bit type while the weights, the optimiser and everything after the network (features,
@@ -14,7 +19,10 @@ import contextlib
 
 import torch
 
-__all__ = ["PRECISIONS", "autocast", "cpu_has_native_bfloat16", "resolve_precision"]
+__all__ = [
+    "PRECISIONS", "autocast", "cpu_has_native_bfloat16", "grad_scaler", "loadable_device",
+    "resolve_device", "resolve_precision",
+]
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 _DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -56,3 +64,43 @@ def autocast(precision: str, device: torch.device):
 def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
     """Loss scaling, needed by float16 only (its narrow range underflows small gradients)."""
     return torch.amp.GradScaler(device.type, enabled=precision == "float16")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` means CUDA if present, else Apple MPS, else CPU."""
+    if isinstance(device, str) and device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
+        ) from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available on this "
+                "machine; use device='cpu' or device='auto'."
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} does not exist: this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)."
+            )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} was requested but MPS is not available.")
+    return resolved
+
+
+def loadable_device(device: torch.device) -> torch.device:
+    """The saved ``device`` if this machine has it, else the CPU (for loading a model)."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        return torch.device("cpu")
+    return device

@@ -1,0 +1,174 @@
+"""Every check of what the user passed, with messages that name the problem and the fix.
+
+- :func:`check_input_container`: a first look at ``X`` before scikit-learn's
+  ``check_array``;
+- :func:`check_image_array`: an array of images the network can take;
+- :func:`check_enough_samples`: enough training samples for the leave-one-out scores.
+
+``check_array`` handles arrays well, but some inputs reach it in a form whose error names
+a numpy internal ("inhomogeneous shape") or silently changes meaning (a list mixing uint8
+and float images becomes float64, so 0-255 pixels are then refused as out of [0, 1]).
+This module catches those with messages that name the problem and the fix. It never
+copies or modifies the caller's arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import sparse
+
+__all__ = [
+    "EXPECTED_INPUT", "check_enough_samples", "check_fitted_sample_shape", "check_image_array",
+    "check_input_container",
+]
+
+
+def _describe(x) -> str:
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        return f"shape {tuple(x.shape)}, dtype {x.dtype}"
+    return type(x).__name__
+
+
+def check_input_container(X, *, min_samples: int = 1) -> None:
+    """Raise ``TypeError``/``ValueError`` naming the fix if ``X`` cannot be a sample batch.
+
+    Accepted: numpy arrays, array-likes (torch tensors, memmaps, pandas frames) and
+    lists/tuples whose items all share one shape and one dtype. Arrays are left to
+    ``check_array`` and :func:`check_image_array` for the finer checks.
+    """
+    if sparse.issparse(X):
+        return  # check_array explains that sparse input is not supported
+    if X is None or isinstance(X, str | bytes | dict) or np.isscalar(X):
+        raise TypeError(
+            f"X must be an array of samples (images or feature vectors), got "
+            f"{type(X).__name__}. Pass e.g. a numpy array of shape (n_samples, height, "
+            "width[, 3]) or (n_samples, n_features)."
+        )
+    if isinstance(X, Sequence):
+        _check_sequence(X, min_samples)
+        return
+    shape = getattr(X, "shape", None)
+    dtype = getattr(X, "dtype", None)
+    if shape is not None and len(shape) >= 1 and shape[0] < min_samples:
+        raise ValueError(
+            f"X has shape {tuple(shape)}: {shape[0]} samples, at least {min_samples} needed. "
+            "Pass a non-empty batch of images or feature vectors."
+        )
+    if isinstance(dtype, np.dtype) and dtype.kind in "USV":
+        raise TypeError(
+            f"X has dtype {dtype}, which is not numeric. Decode images to pixel arrays "
+            "(e.g. with PIL or skimage.io.imread) and pass uint8 or float values."
+        )
+    if isinstance(dtype, np.dtype) and dtype.kind == "c":
+        raise ValueError(
+            f"Complex data not supported: X has dtype {dtype}. Pass real values, e.g. "
+            "np.abs(X) or X.real."
+        )
+
+
+def _check_sequence(X: Sequence, min_samples: int) -> None:
+    if len(X) < min_samples:
+        raise ValueError(
+            f"X is an empty {type(X).__name__}: {len(X)} samples, at least {min_samples} "
+            "needed. Pass a non-empty batch of images or feature vectors."
+        )
+    arrays = [x for x in X if hasattr(x, "shape") and hasattr(x, "dtype")]
+    if not arrays:
+        return  # nested lists of numbers: check_array converts or explains
+    if len(arrays) != len(X):
+        kinds = sorted({type(x).__name__ for x in X})
+        raise TypeError(
+            f"X mixes arrays with other objects ({', '.join(kinds)}). Pass a list of "
+            "arrays of one shape and dtype, or one stacked numpy array."
+        )
+    first = arrays[0]
+    for i, x in enumerate(arrays[1:], start=1):
+        if tuple(x.shape) != tuple(first.shape):
+            raise ValueError(
+                f"X is a list of samples of different shapes: item 0 has {_describe(first)}, "
+                f"item {i} has {_describe(x)}. Resize all images to one size before "
+                "stacking them (e.g. skimage.transform.resize), or fit one detector per size."
+            )
+        if x.dtype != first.dtype:
+            raise ValueError(
+                f"X is a list of samples of different dtypes: item 0 has {_describe(first)}, "
+                f"item {i} has {_describe(x)}. Mixing them would rescale some images: "
+                "convert all to uint8 (0-255) or all to float in [0, 1] first."
+            )
+
+
+EXPECTED_INPUT = (
+    "Expected images as an array of shape (n_samples, height, width, 3) (RGB) or "
+    "(n_samples, height, width) (grayscale), dtype uint8 (0-255) or float in [0, 1]; "
+    "or a 2-D array (n_samples, n_features) of feature vectors."
+)
+
+
+def check_image_array(X: np.ndarray) -> None:
+    """Raise a ``ValueError`` naming the problem if ``X`` is not an image batch we accept."""
+    if X.ndim not in (3, 4):
+        raise ValueError(f"X has {X.ndim} dimensions, shape {X.shape}. {EXPECTED_INPUT}")
+    if X.ndim == 4 and X.shape[-1] != 3:
+        if X.shape[1] in (1, 3):
+            hint = "It looks channels-first: pass np.moveaxis(X, 1, -1)."
+        elif X.shape[-1] == 4:
+            hint = "It has 4 channels (RGBA?): drop alpha with X[..., :3]."
+        elif X.shape[-1] == 1:
+            hint = "It has one channel: pass X[..., 0] for grayscale."
+        else:
+            hint = f"It has {X.shape[-1]} channels."
+        raise ValueError(f"X has shape {X.shape}. {hint} {EXPECTED_INPUT}")
+    if X.dtype.kind not in "uif":
+        hint = " For binary masks pass X.astype(np.uint8) * 255." if X.dtype.kind == "b" else ""
+        raise ValueError(f"X has dtype {X.dtype}.{hint} {EXPECTED_INPUT}")
+    if X.size == 0:
+        raise ValueError(f"X has shape {X.shape} with no pixels. {EXPECTED_INPUT}")
+    if X.dtype == np.uint8:
+        return
+    low, high = X.min(), X.max()
+    # min/max propagate NaN, and are infinite if any pixel is: one pass finds both.
+    if X.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError(
+            "X contains NaN or infinity. Replace missing pixels (e.g. np.nan_to_num(X)) "
+            "or drop those images."
+        )
+    if X.dtype.kind == "f" and (low < 0 or high > 1):
+        raise ValueError(
+            f"Float images must lie in [0, 1]; X spans [{low:g}, {high:g}]. "
+            "Divide 0-255 images by 255, or pass them as uint8."
+        )
+    if X.dtype.kind in "ui" and (low < 0 or high > 255):
+        raise ValueError(
+            f"Integer images must lie in 0-255; X spans [{low}, {high}]. "
+            "Rescale them to floats in [0, 1] (e.g. X / X.max())."
+        )
+
+
+def check_enough_samples(n_samples: int, n_neighbors: int) -> None:
+    """A ``ValueError`` naming ``n_samples`` when the LOO scores cannot be computed."""
+    if n_samples <= n_neighbors:
+        raise ValueError(
+            f"n_samples={n_samples} is too few: scoring sums distances to "
+            f"n_neighbors={n_neighbors} other training samples, so fit needs at "
+            f"least {n_neighbors + 1} samples (or a smaller n_neighbors)."
+        )
+
+
+def check_fitted_sample_shape(X: np.ndarray, input_shape, *, has_network: bool) -> None:
+    """A ``ValueError`` when ``X`` (an array) cannot be scored by an estimator fitted on
+    samples of shape ``input_shape`` (``None``: fitted on files, any image size)."""
+    if input_shape is not None and len(input_shape) > 1 and tuple(X.shape[1:]) != input_shape:
+        single = " For a single image pass X[None]." if tuple(X.shape) == input_shape else ""
+        raise ValueError(
+            f"X has samples of shape {tuple(X.shape[1:])}, but this detector was fitted "
+            f"on images of shape {input_shape}. Pass data shaped like the "
+            f"training data (resize images to the training size), or refit.{single}"
+        )
+    if not has_network and X.ndim != 2:
+        raise ValueError(
+            f"X has shape {X.shape}, but this detector was fitted on feature vectors of "
+            f"shape {input_shape}: pass a 2-D array (n_samples, "
+            f"{input_shape[0]}), or refit on images to score images."
+        )

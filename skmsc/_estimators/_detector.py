@@ -1,0 +1,231 @@
+"""The scikit-learn estimator: MeanShiftedContrastiveDetector (network + kNN scorer)."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._base import AUTO_CONTAMINATION, KNNScorerMixin, SkmscEstimatorMixin, scoring_chunk_rows
+from ._network import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
+
+__all__ = ["AUTO_CONTAMINATION", "MeanShiftedContrastiveDetector"]
+
+
+class MeanShiftedContrastiveDetector(
+    NetworkEstimatorMixin, KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimator
+):
+    """Image anomaly detector trained on normal images only (Reiss & Hoshen, AAAI 2023).
+
+    ``fit`` takes an ImageNet-pretrained backbone, computes the centre of the normal
+    images' unit-norm features, fine-tunes the backbone with the mean-shifted
+    contrastive loss, and stores the fine-tuned features of the training images. An
+    image's anomaly score is the sum of squared distances from its feature to the
+    ``n_neighbors`` nearest training features.
+
+    X may also be a 2-D array of feature vectors: then no network is used and the
+    detector is the kNN scorer alone (``backbone`` and the training parameters are
+    ignored).
+
+    Parameters
+    ----------
+    backbone : {"resnet152", "resnet101", "resnet50", "resnet34", "resnet18", \
+            "efficientnet_lite0"}, default="resnet152"
+        The pretrained network. ``"resnet152"`` is the paper's.
+        ``"efficientnet_lite0"`` ships its ImageNet weights with the package and works
+        offline; ResNet weights come from the torch cache or are downloaded.
+    weights : "imagenet", str or os.PathLike or None, default="imagenet"
+        ``"imagenet"`` for the paper's ImageNet weights (torchvision ``IMAGENET1K_V1``),
+        a path to a state-dict file for the chosen backbone, or ``None`` for random
+        weights (useful for tests only).
+    frozen_stages : "auto" or int, default="auto"
+        How many leading stages of the backbone keep their pretrained weights. ResNets
+        have 5 stages (stem, layer1-4), EfficientNet-Lite0 has 9 (stem, 7 blocks,
+        head). ``"auto"``: the paper's 3 for ResNet50/101/152, 0 for ResNet18/34, and 4
+        for EfficientNet-Lite0 (stem and blocks up to stride 8, like ResNet152).
+    epochs : int, default=20
+        Fine-tuning epochs. ``0`` gives the pretrained-feature kNN baseline.
+    batch_size : int, default=64
+        Images per fine-tuning step (each gives two views) and per scoring batch.
+        Scores do not depend on it beyond float rounding (agreement within 1e-5,
+        tested). On CUDA out-of-memory the batch is halved and retried with a
+        ``ResourceWarning`` (down to 2 images for fine-tuning, 1 for scoring), then a
+        ``torch.OutOfMemoryError`` names the batch size that failed.
+    learning_rate : float, default=1e-5
+        SGD learning rate (no momentum, as in the paper).
+    weight_decay : float, default=5e-5
+    temperature : float, default=0.25
+        Temperature of the contrastive loss.
+    angular : bool, default=False
+        Add the angular centre loss to the contrastive loss.
+    n_neighbors : int, default=2
+        Neighbours summed in the anomaly score.
+    image_size : int, default=224
+        Side of the square the network sees. Images are resized so their shorter side is
+        ``image_size / crop_fraction`` (the backbone's evaluation crop) and centre-cropped.
+    knn_algorithm : {"auto", "exact", "nndescent"}, default="auto"
+        Neighbour search: exact chunked matrix products, or pynndescent's approximate
+        index. ``"auto"`` is exact up to 20,000 training images.
+    contamination : "auto" or float, default="auto"
+        Expected fraction of anomalies, in (0, 0.5]: the threshold ``offset_`` flags that
+        fraction of the leave-one-out training scores (each training image scored
+        against the others, as a fresh normal image would be). ``"auto"`` uses 0.01, so
+        about 1% of new normal images are flagged.
+    device : str, default="auto"
+        ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    precision : {"auto", "float32", "bfloat16", "float16"}, default="auto"
+        Arithmetic of the network (fine-tuning and feature extraction): float32, or
+        mixed precision with convolutions in bfloat16 or float16 (``torch.autocast``;
+        weights, loss, features and kNN stay float32). ``"auto"`` is bfloat16 on CUDA
+        GPUs that support it; on CPUs with AVX512-BF16 or AMX it is bfloat16 for
+        feature extraction and float32 for fine-tuning (PyTorch's bfloat16 backward
+        pass is slower than float32 on CPUs); float32 elsewhere. See
+        ``docs/performance.md`` for measured speed-ups and ROC-AUC changes.
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, data order, augmentation and the kNN index. An
+        int gives identical fits on the CPU. ``None`` draws fresh seeds from the OS.
+        The global random states (torch, numpy, ``random``) are never used or changed.
+    verbose : bool or int, default=False
+        Show progress bars with the loss and time left.
+
+    Attributes
+    ----------
+    center_ : ndarray of shape (n_features_out,)
+        Centre of the pretrained training features (the mean shift).
+    train_features_ : ndarray of shape (n_samples, n_features_out)
+        Fine-tuned unit-norm features of the training images.
+    train_scores_ : ndarray of shape (n_samples,)
+        Leave-one-out ``score_samples`` of the training images: each scored against the
+        others. ``train_scores_ < offset_`` marks the ``contamination`` fraction of them
+        (``predict(X_train)`` flags fewer, since there each is its own nearest neighbour).
+    offset_ : float
+        Threshold: ``decision_function = score_samples - offset_``.
+    loss_curve_ : list of float
+        Mean loss of each fine-tuning epoch.
+    device_ : torch.device
+        Device the network ran on.
+    precision_ : dict
+        Arithmetic the network used in ``fit``: ``{"fine_tuning": ..., "features": ...}``,
+        each "float32", "bfloat16" or "float16" (``precision`` resolved on ``device_``).
+    knn_algorithm_ : {"exact", "nndescent"}
+        The neighbour search in use.
+    versions_ : dict
+        Versions of skmsc and its main dependencies at fit time.
+    input_shape_ : tuple or None
+        Shape of one sample seen in ``fit`` (arrays of another shape are refused);
+        ``None`` when fitted on image files, which may differ in size (then images of any
+        size are scored).
+    n_features_in_ : int
+        ``X.shape[1]`` in ``fit``, as scikit-learn defines it (absent when fitted on
+        image files).
+    encoder_ : torch.nn.Module or None
+        The fine-tuned network (``None`` for feature-vector input).
+
+    See Also
+    --------
+    sklearn.neighbors.LocalOutlierFactor : kNN-based outlier detection on features.
+
+    References
+    ----------
+    T. Reiss and Y. Hoshen, "Mean-Shifted Contrastive Loss for Anomaly Detection",
+    AAAI 2023.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmsc import MeanShiftedContrastiveDetector
+    >>> rng = np.random.default_rng(0)
+    >>> X_train = rng.normal(size=(100, 8))
+    >>> det = MeanShiftedContrastiveDetector(random_state=0).fit(X_train)
+    >>> det.predict(np.vstack([X_train[:2], [[9.0] * 8]])).tolist()
+    [1, 1, -1]
+    """
+
+    _parameter_constraints: dict = {
+        **NETWORK_PARAMETER_CONSTRAINTS,
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "knn_algorithm": [StrOptions({"auto", "exact", "nndescent"})],
+        "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+    }
+
+    def __init__(
+        self,
+        backbone="resnet152",
+        *,
+        weights="imagenet",
+        frozen_stages="auto",
+        epochs=20,
+        batch_size=64,
+        learning_rate=1e-5,
+        weight_decay=5e-5,
+        temperature=0.25,
+        angular=False,
+        n_neighbors=2,
+        image_size=224,
+        knn_algorithm="auto",
+        contamination="auto",
+        device="auto",
+        precision="auto",
+        random_state=None,
+        verbose=False,
+    ):
+        self.backbone = backbone
+        self.weights = weights
+        self.frozen_stages = frozen_stages
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.temperature = temperature
+        self.angular = angular
+        self.n_neighbors = n_neighbors
+        self.image_size = image_size
+        self.knn_algorithm = knn_algorithm
+        self.contamination = contamination
+        self.device = device
+        self.precision = precision
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fine-tune on normal images ``X`` and index their features.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, height, width[, 3]) or (n_samples, n_features), \
+                or sequence of image paths / PIL images
+            Normal images (uint8 0-255 or float in [0, 1]), or feature vectors; or a list,
+            tuple or 1-D array of image file paths or PIL images (or a
+            :class:`skmsc.data.files.ImageFiles`), of any sizes, decoded lazily in
+            batches. An unreadable file raises an error naming it.
+        y : Ignored
+            Present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted detector.
+        """
+        with self._all_or_nothing():
+            source = self._fit_source(X, self.n_neighbors)
+            seeds = fit_seeds(self.random_state)
+            features = self._fit_network(source, seeds)
+            self._fit_knn(features, seed=int(seeds[3]))
+            self._record_versions()
+        return self
+
+    def _feature_chunks(self, X):
+        """Features of ``X`` in chunks bounded by ``SCORING_MEMORY_BUDGET_BYTES``: each
+        chunk is scored and dropped, so memory does not grow with ``len(X)``."""
+        source = self._validated(X)  # checks fitted before anything else is read
+        rows = scoring_chunk_rows(self.train_features_.shape[1], self.batch_size)
+        for start in range(0, len(source), rows):
+            yield self._extract(source.subset(slice(start, start + rows)))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        tags.non_deterministic = False
+        return tags

@@ -1,0 +1,242 @@
+"""The network half of the estimators: its parameters, its checks of ``X``, its state.
+
+:class:`MeanShiftedContrastiveDetector` and :class:`MeanShiftedFeatures` share this
+mixin, so a new network parameter is added here once (and in their ``__init__``). All
+torch work is done by :class:`skmsc.nn.MeanShiftedNetwork`; this module only decides
+*what* to run and stores the results as fitted attributes.
+"""
+
+from __future__ import annotations
+
+import os
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+
+from .. import persistence
+from .._checks import (
+    check_enough_samples,
+    check_fitted_sample_shape,
+    check_image_array,
+    check_input_container,
+)
+from ..data._batches import ArrayBatches, file_batches
+from ..nn import MeanShiftedNetwork
+from ..nn._runtime import PRECISIONS, loadable_device
+from ..nn.backbones import BACKBONES
+
+#: Constraints of the parameters that shape the features (shared by both estimators).
+NETWORK_PARAMETER_CONSTRAINTS: dict = {
+    "backbone": [StrOptions(set(BACKBONES))],
+    "weights": [StrOptions({"imagenet"}), str, os.PathLike, None],
+    "frozen_stages": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
+    "epochs": [Interval(Integral, 0, None, closed="left")],
+    "batch_size": [Interval(Integral, 2, None, closed="left")],
+    "learning_rate": [Interval(Real, 0, None, closed="neither")],
+    "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "temperature": [Interval(Real, 0, None, closed="neither")],
+    "angular": ["boolean"],
+    "image_size": [Interval(Integral, 16, None, closed="left")],
+    "device": [str, torch.device],
+    "precision": [StrOptions(set(PRECISIONS))],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
+_ENCODER_PREFIX = "encoder."
+
+
+def fit_seeds(random_state) -> np.ndarray:
+    """Four seeds (weights, augmentation, data order, kNN index) from ``random_state``.
+
+    ``None`` draws fresh entropy from the OS rather than numpy's global generator (which
+    ``check_random_state(None)`` would advance), so fitting never touches global state.
+    """
+    if random_state is None:
+        return np.random.default_rng().integers(0, 2**31 - 1, size=4)
+    return check_random_state(random_state).randint(0, 2**31 - 1, size=4)
+
+
+class NetworkEstimatorMixin:
+    """Fits the network on images (or passes 2-D feature vectors through) and extracts."""
+
+    # ------------------------------------------------------------------ fit
+    def _fit_source(self, X, min_neighbors: int):
+        """``X`` checked for ``fit`` as a batch source; records what scoring checks against."""
+        source = file_batches(X)
+        if source is None:
+            check_input_container(X)
+            X = validate_data(self, X, dtype="numeric", allow_nd=True, ensure_min_samples=1)
+            source = ArrayBatches(X)
+        else:
+            # Files have no common shape: there is no n_features_in_ to record, and a
+            # stale one from an earlier array fit must not constrain scoring.
+            self.__dict__.pop("n_features_in_", None)
+        check_enough_samples(len(source), min_neighbors)
+        if source.sample_shape is not None and len(source.sample_shape) > 1:
+            check_image_array(source.X)
+        self.input_shape_ = source.sample_shape
+        return source
+
+    def _fit_network(self, source, seeds) -> np.ndarray:
+        """Centre and fine-tune on ``source``; returns the fine-tuned training features."""
+        if source.sample_shape is not None and len(source.sample_shape) == 1:
+            # Feature vectors: no network, the detector is the kNN scorer alone.
+            features = np.asarray(source.X, dtype=np.float32)
+            self.encoder_, self.backbone_spec_, self.device_ = None, None, torch.device("cpu")
+            self.precision_ = {"fine_tuning": "float32", "features": "float32"}
+            self.center_ = features.mean(axis=0)
+            self.loss_curve_ = []
+            self.image_size_ = self.image_size
+            return features
+        network = MeanShiftedNetwork.build(
+            self.backbone, weights=self.weights, frozen_stages=self.frozen_stages,
+            image_size=self.image_size, device=self.device, seed=int(seeds[0]),
+        )
+        precision = {
+            "fine_tuning": network.precision(self.precision, training=True),
+            "features": network.precision(self.precision, training=False),
+        }
+        run = dict(batch_size=self.batch_size, verbose=self.verbose)
+        # The centre comes from the pretrained network in eval mode, before training.
+        center = network.center(source, angular=self.angular, precision=precision["features"],
+                                **run)
+        loss_curve = network.fine_tune(
+            source, center, epochs=self.epochs, learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay, temperature=self.temperature,
+            angular=self.angular, seed=(int(seeds[1]), int(seeds[2])),
+            precision=precision["fine_tuning"], **run,
+        )
+        network.freeze()
+        features = network.extract(source, precision=precision["features"], **run)
+        self.encoder_ = network.encoder
+        self.backbone_spec_ = network.spec
+        self.image_size_ = network.image_size
+        self.device_ = network.device
+        self.precision_ = precision
+        self.center_ = center
+        self.loss_curve_ = loss_curve
+        return features
+
+    # ------------------------------------------------------------------ transform / score
+    def _validated(self, X):
+        """``X`` checked against the fit, as a batch source (array or files)."""
+        check_is_fitted(self)
+        source = file_batches(X)
+        if source is not None:
+            if self.encoder_ is None:
+                raise ValueError(
+                    "This detector was fitted on feature vectors, so it cannot score image "
+                    "files. Fit it on images (an array or files) to score images."
+                )
+            return source
+        check_input_container(X)
+        raw = X  # a DataFrame keeps its column names for validate_data below
+        X = check_array(X, dtype="numeric", allow_nd=True, estimator=self, input_name="X")
+        check_fitted_sample_shape(X, self.input_shape_, has_network=self.encoder_ is not None)
+        validate_data(self, raw, reset=False, skip_check_array=True)
+        if self.encoder_ is not None:
+            check_image_array(X)
+        return ArrayBatches(X)
+
+    def _network(self) -> MeanShiftedNetwork:
+        return MeanShiftedNetwork(self.encoder_, self.backbone_spec_, self.image_size_,
+                                  self.device_)
+
+    def _extract(self, source) -> np.ndarray:
+        """Features of a validated batch source (see ``_validated``)."""
+        if self.encoder_ is None:
+            return np.asarray(source.X, dtype=np.float32)
+        # Resolved here, not read from precision_: a loaded model may run on another
+        # device than the one it was fitted on.
+        return self._network().extract(source, batch_size=self.batch_size,
+                                       precision=self.precision, verbose=self.verbose)
+
+    # ------------------------------------------------------------------ pickling / saving
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        encoder = state.get("encoder_")
+        if encoder is not None:
+            # Tensors go to the CPU so a model fitted on a GPU loads anywhere.
+            state["encoder_"] = self._network().state_dict()
+        if "device_" in state:
+            state["device_"] = str(state["device_"])
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "device_" not in state:
+            return
+        self.device_ = loadable_device(torch.device(state["device_"]))
+        if self.backbone_spec_ is not None:
+            # The registry's entry, which carries the code to build the network.
+            self.backbone_spec_ = BACKBONES[self.backbone_spec_.name]
+        if isinstance(self.encoder_, dict):
+            self.encoder_ = self._network_from(self.encoder_).encoder
+
+    def _network_from(self, weights: dict) -> MeanShiftedNetwork:
+        return MeanShiftedNetwork.from_state_dict(
+            self.backbone_spec_.name, weights, image_size=self.image_size_, device=self.device_
+        )
+
+    def _saved_state(self) -> tuple[dict, dict]:
+        fitted, tensors = super()._saved_state()
+        fitted.update(
+            image_size_=int(self.image_size_),
+            loss_curve_=[float(v) for v in self.loss_curve_],
+            input_shape_=None if self.input_shape_ is None else list(self.input_shape_),
+            device_=str(self.device_),
+            backbone=None if self.backbone_spec_ is None else self.backbone_spec_.name,
+        )
+        tensors["center_"] = self.center_
+        if self.encoder_ is not None:
+            for key, value in self._network().state_dict().items():
+                tensors[_ENCODER_PREFIX + key] = value.contiguous().numpy()
+        return fitted, tensors
+
+    def _restore_state(self, fitted: dict, tensors: dict) -> None:
+        super()._restore_state(fitted, tensors)
+        check = persistence.check
+        check("center_" in tensors, "tensor center_ is missing")
+        center = tensors["center_"]
+        n_features = self._n_features_out_of(tensors)
+        check(center.shape == (n_features,), "center_ does not match train_features_")
+        shape = fitted["input_shape_"]
+        self.input_shape_ = None if shape is None else tuple(int(v) for v in shape)
+        self.image_size_ = int(fitted["image_size_"])
+        self.loss_curve_ = [float(v) for v in fitted["loss_curve_"]]
+        self.center_ = center
+        self.device_ = loadable_device(torch.device(fitted["device_"]))
+        weights = {
+            key[len(_ENCODER_PREFIX):]: torch.from_numpy(value)
+            for key, value in tensors.items() if key.startswith(_ENCODER_PREFIX)
+        }
+        backbone = fitted["backbone"]
+        if backbone is None:
+            check(not weights and self.input_shape_ is not None
+                  and len(self.input_shape_) == 1,
+                  "feature-vector detector with network weights or image shape")
+            self.encoder_, self.backbone_spec_ = None, None
+            self.precision_ = {"fine_tuning": "float32", "features": "float32"}
+            return
+        check(backbone in BACKBONES, f"unknown backbone {backbone!r}")
+        self.backbone_spec_ = BACKBONES[backbone]
+        check(n_features == self.backbone_spec_.feature_dim,
+              "feature size does not match the backbone")
+        try:
+            network = self._network_from(weights)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"The saved network weights do not fit backbone {backbone!r}: {exc}"
+            ) from exc
+        self.encoder_ = network.encoder
+        self.precision_ = {
+            "fine_tuning": network.precision(self.precision, training=True),
+            "features": network.precision(self.precision, training=False),
+        }
+
+    def _n_features_out_of(self, tensors: dict) -> int:
+        return tensors["train_features_"].shape[1]

@@ -1,0 +1,355 @@
+"""Image collections given as files or PIL images, decoded lazily in batches.
+
+The detector accepts, besides arrays, a sequence of image file paths or PIL images (or an
+:class:`ImageFiles` wrapping one). Such a collection is never decoded as a whole: each
+batch is decoded when the network needs it (by a few threads, while the network works on
+the previous batch), so memory holds at most two batches of pixels whatever the number or
+size of the files.
+
+How files of different sizes meet the network
+---------------------------------------------
+Scoring (``extract_features``): every image goes through the backbone's evaluation
+transform on its own, exactly as a uint8 array image does (shorter side resized to
+``image_size / crop_fraction`` in uint8 as PIL does, central ``image_size`` square kept),
+and only the results are stacked. So a file's score depends on its pixels alone, any size
+is accepted, and same-size images give the same scores as files or as a uint8 array (up to
+float rounding in the network).
+
+Fine-tuning: the augmentation crops from whole images, so a batch needs one size. If all
+training images share one size they are used as decoded, which is exactly the array path;
+otherwise each is resized so its shorter side is ``image_size / crop_fraction`` and the
+central square of that side is kept (the region the evaluation transform looks at).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# No torch here: listing and checking files (what the command line does before anything
+# else) must not wait for it. Batches for the network come from skmsc.data._batches.
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageFiles",
+    "UnreadableImageError",
+    "decode_image",
+    "find_unreadable",
+    "is_image_collection",
+    "list_image_files",
+]
+
+# Decoding threads: Pillow and torch release the GIL while they work, so threads overlap
+# decoding with the network without copying pixels between processes.
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
+#: File name extensions (lower case, with the dot) read as images.
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
+
+
+class UnreadableImageError(ValueError):
+    """An image in a collection could not be read; the message names it.
+
+    Examples
+    --------
+    >>> from skmsc.data.files import UnreadableImageError
+    >>> issubclass(UnreadableImageError, ValueError)
+    True
+    """
+
+
+def _is_image_item(item) -> bool:
+    return isinstance(item, str | os.PathLike | Image.Image)
+
+
+def decode_image(image):
+    """Decode one image file (or PIL image) into an RGB ``uint8`` array ``(H, W, 3)``.
+
+    The EXIF orientation tag is applied (:func:`PIL.ImageOps.exif_transpose`) and the image is
+    converted to RGB (grayscale replicated, palettes expanded, alpha dropped).  The whole file is
+    decoded, so a truncated or corrupt file raises here rather than giving wrong pixels.
+
+    Parameters
+    ----------
+    image : str, os.PathLike or PIL.Image.Image
+        An image file path, or an already opened image.
+
+    Returns
+    -------
+    pixels : ndarray of uint8, shape (H, W, 3)
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If the file cannot be decoded; the message names the file.
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> from skmsc.data.files import decode_image
+    >>> decode_image(Image.new("L", (4, 3), color=200)).shape  # grayscale -> RGB
+    (3, 4, 3)
+    """
+    try:
+        if isinstance(image, Image.Image):
+            return np.array(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
+        with Image.open(image) as img:
+            return np.array(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"cannot decode image file {image}: {exc}") from exc
+
+
+def is_image_collection(X) -> bool:
+    """Whether ``X`` is a collection of image files / PIL images rather than an array.
+
+    True for an :class:`ImageFiles`, and for a non-empty list, tuple or 1-D numpy array of
+    str, os.PathLike or PIL images (all elements of those types).
+
+    Parameters
+    ----------
+    X : object
+        What was passed to ``fit`` or a scoring method.
+
+    Returns
+    -------
+    is_collection : bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmsc.data.files import is_image_collection
+    >>> is_image_collection(["a.png", "b.jpg"]), is_image_collection(np.zeros((2, 8, 8)))
+    (True, False)
+    """
+    if isinstance(X, ImageFiles):
+        return True
+    if isinstance(X, np.ndarray):
+        if X.ndim != 1 or X.dtype.kind not in "OU":
+            return False
+    elif not isinstance(X, list | tuple):
+        return False
+    return len(X) > 0 and all(_is_image_item(item) for item in X)
+
+
+def as_image_files(X) -> ImageFiles | None:
+    """``X`` as an :class:`ImageFiles` if it is an image collection, else ``None``."""
+    if isinstance(X, ImageFiles):
+        return X
+    return ImageFiles(X) if is_image_collection(X) else None
+
+
+def _name(item, index: int) -> str:
+    return os.fspath(item) if isinstance(item, str | os.PathLike) else f"PIL image #{index}"
+
+
+class ImageFiles(Sequence):
+    """A sequence of image files (or PIL images), read lazily by the detector.
+
+    Passing a plain list of paths to ``fit``/``score_samples`` wraps it in this class with
+    default settings; wrap it yourself to choose the number of decoding threads.
+
+    Parameters
+    ----------
+    items : sequence of str, os.PathLike or PIL.Image.Image
+        Image files in any format Pillow reads, or opened images. EXIF orientation is
+        applied and every image is converted to RGB (grayscale replicated, palettes
+        expanded, alpha dropped).
+    n_workers : int, default=None
+        Threads decoding images. ``None`` means ``min(4, os.cpu_count())``; ``0`` decodes
+        in the calling thread.
+
+    Notes
+    -----
+    An image that cannot be read raises :class:`UnreadableImageError` (a ``ValueError``)
+    naming it; a missing file raises ``FileNotFoundError``. The detector never returns a
+    score for an image it could not read. To leave unreadable files out on purpose, list
+    them first with :func:`find_unreadable`.
+
+    Examples
+    --------
+    >>> from skmsc.data.files import ImageFiles, list_image_files
+    >>> files = ImageFiles(list_image_files("normal/"), n_workers=2)  # doctest: +SKIP
+    >>> det.fit(files)  # doctest: +SKIP
+    """
+
+    def __init__(self, items, *, n_workers=None):
+        self.items = list(items)
+        bad = [i for i, item in enumerate(self.items) if not _is_image_item(item)]
+        if bad:
+            raise TypeError(
+                f"ImageFiles takes file paths or PIL images; item {bad[0]} is "
+                f"{type(self.items[bad[0]]).__name__}."
+            )
+        if n_workers is not None and (not isinstance(n_workers, int) or n_workers < 0):
+            raise ValueError(f"n_workers must be None or an int >= 0, got {n_workers!r}.")
+        self.n_workers = n_workers
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+    def subset(self, rows: slice) -> ImageFiles:
+        """The images at ``rows``, with the same decoding workers."""
+        return ImageFiles(self.items[rows], n_workers=self.n_workers)
+
+    def __repr__(self) -> str:
+        return f"ImageFiles(<{len(self)} images>, n_workers={self.n_workers})"
+
+    @property
+    def names(self) -> list[str]:
+        """The file path of each item (``"PIL image #i"`` for PIL images)."""
+        return [_name(item, i) for i, item in enumerate(self.items)]
+
+    def decode(self, index: int) -> np.ndarray:
+        """Pixels of item ``index`` as RGB ``uint8`` ``(H, W, 3)``."""
+        item = self.items[index]
+        try:
+            return decode_image(item)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"image file not found: {_name(item, index)}") from exc
+        except ValueError as exc:
+            reason = str(exc.__cause__ or exc)
+            raise UnreadableImageError(
+                f"cannot read image {_name(item, index)}: {reason}"
+            ) from exc
+
+    def image_size(self, index: int) -> tuple[int, int]:
+        """(height, width) as displayed (after EXIF orientation), read from the header only."""
+        item = self.items[index]
+        try:
+            img = item if isinstance(item, Image.Image) else Image.open(item)
+            try:
+                width, height = img.size
+                if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
+                    width, height = height, width
+            finally:
+                if img is not item:
+                    img.close()
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"image file not found: {_name(item, index)}") from exc
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            raise UnreadableImageError(f"cannot read image {_name(item, index)}: {exc}") from exc
+        return height, width
+
+    # ----------------------------------------------------------------- batches
+    def _workers(self) -> int:
+        return DEFAULT_WORKERS if self.n_workers is None else self.n_workers
+
+    def _map_batches(self, row_batches: Iterable[np.ndarray], per_image) -> Iterator[list]:
+        """``[per_image(i) for i in rows]`` for each batch, decoding one batch ahead."""
+        workers = self._workers()
+        if workers == 0:
+            for rows in row_batches:
+                yield [per_image(int(i)) for i in rows]
+            return
+        with ThreadPoolExecutor(workers, thread_name_prefix="skmsc-decode") as pool:
+            pending = None
+            for rows in row_batches:
+                submitted = [pool.submit(per_image, int(i)) for i in rows]
+                if pending is not None:
+                    yield [f.result() for f in pending]
+                pending = submitted
+            if pending is not None:
+                yield [f.result() for f in pending]
+
+
+def find_unreadable(items, *, n_workers=None) -> list[tuple[str, str]]:
+    """Decode every image once and list those that fail, with the reason.
+
+    Use it to leave unreadable files out on purpose (the detector's methods raise on them)::
+
+        bad = dict(find_unreadable(paths))
+        scores = det.score_samples([p for p in paths if str(p) not in bad])
+
+    Parameters
+    ----------
+    items : sequence of str, os.PathLike or PIL.Image.Image
+    n_workers : int, default=None
+        Decoding threads, as in :class:`ImageFiles`.
+
+    Returns
+    -------
+    failures : list of (name, reason)
+        In input order; empty when every image decodes.
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> from skmsc.data.files import find_unreadable
+    >>> find_unreadable([Image.new("RGB", (8, 8))])
+    []
+    """
+    files = items if isinstance(items, ImageFiles) else ImageFiles(items, n_workers=n_workers)
+
+    def check(index: int):
+        try:
+            files.decode(index)
+        except (FileNotFoundError, UnreadableImageError) as exc:
+            return files.names[index], str(exc)
+        return None
+
+    rows = [np.arange(len(files))]
+    (results,) = list(files._map_batches(rows, check)) or [[]]
+    return [r for r in results if r is not None]
+
+
+def list_image_files(folder, *, recursive=True, extensions=None) -> list[str]:
+    """Image files under ``folder``, sorted by relative path; hidden files are skipped.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+    recursive : bool, default=True
+        Also look in sub-folders.
+    extensions : iterable of str, default=None
+        File name endings to keep, case-insensitive, with or without the dot (``"png"``).
+        ``None`` means every format listed in :data:`IMAGE_EXTENSIONS`.
+
+    Returns
+    -------
+    paths : list of str
+
+    Raises
+    ------
+    NotADirectoryError
+        If ``folder`` is not a directory.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from skmsc.data.files import list_image_files
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> Image.new("RGB", (8, 8)).save(folder / "a.png")
+    >>> (folder / "notes.txt").write_text("not an image")
+    12
+    >>> [Path(p).name for p in list_image_files(folder)]
+    ['a.png']
+    """
+    base = Path(folder).expanduser()
+    if not base.is_dir():
+        raise NotADirectoryError(f"not a directory: {base}")
+    if extensions is None:
+        wanted = IMAGE_EXTENSIONS
+    else:
+        wanted = {("." + e.lower().lstrip(".")) for e in extensions}
+    found = base.rglob("*") if recursive else base.glob("*")
+    rel = [p.relative_to(base) for p in found if p.is_file()]
+    return [
+        str(base / r)
+        for r in sorted(rel, key=Path.as_posix)
+        if r.suffix.lower() in wanted and not any(part.startswith(".") for part in r.parts)
+    ]

@@ -1,0 +1,17 @@
+"""The torch layer: everything that touches PyTorch, and nothing of scikit-learn.
+
+:class:`MeanShiftedNetwork` is the one object the rest of the package uses. Inside:
+
+- ``backbones``: the registry of pretrained networks
+  (:data:`~skmsc.nn.backbones.BACKBONES`); a new backbone is one entry there;
+- ``model``: the encoder and the mean-shifted contrastive loss (pure torch);
+- ``augment``: batched MoCo-v2 augmentation;
+- ``_preprocess``: evaluation and training transforms of image batches;
+- ``_training``: the extraction and fine-tuning loops;
+- ``_runtime``: device and precision;
+- ``_network``: :class:`MeanShiftedNetwork`, which ties them together.
+"""
+
+from ._network import MeanShiftedNetwork
+
+__all__ = ["MeanShiftedNetwork"]

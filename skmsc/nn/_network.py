@@ -1,0 +1,186 @@
+"""MeanShiftedNetwork: the one object through which everything uses the network.
+
+It builds the pretrained encoder (backbone registry, frozen stages, device, seeded
+weights), computes the centre of the pretrained features, fine-tunes with the
+mean-shifted contrastive loss and extracts features. The estimators, the benchmarks and
+anyone who wants the network without scikit-learn go through it; nothing outside
+``skmsc.nn`` touches ``requires_grad``, memory formats or torch's random state.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from ..data._batches import batch_source
+from ._runtime import loadable_device, resolve_device, resolve_precision
+from ._training import extract_features, fine_tune
+from .backbones import BackboneSpec, build_backbone, freeze_stages, get_spec
+from .model import MeanShiftedEncoder
+
+__all__ = ["MeanShiftedNetwork"]
+
+
+class MeanShiftedNetwork:
+    """A unit-norm image encoder with its preprocessing, device and training loop.
+
+    Make one with :meth:`build` (pretrained weights) or :meth:`from_state_dict` (saved
+    weights). Images are numpy arrays ``(n, H, W[, 3])`` (uint8 or float in [0, 1]), image
+    collections (paths, PIL images, :class:`~skmsc.data.files.ImageFiles`) or a batch
+    source (``skmsc.data._batches``).
+
+    Parameters
+    ----------
+    encoder : MeanShiftedEncoder
+        The network, already on ``device``.
+    spec : BackboneSpec
+        Its backbone's entry in the registry (feature size, preprocessing).
+    image_size : int
+        Side of the square the network sees.
+    device : torch.device
+        Where the network runs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmsc.nn import MeanShiftedNetwork
+    >>> net = MeanShiftedNetwork.build("efficientnet_lite0", image_size=32, device="cpu")
+    >>> X = np.random.default_rng(0).integers(0, 256, size=(8, 32, 32, 3), dtype=np.uint8)
+    >>> center = net.center(X, batch_size=4)
+    >>> losses = net.fine_tune(X, center, epochs=1, batch_size=4, seed=0)
+    >>> net.extract(X, batch_size=4).shape, len(losses)
+    ((8, 1280), 1)
+    """
+
+    def __init__(self, encoder: MeanShiftedEncoder, spec: BackboneSpec, image_size: int,
+                 device: torch.device):
+        self.encoder = encoder
+        self.spec = spec
+        self.image_size = image_size
+        self.device = device
+
+    # ------------------------------------------------------------------ making one
+    @classmethod
+    def build(
+        cls,
+        backbone: str,
+        *,
+        weights: str | os.PathLike | None = "imagenet",
+        frozen_stages="auto",
+        image_size: int = 224,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+    ) -> MeanShiftedNetwork:
+        """A pretrained encoder with ``frozen_stages`` leading stages frozen.
+
+        The device is resolved first, so an absent device is an error before any network
+        is built. Random initialisation (``weights=None``, or layers the weights do not
+        cover) draws from a forked torch generator seeded with ``seed``: the global random
+        state is neither used nor changed.
+        """
+        device = resolve_device(device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model, spec = build_backbone(backbone, weights)
+        frozen = spec.default_frozen_stages if frozen_stages == "auto" else frozen_stages
+        freeze_stages(model, backbone, frozen)
+        encoder = MeanShiftedEncoder(model).eval()
+        encoder.to(device, memory_format=torch.channels_last)
+        return cls(encoder, spec, image_size, device)
+
+    @classmethod
+    def from_state_dict(
+        cls, backbone: str, state: dict, *, image_size: int, device: str | torch.device
+    ) -> MeanShiftedNetwork:
+        """A frozen encoder with saved weights (strict key and shape matching).
+
+        ``device`` falls back to the CPU when this machine lacks it (a model fitted on a
+        GPU loads anywhere). Raises ``RuntimeError`` when the weights do not fit.
+        """
+        spec = get_spec(backbone)
+        with torch.random.fork_rng(devices=[]):
+            model, _ = build_backbone(spec.name, weights=None)
+        encoder = MeanShiftedEncoder(model)
+        encoder.load_state_dict(state)
+        network = cls(encoder, spec, image_size, loadable_device(torch.device(device)))
+        network.freeze()
+        encoder.to(network.device, memory_format=torch.channels_last).eval()
+        return network
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The encoder's weights on the CPU (so a GPU model saves and loads anywhere)."""
+        return {k: v.detach().cpu() for k, v in self.encoder.state_dict().items()}
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of a feature vector."""
+        return self.spec.feature_dim
+
+    def precision(self, precision: str, *, training: bool) -> str:
+        """What ``precision`` (``"auto"`` or a name) means on this network's device."""
+        return resolve_precision(precision, self.device, training=training)
+
+    def freeze(self) -> None:
+        """Stop every gradient: the network only extracts from now on."""
+        for parameter in self.encoder.parameters():
+            parameter.requires_grad_(False)
+
+    # ------------------------------------------------------------------ using it
+    def extract(self, X, *, batch_size: int = 64, precision: str = "float32",
+                verbose=False) -> np.ndarray:
+        """Unit-norm features ``(n, feature_dim)`` float32 of images ``X`` (eval mode).
+
+        ``precision`` is ``"auto"`` or a resolved name (``"float32"``, ``"bfloat16"``,
+        ``"float16"``).
+        """
+        return extract_features(
+            self.encoder, batch_source(X), self.spec, self.image_size, batch_size,
+            self.device, verbose=verbose, precision=self.precision(precision, training=False),
+        )
+
+    def center(self, X, *, batch_size: int = 64, precision: str = "float32", angular=False,
+               verbose=False) -> np.ndarray:
+        """The mean of the (pretrained) features of ``X``: the mean shift, float32.
+
+        With ``angular`` it is normalised to unit length, as the angular loss needs.
+        """
+        features = self.extract(X, batch_size=batch_size, precision=precision, verbose=verbose)
+        center = features.mean(axis=0)
+        if angular:
+            center = center / np.linalg.norm(center)
+        return np.asarray(center, dtype=np.float32)
+
+    def fine_tune(
+        self,
+        X,
+        center: np.ndarray,
+        *,
+        epochs: int,
+        batch_size: int = 64,
+        learning_rate: float = 1e-5,
+        weight_decay: float = 5e-5,
+        temperature: float = 0.25,
+        angular: bool = False,
+        seed=0,
+        precision: str = "float32",
+        verbose=False,
+    ) -> list[float]:
+        """Fine-tune in place with the mean-shifted contrastive loss.
+
+        ``seed`` is an int (data order and augmentation both derive from it) or a pair
+        ``(augmentation_seed, order_seed)``. BatchNorm statistics stay frozen, frozen
+        stages keep their weights. Returns the mean loss of each epoch. Call
+        :meth:`freeze` when done training.
+        """
+        augment_seed, order_seed = (seed, seed) if np.isscalar(seed) else seed
+        return fine_tune(
+            self.encoder, batch_source(X), torch.from_numpy(np.asarray(center)),
+            spec=self.spec, image_size=self.image_size, epochs=epochs,
+            batch_size=batch_size, learning_rate=learning_rate,
+            weight_decay=weight_decay, temperature=temperature, angular=angular,
+            device=self.device, order_rng=np.random.default_rng(int(order_seed)),
+            augment_generator=torch.Generator().manual_seed(int(augment_seed)),
+            verbose=verbose, precision=self.precision(precision, training=True),
+        )

@@ -1,0 +1,117 @@
+"""The layering the docs describe (docs/architecture.md), checked: old paths warn, the
+estimators never load the dataset loaders, and the layers import only downwards."""
+
+import ast
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "skmsc"
+
+
+@pytest.mark.parametrize(
+    "old, new, name",
+    [
+        ("skmsc.backbones", "skmsc.nn.backbones", "BACKBONES"),
+        ("skmsc.augment", "skmsc.nn.augment", "random_views"),
+        ("skmsc.torch_model", "skmsc.nn.model", "MeanShiftedEncoder"),
+        ("skmsc.image_files", "skmsc.data.files", "ImageFiles"),
+    ],
+)
+def test_moved_public_names_still_import_with_a_future_warning(old, new, name):
+    import importlib
+
+    old_module, new_module = importlib.import_module(old), importlib.import_module(new)
+    with pytest.warns(FutureWarning, match=rf"{old} moved to {new}: import {name} from {new}"):
+        value = getattr(old_module, name)
+    assert value is getattr(new_module, name)
+    with pytest.warns(FutureWarning):  # every use warns, not only the first
+        exec(f"from {old} import {name}", {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+            getattr(old_module, "not_a_name")  # noqa: B009
+
+
+def test_fit_and_score_never_import_the_dataset_loaders():
+    code = textwrap.dedent("""
+        import sys
+        import numpy as np
+        from skmsc import KNNDetector, MeanShiftedContrastiveDetector, MeanShiftedFeatures
+        X = np.random.default_rng(0).integers(0, 256, size=(6, 16, 16, 3), dtype=np.uint8)
+        det = MeanShiftedContrastiveDetector(
+            "efficientnet_lite0", epochs=1, batch_size=4, image_size=16, random_state=0
+        ).fit(X)
+        det.score_samples(X)
+        KNNDetector().fit(MeanShiftedFeatures(
+            "efficientnet_lite0", epochs=0, batch_size=4, image_size=16
+        ).fit_transform(X))
+        print(sorted(m for m in sys.modules if m.startswith("skmsc")))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    loaded = eval(out.strip().splitlines()[-1])
+    assert "skmsc.datasets" not in loaded and "skmsc.cli" not in loaded
+    assert {"skmsc.nn", "skmsc.data.files", "skmsc.persistence"} <= set(loaded)
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(absolute skmsc module imported, whether inside a function) for one source file."""
+    module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    found = []
+
+    def visit(node, in_function):
+        for child in ast.iter_child_nodes(node):
+            inner = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            if isinstance(child, ast.ImportFrom) and child.level:
+                base = package.split(".")
+                base = base[: len(base) - child.level + 1]
+                if child.module:
+                    found.append((".".join([*base, child.module]), inner))
+                else:  # from .. import persistence
+                    found.extend((".".join([*base, a.name]), inner) for a in child.names)
+            elif isinstance(child, ast.Import):
+                found.extend((a.name, inner) for a in child.names if a.name.startswith("skmsc"))
+            visit(child, inner)
+
+    visit(ast.parse(path.read_text()), False)
+    return found
+
+
+# Lower layers never import upper ones (a layer may import itself and those below it).
+LAYERS = [
+    ("skmsc._version", "skmsc._moved", "skmsc._checks", "skmsc.neighbors"),
+    ("skmsc.data",),
+    ("skmsc.nn",),
+    ("skmsc.persistence",),
+    ("skmsc._estimators",),
+]
+
+
+def _layer(module: str) -> int | None:
+    for rank, prefixes in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return rank
+    return None
+
+
+def test_layers_import_downwards_only_and_at_module_level():
+    climbs, late = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        rank = _layer(module)
+        if rank is None:
+            continue  # front ends (cli, datasets, plotting, ...) and moved-module shims
+        for target, in_function in _imports(path):
+            target_rank = _layer(target)
+            if target_rank is not None and target_rank > rank:
+                climbs.append(f"{module} -> {target}")
+            if in_function:
+                late.append(f"{module} -> {target}")
+    assert not climbs, climbs
+    assert not late, late
