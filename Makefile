@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine (see README):
 #   make quickstart   set up, then fit and score on real offline images
 #   make test         set up, then run the linters, build the docs and run the whole test suite
+#   make test-fast    the linters and the tests not marked slow (under a minute)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Spinning OpenMP threads make small convolutions many times slower on small VMs.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup quickstart test lint docs
+.PHONY: setup quickstart test test-fast lint docs
 
 setup: $(STAMP)
 
@@ -30,3 +31,8 @@ docs: $(STAMP)
 
 test: lint docs
 	$(BIN)/python -m pytest
+
+# The quick loop while changing code (under a minute): lint, then every test not marked
+# slow, without the docs build. `make test` still runs everything.
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow"

@@ -22,8 +22,8 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
+from skmsc.data.files import ImageFiles  # noqa: E402
 from skmsc.datasets import read_images  # noqa: E402
-from skmsc.image_files import ImageFiles  # noqa: E402
 
 
 def load(n):

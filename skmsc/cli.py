@@ -49,9 +49,11 @@ class UsageError(Exception):
 
     Examples
     --------
-    >>> from skmsc.cli import EXIT_USAGE, UsageError, main
-    >>> issubclass(UsageError, Exception), EXIT_USAGE
-    (True, 2)
+    A missing image or model is a usage error: one line on stderr, exit code 2.
+
+    >>> from skmsc.cli import EXIT_USAGE, main
+    >>> main(["score", "no-such-model", "no-such-image.png"]) == EXIT_USAGE
+    True
     """
 
 

@@ -105,3 +105,50 @@ def image_folder(tmp_path_factory):
         test=test, test_array=X[test_rows], test_labels=y[test_rows], jpeg=jpeg,
         other=other, garbage=str(garbage), truncated=str(truncated),
     )
+
+
+# Tests that took 2 s or more on the project's 2-core VMs (pytest --durations): marked
+# slow, so that `make test-fast` (-m "not slow") stays under a minute. `make test` runs them.
+SLOW_TESTS = {
+    "test_cli.py::*",  # its fitted-model fixture alone takes ~9 s
+    "test_benchmarks.py::test_resume_keeps_finished_classes",
+    # Many quick cases that add up: scikit-learn's common checks and hypothesis searches.
+    "test_sklearn_contract.py::test_sklearn_common_checks",
+    "test_feature_pipeline.py::test_sklearn_common_checks",
+    "test_input_validation.py::test_feature_detector_scoring_gives_scores_or_a_clear_error",
+    "test_input_validation.py::test_image_detector_scoring_on_random_valid_and_invalid_images",
+    "test_input_validation.py::test_input_container_check_raises_only_clear_errors",
+    "test_input_validation.py::test_check_image_array_accepts_only_valid_batches",
+    "test_neighbors.py::test_nndescent_finds_the_exact_neighbours_on_easy_data",
+    "test_detector_images.py::test_end_to_end_auc_on_real_digits",
+    "test_model_selection.py::test_grid_search_on_images_with_parallel_workers",
+    "test_feature_pipeline.py::test_cached_search_fine_tunes_once_per_setting_and_fold",
+    "test_cli.py::test_fit_and_score_match_the_python_api_and_the_array",
+    "test_cli.py::test_unreadable_file_fails_with_1_naming_it",
+    "test_dask.py::test_grid_search_runs_on_the_cluster",
+    "test_dask.py::test_features_of_a_dask_array_without_a_cluster",
+    "test_architecture.py::test_fit_and_score_never_import_the_dataset_loaders",
+    "test_benchmarks.py::test_learning_curves_and_their_report_section",
+    "test_benchmarks.py::test_report_has_table_and_plots",
+    "test_benchmarks.py::test_benchmark_writes_results",
+    "test_detector_images.py::test_same_random_state_same_scores_and_global_rng_untouched",
+    "test_detector_images.py::test_accepted_image_formats_give_the_same_scores",
+    "test_detector_images.py::test_center_is_the_mean_of_pretrained_features",
+    "test_detector_images.py::test_pipeline_and_grid_search_on_images",
+    "test_docs.py::test_built_pages_render_in_chromium",
+    "test_docs.py::test_guide_examples",
+    "test_precision_and_chunks.py::test_bfloat16_fine_tuning_gives_a_finite_loss",
+    "test_precision_and_chunks.py::test_loss_scaling_only_for_float16",
+    "test_feature_pipeline.py::test_features_then_knn_scores_exactly_as_the_detector",
+    "test_determinism_and_load.py::test_scores_do_not_depend_on_the_scoring_batch_size",
+    "test_determinism_and_load.py::test_two_cpu_fits_with_an_int_seed_are_identical",
+    "test_faults.py::test_out_of_memory_halves_the_fine_tuning_batch_and_finishes",
+    "test_backbones.py::test_explicit_weight_path_with_or_without_classifier",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        names = {f"{item.path.name}::{item.originalname}", f"{item.path.name}::*"}
+        if names & SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)

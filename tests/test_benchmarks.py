@@ -162,7 +162,7 @@ def test_learning_curves_and_their_report_section(benchmark_run, tmp_path):
 
 
 def test_speed_gallery_adds_unit_noisy_copies_of_real_features():
-    speed = _module("speed")
+    speed = _module("speed_knn")
     rng = np.random.default_rng(0)
     real = rng.normal(size=(50, 8)).astype(np.float32)
     real /= np.linalg.norm(real, axis=1, keepdims=True)
@@ -178,7 +178,7 @@ def test_speed_gallery_adds_unit_noisy_copies_of_real_features():
 
 
 def test_speed_crossover_interpolates_between_sizes():
-    speed = _module("speed")
+    speed = _module("speed_knn")
     rows = [dict(n=n, degree=30, epsilon=0.5, exact=e, nnd=a)
             for n, e, a in ((10_000, 1.0, 4.0), (100_000, 10.0, 2.5))]
     # log(a/e) goes from log 4 to log 0.25 linearly in log n: zero halfway, at ~31,623.
@@ -197,7 +197,7 @@ def test_speed_steps_section_times_each_step_and_what_it_replaced(tmp_path):
     replaced = [r["step"] for r in rows if r["replaced_ms"] is not None]
     assert len(replaced) == 3 and any("blur" in name for name in replaced)
     assert "| crops (grid_sample" in (tmp_path / "performance_tables_t.md").read_text()
-    # The float-resize comparison restores the uint8 kernels afterwards.
+    # The float-resize comparison asks for float passes; it patches nothing.
     assert skmsc.nn._preprocess.UINT8_RESIZE_DEVICES == ("cpu",)
 
 
@@ -207,7 +207,7 @@ def test_blur_with_subnormal_weights_is_the_same_blur():
 
     from skmsc.nn.augment import _gaussian_blur
 
-    speed = _module("speed")
+    speed = _module("speed_steps")
     images = torch.rand(3, 3, 40, 40, generator=torch.Generator().manual_seed(0))
     sigma = torch.tensor([0.1, 0.7, 2.0])
     torch.testing.assert_close(speed._blur_keeping_subnormals(images, sigma, 23).clamp(0, 1),

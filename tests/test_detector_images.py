@@ -64,6 +64,24 @@ def test_center_is_the_mean_of_pretrained_features(digits):
 
 
 def test_gradients_reach_only_trainable_stages(digits):
+    from skmsc.nn import MeanShiftedNetwork
+    from skmsc.nn.backbones import stages
+    from skmsc.nn.model import mean_shifted_contrastive_loss
+
+    network = MeanShiftedNetwork.build("efficientnet_lite0", frozen_stages=4, image_size=32,
+                                       device="cpu")
+    z = network.encoder(torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    mean_shifted_contrastive_loss(z[:2], z[2:], z.mean(dim=0).detach()).backward()
+    for i, stage in enumerate(stages(network.encoder.backbone, "efficientnet_lite0")):
+        grads = [p.grad for module in stage for p in module.parameters()]
+        if i < 4:
+            assert all(g is None for g in grads), f"frozen stage {i} got gradients"
+        else:
+            assert all(g is not None for g in grads), f"stage {i} got no gradient"
+            assert any(g.abs().sum() > 0 for g in grads), f"stage {i} got zero gradients"
+    network.freeze()
+    assert not any(p.requires_grad for p in network.encoder.parameters())
+    # With every stage frozen there is nothing to train: a clear error, not a silent no-op.
     X, y = digits
     det = MeanShiftedContrastiveDetector(**FAST, epochs=0, frozen_stages=9)
     with pytest.raises(ValueError, match="Every stage of the backbone is frozen"):

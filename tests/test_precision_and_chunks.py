@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 import skmsc._estimators._base
 import skmsc.nn._network
 import skmsc.nn._runtime
+import skmsc.nn._training
 from skmsc import MeanShiftedContrastiveDetector
 from skmsc._estimators._base import scoring_chunk_rows
 from skmsc.nn._runtime import grad_scaler, resolve_precision
@@ -37,9 +38,23 @@ def test_auto_precision_on_cpu(monkeypatch, native):
         resolve_precision("half", CPU, training=False)
 
 
-def test_loss_scaling_only_for_float16():
+def test_loss_scaling_only_for_float16(digits, monkeypatch):
     assert not grad_scaler("bfloat16", CPU).is_enabled()
     assert not grad_scaler("float32", CPU).is_enabled()
+    scaler = grad_scaler("float16", CPU)
+    assert scaler.is_enabled() and scaler.get_scale() > 1  # scaled against underflow
+    # And fine-tuning really asks for it, with the precision it runs in.
+    asked = []
+
+    def spy(precision, device):
+        asked.append(precision)
+        return grad_scaler(precision, device)
+
+    monkeypatch.setattr(skmsc.nn._training, "grad_scaler", spy)
+    det = MeanShiftedContrastiveDetector(**FAST, epochs=1, precision="float16")
+    det.fit(digits[0][:8])
+    assert asked == ["float16"] and det.precision_["fine_tuning"] == "float16"
+    assert np.isfinite(det.loss_curve_).all()
 
 
 def test_bfloat16_scores_are_finite_and_close_to_float32(digits):

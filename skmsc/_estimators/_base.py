@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from numbers import Integral, Real
 
 import numpy
 import numpy as np
 import sklearn
 import torch
 import torchvision
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .. import persistence
@@ -33,6 +35,12 @@ AUTO_CONTAMINATION = 0.01
 # Bytes of query features (float32) held at once while scoring: 64 MiB is 13,107
 # features of EfficientNet-Lite0 (1280-d) or 8,192 of a ResNet50 (2048-d).
 SCORING_MEMORY_BUDGET_BYTES = 64 * 2**20
+#: Constraints of the kNN scorer's parameters (shared by both detectors).
+KNN_PARAMETER_CONSTRAINTS: dict = {
+    "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+    "knn_algorithm": [StrOptions({"auto", "exact", "nndescent"})],
+    "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+}
 
 
 class InconsistentVersionWarning(UserWarning):

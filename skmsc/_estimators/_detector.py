@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from numbers import Integral, Real
-
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
-from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import AUTO_CONTAMINATION, KNNScorerMixin, SkmscEstimatorMixin, scoring_chunk_rows
+from ._base import (
+    AUTO_CONTAMINATION,
+    KNN_PARAMETER_CONSTRAINTS,
+    KNNScorerMixin,
+    SkmscEstimatorMixin,
+    scoring_chunk_rows,
+)
 from ._network import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
 
 __all__ = ["AUTO_CONTAMINATION", "MeanShiftedContrastiveDetector"]
@@ -144,9 +147,7 @@ class MeanShiftedContrastiveDetector(
 
     _parameter_constraints: dict = {
         **NETWORK_PARAMETER_CONSTRAINTS,
-        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
-        "knn_algorithm": [StrOptions({"auto", "exact", "nndescent"})],
-        "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+        **KNN_PARAMETER_CONSTRAINTS,
     }
 
     def __init__(

@@ -7,16 +7,13 @@ fine-tuning again for every candidate.
 
 from __future__ import annotations
 
-from numbers import Integral, Real
-
 import numpy as np
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._checks import check_enough_samples
-from ._base import KNNScorerMixin, SkmscEstimatorMixin
+from ._base import KNN_PARAMETER_CONSTRAINTS, KNNScorerMixin, SkmscEstimatorMixin
 
 __all__ = ["KNNDetector"]
 
@@ -72,9 +69,7 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
     """
 
     _parameter_constraints: dict = {
-        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
-        "knn_algorithm": [StrOptions({"auto", "exact", "nndescent"})],
-        "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+        **KNN_PARAMETER_CONSTRAINTS,
         "random_state": ["random_state"],
     }
 

@@ -58,9 +58,16 @@ class UnreadableImageError(ValueError):
 
     Examples
     --------
-    >>> from skmsc.data.files import UnreadableImageError
-    >>> issubclass(UnreadableImageError, ValueError)
-    True
+    >>> import os, tempfile
+    >>> from skmsc.data.files import ImageFiles, UnreadableImageError
+    >>> path = os.path.join(tempfile.mkdtemp(), "notes.png")
+    >>> with open(path, "w") as file:
+    ...     _ = file.write("not an image")
+    >>> try:
+    ...     ImageFiles([path]).decode(0)
+    ... except UnreadableImageError as exc:  # a ValueError too
+    ...     print(str(exc).startswith(f"cannot read image {path}"), isinstance(exc, ValueError))
+    True True
     """
 
 

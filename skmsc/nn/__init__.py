@@ -10,8 +10,12 @@
 - ``_training``: the extraction and fine-tuning loops;
 - ``_runtime``: device and precision;
 - ``_network``: :class:`MeanShiftedNetwork`, which ties them together.
+
+The runtime helpers (:func:`resolve_device`, :func:`resolve_precision`, :func:`autocast`)
+are public too, for code that runs the encoder itself (the benchmarks' ceilings).
 """
 
 from ._network import MeanShiftedNetwork
+from ._runtime import autocast, resolve_device, resolve_precision
 
-__all__ = ["MeanShiftedNetwork"]
+__all__ = ["MeanShiftedNetwork", "autocast", "resolve_device", "resolve_precision"]

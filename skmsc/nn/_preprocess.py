@@ -53,7 +53,8 @@ def _as_device_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def eval_inputs(
-    batch: np.ndarray, spec: BackboneSpec, image_size: int, device: torch.device
+    batch: np.ndarray, spec: BackboneSpec, image_size: int, device: torch.device,
+    *, uint8_kernels: bool | None = None,
 ) -> torch.Tensor:
     """Network inputs for an image batch: float32 ``(b, 3, image_size, image_size)``.
 
@@ -67,14 +68,17 @@ def eval_inputs(
     images, rounded to integer levels. On CPU torch's uint8 kernels do exactly this, several
     times faster than float ones (``docs/performance.md``); elsewhere, and for float images,
     the passes run in float. So uint8 and float copies of an image, and CPU and GPU, agree
-    to within rounding.
+    to within rounding. ``uint8_kernels=False`` forces the float passes (``None``: uint8
+    kernels on the devices in ``UINT8_RESIZE_DEVICES``).
     """
     pixels = _as_device_tensor(batch, device)
     integer = not pixels.dtype.is_floating_point
     short = round(image_size / spec.crop_fraction)
     size = resized_size(*pixels.shape[-2:], short)
     if size != tuple(pixels.shape[-2:]):
-        if integer and pixels.device.type in UINT8_RESIZE_DEVICES:
+        if uint8_kernels is None:
+            uint8_kernels = pixels.device.type in UINT8_RESIZE_DEVICES
+        if integer and uint8_kernels:
             # skmsc._checks.check_image_array guarantees 0-255, so uint8 holds any integer image.
             pixels = _resize(pixels.to(torch.uint8), size, spec.interpolation)
         else:

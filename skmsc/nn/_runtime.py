@@ -41,6 +41,13 @@ def resolve_precision(precision: str, device: torch.device, *, training: bool) -
     it is bfloat16 for feature extraction but float32 for fine-tuning: there PyTorch's
     bfloat16 backward pass measured several times slower than float32
     (``docs/performance.md``). Elsewhere (MPS, older CPUs and GPUs) it is float32.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmsc.nn import resolve_precision
+    >>> resolve_precision("auto", torch.device("cpu"), training=True)
+    'float32'
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} is not one of {PRECISIONS}.")
@@ -54,7 +61,18 @@ def resolve_precision(precision: str, device: torch.device, *, training: bool) -
 
 
 def autocast(precision: str, device: torch.device):
-    """A context running the network in ``precision`` (a resolved name) on ``device``."""
+    """A context running the network in ``precision`` (a resolved name) on ``device``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skmsc.nn import autocast
+    >>> layer = torch.nn.Linear(4, 2)
+    >>> with autocast("bfloat16", torch.device("cpu")):
+    ...     out = layer(torch.rand(3, 4))
+    >>> out.dtype
+    torch.bfloat16
+    """
     dtype = _DTYPES[precision]
     if dtype is None:
         return contextlib.nullcontext()
@@ -67,7 +85,14 @@ def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` means CUDA if present, else Apple MPS, else CPU."""
+    """``"auto"`` means CUDA if present, else Apple MPS, else CPU; absent devices are errors.
+
+    Examples
+    --------
+    >>> from skmsc.nn import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
     if isinstance(device, str) and device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
