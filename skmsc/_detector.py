@@ -18,7 +18,7 @@ from ._estimator_info import DocLinkMixin, current_versions, warn_on_version_mis
 from ._images import check_image_array
 from ._knn import AUTO_CONTAMINATION, check_enough_samples, fit_knn, knn_scores
 from ._precision import PRECISIONS, resolve_precision
-from ._training import extract_features, fine_tune
+from ._training import extract_features, fine_tune, fine_tune_with_safeguard
 from ._validation import check_input_container
 from .backbones import BACKBONES, build_backbone, freeze_stages
 from .image_files import ImageFiles, as_image_files
@@ -95,6 +95,21 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         feature extraction and float32 for fine-tuning (PyTorch's bfloat16 backward
         pass is slower than float32 on CPUs); float32 elsewhere. See
         ``docs/performance.md`` for measured speed-ups and ROC-AUC changes.
+    early_stopping : bool, default=True
+        The label-free safeguard against fine-tuning that hurts. A seeded
+        ``validation_fraction`` of the images is held out of fine-tuning; after every
+        epoch (and for the pretrained network, epoch 0) they and synthetic anomalies made
+        from them (pasted patches, scars, blends with another image) are scored against
+        the other images' features, and the epoch with the best ROC-AUC of normal against
+        synthetic is kept: a fine-tuned one only if it beats the pretrained network by
+        0.005. Training stops after ``n_iter_no_change`` epochs without a new best. The
+        held-out images join the kNN gallery all the same. Needs at least 10 held-out
+        images (else a warning, and the last epoch is kept). See ``docs/benchmarks.md``
+        for how often it picks the right epoch.
+    validation_fraction : float, default=0.1
+        Fraction of the images held out for ``early_stopping`` (at most 256 images).
+    n_iter_no_change : int, default=3
+        Epochs without a better held-out score after which ``early_stopping`` stops.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, data order, augmentation and the kNN index. An
         int gives identical fits on the CPU. ``None`` draws fresh seeds from the OS.
@@ -115,7 +130,14 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
     offset_ : float
         Threshold: ``decision_function = score_samples - offset_``.
     loss_curve_ : list of float
-        Mean loss of each fine-tuning epoch.
+        Mean loss of each fine-tuning epoch (fewer than ``epochs`` if early stopping
+        ended training).
+    validation_scores_ : list of float or None
+        With ``early_stopping``: the held-out ROC-AUC (normal against synthetic
+        anomalies) of the pretrained network (index 0) and after each epoch; else
+        ``None``.
+    best_epoch_ : int
+        The epoch whose network the detector keeps: 0 is the pretrained network.
     device_ : torch.device
         Device the network ran on.
     precision_ : dict
@@ -171,6 +193,9 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
         "device": [str, torch.device],
         "precision": [StrOptions(set(PRECISIONS))],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -193,6 +218,9 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         contamination="auto",
         device="auto",
         precision="auto",
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
         random_state=None,
         verbose=False,
     ):
@@ -211,6 +239,9 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         self.contamination = contamination
         self.device = device
         self.precision = precision
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.random_state = random_state
         self.verbose = verbose
 
@@ -257,6 +288,7 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
             X = files
         check_enough_samples(len(X), self.n_neighbors)
         seeds = _fit_seeds(self.random_state)
+        validation_scores, best_epoch = None, 0
         if files is None and X.ndim == 2:
             features = np.asarray(X, dtype=np.float32)
             encoder, spec, device = None, None, torch.device("cpu")
@@ -282,10 +314,8 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
             center = pretrained.mean(axis=0)
             if self.angular:
                 center = center / np.linalg.norm(center)
-            del pretrained
             augment_generator = torch.Generator().manual_seed(int(seeds[1]))
-            loss_curve = fine_tune(
-                encoder, X, torch.from_numpy(center),
+            tune = dict(
                 spec=spec, image_size=self.image_size, epochs=self.epochs,
                 batch_size=self.batch_size, learning_rate=self.learning_rate,
                 weight_decay=self.weight_decay, temperature=self.temperature,
@@ -294,9 +324,20 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
                 augment_generator=augment_generator, verbose=self.verbose,
                 precision=precision["fine_tuning"],
             )
-            for parameter in encoder.parameters():
-                parameter.requires_grad_(False)
-            features = extract_features(encoder, X, **extract)
+            if self.early_stopping and self.epochs > 0:
+                loss_curve, features, validation_scores, best_epoch = fine_tune_with_safeguard(
+                    encoder, X, torch.from_numpy(center), pretrained, extract=extract,
+                    tune=tune, validation_fraction=self.validation_fraction,
+                    n_iter_no_change=self.n_iter_no_change, n_neighbors=self.n_neighbors,
+                    seed=int(seeds[1]),
+                )
+            else:
+                del pretrained
+                loss_curve = fine_tune(encoder, X, torch.from_numpy(center), **tune)
+                for parameter in encoder.parameters():
+                    parameter.requires_grad_(False)
+                features = extract_features(encoder, X, **extract)
+                best_epoch = len(loss_curve)
 
         knn = fit_knn(
             features, n_neighbors=self.n_neighbors, knn_algorithm=self.knn_algorithm,
@@ -310,6 +351,8 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         self.precision_ = precision
         self.center_ = np.asarray(center, dtype=np.float32)
         self.loss_curve_ = loss_curve
+        self.validation_scores_ = validation_scores
+        self.best_epoch_ = best_epoch
         self.train_features_ = features
         self.train_scores_ = knn.train_scores
         self.offset_ = knn.offset

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import torch
 
+from . import _safeguard
 from ._images import eval_inputs, network_input, to_unit_tensor
 from ._precision import autocast, grad_scaler
 from .augment import random_views
@@ -143,6 +144,8 @@ def fine_tune(
     augment_generator: torch.Generator,
     verbose=False,
     precision: str = "float32",
+    rows: np.ndarray | None = None,
+    on_epoch_end=None,
 ) -> list[float]:
     """Fine-tune ``encoder`` in place with the mean-shifted contrastive loss.
 
@@ -154,6 +157,9 @@ def fine_tune(
     gradients are dropped, the batch size is halved with a ``ResourceWarning`` and training
     continues from the same images with the smaller batch; below ``MIN_FINE_TUNE_BATCH``
     images it raises ``torch.OutOfMemoryError`` naming the batch size that failed.
+
+    ``rows`` (default: all) are the images of ``X`` trained on. ``on_epoch_end(epoch)``,
+    if given, is called after each epoch (0-based) and stops training by returning True.
     """
     trainable = [p for p in encoder.parameters() if p.requires_grad]
     if epochs == 0:
@@ -169,7 +175,9 @@ def fine_tune(
     step = functools.partial(_step, precision=precision, device=device, scaler=scaler)
     center = center.to(device)
     loss_curve = []
-    n_batches = -(-len(X) // batch_size)
+    rows_trained = np.arange(len(X)) if rows is None else np.asarray(rows)
+    n_train = len(rows_trained)
+    n_batches = -(-n_train // batch_size)
     if isinstance(X, ImageFiles):
         reader = X.training_reader(spec, image_size, device)
         load = reader.read
@@ -184,10 +192,10 @@ def fine_tune(
         (reader or contextlib.nullcontext()),
     ):
         for epoch in range(epochs):
-            order = order_rng.permutation(len(X))
+            order = rows_trained[order_rng.permutation(n_train)]
             total, count = 0.0, 0
             start = 0
-            while start < len(X):
+            while start < n_train:
                 # Sorted indices keep the gather from a memmap sequential; the shuffle
                 # already decided which images share the batch.
                 rows = np.sort(order[start : start + batch_size])
@@ -213,6 +221,8 @@ def fine_tune(
                 bar.update(1)
                 bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{total / count:.4f}")
             loss_curve.append(total / count)
+            if on_epoch_end is not None and on_epoch_end(epoch):
+                break
     return loss_curve
 
 
@@ -236,3 +246,103 @@ def _step(encoder, optimizer, load_images, center, spec, image_size, temperature
     scaler.step(optimizer)
     scaler.update()
     return loss.item()
+
+
+def network_inputs(X, rows, spec: BackboneSpec, image_size: int, device: torch.device,
+                   batch_size: int) -> torch.Tensor:
+    """Evaluation network inputs of ``X[rows]`` as float16 ``(n, 3, S, S)`` on the CPU."""
+    rows = np.asarray(rows)
+    parts = []
+    reader = X.eval_reader(spec, image_size, device) if isinstance(X, ImageFiles) else None
+    with reader or contextlib.nullcontext():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            images = eval_inputs(X[chunk], spec, image_size, device) if reader is None \
+                else reader.read(chunk)
+            parts.append(images.to("cpu", torch.float16).contiguous())
+    return torch.cat(parts)
+
+
+@torch.inference_mode()
+def features_of_inputs(encoder, inputs: torch.Tensor, spec: BackboneSpec, batch_size: int,
+                       device: torch.device, precision: str) -> np.ndarray:
+    """Unit-norm float32 features of stored network inputs (see :func:`network_inputs`)."""
+    encoder.eval()
+    out = np.empty((len(inputs), spec.feature_dim), dtype=np.float32)
+    for start in range(0, len(inputs), batch_size):
+        images = inputs[start : start + batch_size].to(device, torch.float32)
+        with autocast(precision, device):
+            _extract_batch(encoder, images, out[start : start + len(images)])
+    return out
+
+
+def fine_tune_with_safeguard(encoder, X, center, pretrained, *, extract: dict, tune: dict,
+                             validation_fraction: float, n_iter_no_change: int,
+                             n_neighbors: int, seed: int, on_epoch=None):
+    """Fine-tune on most of ``X`` and keep the epoch the held-out proxy rates best.
+
+    See :mod:`skmsc._safeguard`. ``pretrained`` are the epoch-0 features of all of ``X``;
+    ``extract`` and ``tune`` are the keyword arguments of :func:`extract_features` and
+    :func:`fine_tune`. ``on_epoch(epoch, features)`` (epoch 0 = pretrained) sees each
+    evaluated epoch's features (for learning curves). Returns ``(loss_curve, features,
+    validation_scores, best_epoch)``; ``validation_scores`` is ``None`` when ``X`` is too
+    small to hold images out (then the last epoch is kept).
+    """
+    split = _safeguard.validation_rows(len(X), validation_fraction, seed)
+    if split is None:
+        warnings.warn(
+            f"early_stopping needs at least {_safeguard.MIN_VALIDATION_IMAGES} held-out "
+            f"images, but validation_fraction={validation_fraction} of {len(X)} images is "
+            "fewer: fine-tuning ran without the safeguard and the last epoch is kept. Pass "
+            "more images, a larger validation_fraction, or early_stopping=False.",
+            UserWarning, stacklevel=3,
+        )
+        loss_curve = fine_tune(encoder, X, center, **tune)
+        for parameter in encoder.parameters():
+            parameter.requires_grad_(False)
+        return loss_curve, extract_features(encoder, X, **extract), None, len(loss_curve)
+    train_rows, held_out = split
+    device, batch_size = extract["device"], extract["batch_size"]
+    generator = torch.Generator().manual_seed(seed)
+    anomalies = _safeguard.synthetic_anomalies(
+        network_inputs(X, held_out, extract["spec"], extract["image_size"], device, batch_size)
+        .float(), generator).to(torch.float16)
+
+    def evaluate(features):
+        synthetic = features_of_inputs(encoder, anomalies, extract["spec"], batch_size,
+                                       device, extract["precision"])
+        return _safeguard.proxy_auc(features, synthetic, train_rows, held_out, n_neighbors)
+
+    trainable = [name for name, p in encoder.named_parameters() if p.requires_grad]
+
+    def snapshot():
+        state = encoder.state_dict()
+        return {name: state[name].detach().clone() for name in trainable}
+
+    scores = [evaluate(pretrained)]
+    # Epoch 0 and the best fine-tuned epoch so far: (trainable weights, features).
+    kept = {0: (snapshot(), pretrained)}
+    best_fine_tuned = None
+    if on_epoch is not None:
+        on_epoch(0, pretrained)
+
+    def after_epoch(epoch):
+        nonlocal best_fine_tuned
+        features = extract_features(encoder, X, **extract)
+        scores.append(evaluate(features))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, features)
+        if best_fine_tuned is None or scores[-1] > scores[best_fine_tuned]:
+            kept.pop(best_fine_tuned, None)
+            best_fine_tuned = epoch + 1
+            kept[best_fine_tuned] = (snapshot(), features)
+        # Stop once the best epoch (pretrained included) lies n_iter_no_change behind.
+        return epoch + 1 - int(np.argmax(scores)) >= n_iter_no_change
+
+    loss_curve = fine_tune(encoder, X, center, rows=train_rows, on_epoch_end=after_epoch, **tune)
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(False)
+    best = _safeguard.best_epoch(scores)
+    state, features = kept[best]
+    encoder.load_state_dict(state, strict=False)
+    return loss_curve, features, scores, best

@@ -39,7 +39,7 @@ TENSORS_NAME = "tensors.safetensors"
 # Fitted attributes stored in the JSON (everything else is a tensor or rebuilt on load).
 _SCALAR_ATTRS = (
     "image_size_", "offset_", "loss_curve_", "input_shape_", "n_features_in_",
-    "versions_", "knn_algorithm_", "device_",
+    "versions_", "knn_algorithm_", "device_", "validation_scores_", "best_epoch_",
 )
 _ARRAY_ATTRS = ("train_features_", "train_scores_", "center_")
 _ENCODER_PREFIX = "encoder."
@@ -118,6 +118,9 @@ def save(detector, path: str | os.PathLike) -> Path:
         fitted["input_shape_"] = list(fitted["input_shape_"])
     fitted["offset_"] = float(fitted["offset_"])
     fitted["loss_curve_"] = [float(v) for v in fitted["loss_curve_"]]
+    if fitted["validation_scores_"] is not None:
+        fitted["validation_scores_"] = [float(v) for v in fitted["validation_scores_"]]
+    fitted["best_epoch_"] = int(fitted["best_epoch_"] or 0)
     if fitted["n_features_in_"] is not None:
         fitted["n_features_in_"] = int(fitted["n_features_in_"])
     fitted["backbone"] = None if detector.backbone_spec_ is None else detector.backbone_spec_.name
@@ -236,6 +239,9 @@ def load(path: str | os.PathLike):
     _check(center.shape == (features.shape[1],), "center_ does not match train_features_")
     _check(len(features) > detector.n_neighbors, "fewer training samples than n_neighbors + 1")
     try:
+        # Saved before the safeguard existed: the last epoch was kept.
+        fitted.setdefault("validation_scores_", None)
+        fitted.setdefault("best_epoch_", len(fitted.get("loss_curve_", [])))
         state = {name: fitted[name] for name in _SCALAR_ATTRS}
         if state["input_shape_"] is not None:
             state["input_shape_"] = tuple(int(v) for v in state["input_shape_"])
