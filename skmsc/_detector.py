@@ -103,11 +103,12 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
         the other images' features, and the epoch with the best ROC-AUC of normal against
         synthetic is kept: a fine-tuned one only if it beats the pretrained network by
         0.005. Training stops after ``n_iter_no_change`` epochs without a new best. The
-        held-out images join the kNN gallery all the same. Needs at least 10 held-out
-        images (else a warning, and the last epoch is kept). See ``docs/benchmarks.md``
-        for how often it picks the right epoch.
+        held-out images join the kNN gallery all the same. Needs 30 images or more (else
+        a warning, and the last epoch is kept). See ``docs/benchmarks.md`` for how often
+        it keeps the right epoch.
     validation_fraction : float, default=0.1
-        Fraction of the images held out for ``early_stopping`` (at most 256 images).
+        Fraction of the images held out for ``early_stopping``, at most 256 images;
+        raised to 10 images when it gives fewer (hence the 30 images needed).
     n_iter_no_change : int, default=3
         Epochs without a better held-out score after which ``early_stopping`` stops.
     random_state : int, RandomState instance or None, default=None

@@ -29,10 +29,18 @@ MIN_VALIDATION_IMAGES = 10
 
 
 def validation_rows(n_samples: int, fraction: float, seed: int):
-    """``(train_rows, validation_rows)``, sorted; ``None`` if too few images to hold out."""
-    n_validation = min(MAX_VALIDATION_IMAGES, int(round(fraction * n_samples)))
+    """``(train_rows, validation_rows)``, sorted; ``None`` if too few images to hold out.
+
+    ``fraction`` of the images, at most ``MAX_VALIDATION_IMAGES``, and at least 10 kept
+    for training. A fraction that gives fewer than ``MIN_VALIDATION_IMAGES`` is raised to
+    that many if they are at most a third of the images (so ``None`` below 30 images).
+    """
+    n_validation = min(MAX_VALIDATION_IMAGES, int(round(fraction * n_samples)),
+                       n_samples - MIN_VALIDATION_IMAGES)
     if n_validation < MIN_VALIDATION_IMAGES:
-        return None
+        if MIN_VALIDATION_IMAGES > n_samples // 3:
+            return None
+        n_validation = MIN_VALIDATION_IMAGES
     rng = np.random.default_rng(seed)
     held_out = np.sort(rng.choice(n_samples, size=n_validation, replace=False))
     return np.setdiff1d(np.arange(n_samples), held_out), held_out

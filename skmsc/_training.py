@@ -20,6 +20,10 @@ from .torch_model import MeanShiftedEncoder, mean_shifted_contrastive_loss
 # Bytes one feature-extraction chunk may hold as float32 pixels at input resolution:
 # huge images are then converted a few (or one) at a time instead of batch_size at once.
 EXTRACT_FLOAT_BUDGET_BYTES = 256 * 2**20
+# The reference blurs 224 px views with sigma 0.1-2 px; other view sizes scale it, so the
+# blur is the same relative to the image (unscaled, a 64 px view was blurred 3.5x as much).
+REFERENCE_VIEW_SIZE = 224
+REFERENCE_BLUR_SIGMA = (0.1, 2.0)
 # The contrastive loss needs at least two images per step.
 MIN_FINE_TUNE_BATCH = 2
 
@@ -226,6 +230,12 @@ def fine_tune(
     return loss_curve
 
 
+def blur_sigma(image_size: int) -> tuple[float, float]:
+    """The Gaussian blur's sigma range for views of side ``image_size``."""
+    factor = image_size / REFERENCE_VIEW_SIZE
+    return REFERENCE_BLUR_SIGMA[0] * factor, REFERENCE_BLUR_SIGMA[1] * factor
+
+
 def _step(encoder, optimizer, load_images, center, spec, image_size, temperature, angular,
           augment_generator, *, precision, device, scaler) -> float:
     """One SGD step on the images ``load_images()`` returns; returns the loss.
@@ -233,7 +243,8 @@ def _step(encoder, optimizer, load_images, center, spec, image_size, temperature
     The images are loaded here so that their tensors die with this frame.
     """
     images = load_images()
-    views = torch.cat([random_views(images, image_size, augment_generator) for _ in range(2)])
+    views = torch.cat([random_views(images, image_size, augment_generator,
+                                    blur_sigma=blur_sigma(image_size)) for _ in range(2)])
     # One forward pass for both views: BatchNorm is in eval mode, so samples do not
     # interact and this equals two separate passes.
     with autocast(precision, device):
@@ -291,10 +302,10 @@ def fine_tune_with_safeguard(encoder, X, center, pretrained, *, extract: dict, t
     split = _safeguard.validation_rows(len(X), validation_fraction, seed)
     if split is None:
         warnings.warn(
-            f"early_stopping needs at least {_safeguard.MIN_VALIDATION_IMAGES} held-out "
-            f"images, but validation_fraction={validation_fraction} of {len(X)} images is "
-            "fewer: fine-tuning ran without the safeguard and the last epoch is kept. Pass "
-            "more images, a larger validation_fraction, or early_stopping=False.",
+            f"early_stopping holds out at least {_safeguard.MIN_VALIDATION_IMAGES} images "
+            f"and at most a third of them, so it needs 30 images; fit got {len(X)}: "
+            "fine-tuning ran without the safeguard and the last epoch is kept. Pass more "
+            "images, or early_stopping=False to silence this.",
             UserWarning, stacklevel=3,
         )
         loss_curve = fine_tune(encoder, X, center, **tune)
