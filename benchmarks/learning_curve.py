@@ -43,7 +43,7 @@ from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
 from skmsc import datasets as skds  # noqa: E402
 from skmsc._knn import knn_scores  # noqa: E402
 from skmsc._precision import resolve_precision  # noqa: E402
-from skmsc._training import extract_features, fine_tune_with_safeguard  # noqa: E402
+from skmsc._training import extract_features, fine_tune_and_extract  # noqa: E402
 from skmsc.neighbors import ExactIndex  # noqa: E402
 
 BOOTSTRAP_ROUNDS = 200
@@ -118,10 +118,10 @@ def curve(X_train, X_test, y_test, setting: dict, args) -> dict:
                 device=device, order_rng=np.random.default_rng(int(seeds[2])),
                 augment_generator=torch.Generator().manual_seed(int(seeds[1])),
                 precision=resolve_precision(args.precision, device, training=True))
-    losses, _, proxy, chosen = fine_tune_with_safeguard(
+    losses, _, proxy, chosen = fine_tune_and_extract(
         encoder, X_train, torch.from_numpy(center), pretrained, extract=extract, tune=tune,
-        validation_fraction=args.validation_fraction, n_iter_no_change=args.epochs + 1,
-        n_neighbors=args.n_neighbors, seed=int(seeds[1]), on_epoch=on_epoch)
+        early_stopping=True, validation_fraction=args.validation_fraction,
+        n_iter_no_change=args.epochs + 1, seed=int(seeds[1]), on_epoch=on_epoch)
     aucs = [float(roc_auc_score(y_test, s)) for s in scores_by_epoch]
     return {"roc_auc_by_epoch": aucs, "proxy_by_epoch": proxy, "chosen_epoch": chosen,
             "loss_by_epoch": losses, "seconds_by_epoch": seconds,

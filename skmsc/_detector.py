@@ -18,7 +18,7 @@ from ._estimator_info import DocLinkMixin, current_versions, warn_on_version_mis
 from ._images import check_image_array
 from ._knn import AUTO_CONTAMINATION, check_enough_samples, fit_knn, knn_scores
 from ._precision import PRECISIONS, resolve_precision
-from ._training import extract_features, fine_tune, fine_tune_with_safeguard
+from ._training import extract_features, fine_tune_and_extract
 from ._validation import check_input_container
 from .backbones import BACKBONES, build_backbone, freeze_stages
 from .image_files import ImageFiles, as_image_files
@@ -325,20 +325,13 @@ class MeanShiftedContrastiveDetector(DocLinkMixin, OutlierMixin, BaseEstimator):
                 augment_generator=augment_generator, verbose=self.verbose,
                 precision=precision["fine_tuning"],
             )
-            if self.early_stopping and self.epochs > 0:
-                loss_curve, features, validation_scores, best_epoch = fine_tune_with_safeguard(
-                    encoder, X, torch.from_numpy(center), pretrained, extract=extract,
-                    tune=tune, validation_fraction=self.validation_fraction,
-                    n_iter_no_change=self.n_iter_no_change, n_neighbors=self.n_neighbors,
-                    seed=int(seeds[1]),
-                )
-            else:
-                del pretrained
-                loss_curve = fine_tune(encoder, X, torch.from_numpy(center), **tune)
-                for parameter in encoder.parameters():
-                    parameter.requires_grad_(False)
-                features = extract_features(encoder, X, **extract)
-                best_epoch = len(loss_curve)
+            loss_curve, features, validation_scores, best_epoch = fine_tune_and_extract(
+                encoder, X, torch.from_numpy(center), pretrained, extract=extract, tune=tune,
+                early_stopping=self.early_stopping and self.epochs > 0,
+                validation_fraction=self.validation_fraction,
+                n_iter_no_change=self.n_iter_no_change, seed=int(seeds[1]),
+            )
+            del pretrained
 
         knn = fit_knn(
             features, n_neighbors=self.n_neighbors, knn_algorithm=self.knn_algorithm,

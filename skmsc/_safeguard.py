@@ -26,6 +26,9 @@ MIN_GAIN = 0.005
 MAX_VALIDATION_IMAGES = 256
 #: Fewer held-out images than this make the proxy too noisy to trust.
 MIN_VALIDATION_IMAGES = 10
+#: Neighbours of the proxy's kNN score: the paper's k, whatever the detector's, so the
+#: kept network (and MeanShiftedFeatures' output) does not depend on n_neighbors.
+PROXY_NEIGHBORS = 2
 
 
 def validation_rows(n_samples: int, fraction: float, seed: int):
@@ -94,15 +97,15 @@ def synthetic_anomalies(images: torch.Tensor, generator: torch.Generator) -> tor
     return out
 
 
-def proxy_auc(features: np.ndarray, anomaly_features: np.ndarray, train_rows, held_out_rows,
-              n_neighbors: int) -> float:
+def proxy_auc(features: np.ndarray, anomaly_features: np.ndarray, train_rows,
+              held_out_rows) -> float:
     """ROC-AUC of held-out normals (label 1) against synthetic anomalies by kNN score.
 
     ``features`` are all training images' features; the gallery is ``train_rows`` of them.
     """
     index = ExactIndex(np.ascontiguousarray(features[train_rows]))
     queries = np.concatenate([features[held_out_rows], anomaly_features])
-    distances, _ = index.kneighbors(queries, n_neighbors)
+    distances, _ = index.kneighbors(queries, PROXY_NEIGHBORS)
     labels = np.r_[np.ones(len(held_out_rows)), np.zeros(len(anomaly_features))]
     return float(roc_auc_score(labels, -distances.sum(axis=1)))
 

@@ -287,30 +287,37 @@ def features_of_inputs(encoder, inputs: torch.Tensor, spec: BackboneSpec, batch_
     return out
 
 
-def fine_tune_with_safeguard(encoder, X, center, pretrained, *, extract: dict, tune: dict,
-                             validation_fraction: float, n_iter_no_change: int,
-                             n_neighbors: int, seed: int, on_epoch=None):
-    """Fine-tune on most of ``X`` and keep the epoch the held-out proxy rates best.
+def fine_tune_and_extract(encoder, X, center, pretrained, *, extract: dict, tune: dict,
+                          early_stopping: bool, validation_fraction: float,
+                          n_iter_no_change: int, seed: int, on_epoch=None):
+    """Fine-tune ``encoder`` on ``X`` and return the features of the network kept.
 
-    See :mod:`skmsc._safeguard`. ``pretrained`` are the epoch-0 features of all of ``X``;
-    ``extract`` and ``tune`` are the keyword arguments of :func:`extract_features` and
-    :func:`fine_tune`. ``on_epoch(epoch, features)`` (epoch 0 = pretrained) sees each
-    evaluated epoch's features (for learning curves). Returns ``(loss_curve, features,
-    validation_scores, best_epoch)``; ``validation_scores`` is ``None`` when ``X`` is too
-    small to hold images out (then the last epoch is kept).
+    With ``early_stopping``, a held-out part of ``X`` chooses the epoch to keep (see
+    :mod:`skmsc._safeguard`), the pretrained network included; else the last epoch is
+    kept. ``pretrained`` are the epoch-0 features of all of ``X``; ``extract`` and
+    ``tune`` are the keyword arguments of :func:`extract_features` and :func:`fine_tune`.
+    ``on_epoch(epoch, features)`` (epoch 0 = pretrained) sees each evaluated epoch's
+    features (for learning curves). Returns ``(loss_curve, features, validation_scores,
+    kept_epoch)``; ``validation_scores`` is ``None`` without the safeguard. The encoder
+    comes back frozen (no parameter requires grad), holding the kept weights.
     """
-    split = _safeguard.validation_rows(len(X), validation_fraction, seed)
+    if tune["epochs"] == 0:  # the pretrained-feature baseline: nothing to train or choose
+        _freeze(encoder)
+        return [], pretrained, None, 0
+    split = None
+    if early_stopping:
+        split = _safeguard.validation_rows(len(X), validation_fraction, seed)
+        if split is None:
+            warnings.warn(
+                f"early_stopping holds out at least {_safeguard.MIN_VALIDATION_IMAGES} "
+                f"images and at most a third of them, so it needs 30 images; fit got "
+                f"{len(X)}: fine-tuning ran without the safeguard and the last epoch is "
+                "kept. Pass more images, or early_stopping=False to silence this.",
+                UserWarning, stacklevel=4,
+            )
     if split is None:
-        warnings.warn(
-            f"early_stopping holds out at least {_safeguard.MIN_VALIDATION_IMAGES} images "
-            f"and at most a third of them, so it needs 30 images; fit got {len(X)}: "
-            "fine-tuning ran without the safeguard and the last epoch is kept. Pass more "
-            "images, or early_stopping=False to silence this.",
-            UserWarning, stacklevel=3,
-        )
         loss_curve = fine_tune(encoder, X, center, **tune)
-        for parameter in encoder.parameters():
-            parameter.requires_grad_(False)
+        _freeze(encoder)
         return loss_curve, extract_features(encoder, X, **extract), None, len(loss_curve)
     train_rows, held_out = split
     device, batch_size = extract["device"], extract["batch_size"]
@@ -322,7 +329,7 @@ def fine_tune_with_safeguard(encoder, X, center, pretrained, *, extract: dict, t
     def evaluate(features):
         synthetic = features_of_inputs(encoder, anomalies, extract["spec"], batch_size,
                                        device, extract["precision"])
-        return _safeguard.proxy_auc(features, synthetic, train_rows, held_out, n_neighbors)
+        return _safeguard.proxy_auc(features, synthetic, train_rows, held_out)
 
     trainable = [name for name, p in encoder.named_parameters() if p.requires_grad]
 
@@ -351,9 +358,14 @@ def fine_tune_with_safeguard(encoder, X, center, pretrained, *, extract: dict, t
         return epoch + 1 - int(np.argmax(scores)) >= n_iter_no_change
 
     loss_curve = fine_tune(encoder, X, center, rows=train_rows, on_epoch_end=after_epoch, **tune)
-    for parameter in encoder.parameters():
-        parameter.requires_grad_(False)
+    _freeze(encoder)
     best = _safeguard.best_epoch(scores)
     state, features = kept[best]
     encoder.load_state_dict(state, strict=False)
     return loss_curve, features, scores, best
+
+
+def _freeze(encoder) -> None:
+    """No parameter requires grad: the fitted network only extracts features."""
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(False)

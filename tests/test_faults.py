@@ -73,9 +73,10 @@ def test_interrupt_leaves_a_new_detector_unfitted(digits, monkeypatch, where):
         loss, _ = _loss_raising(KeyboardInterrupt(), after_steps=1)
         monkeypatch.setattr(skmsc._training, "mean_shifted_contrastive_loss", loss)
     else:
-        # make_index is called by the shared kNN helper, the network code by the detector.
-        module = skmsc._knn if where == "make_index" else skmsc._detector
-        real = getattr(module, where)
+        # make_index is called by the shared kNN helper; extract_features by the detector
+        # (the centre) and by the training code (the features of the network kept).
+        modules = [skmsc._knn] if where == "make_index" else [skmsc._detector, skmsc._training]
+        real = getattr(modules[0], where)
         calls = []
 
         def fail_second_time(*args, **kwargs):
@@ -85,7 +86,8 @@ def test_interrupt_leaves_a_new_detector_unfitted(digits, monkeypatch, where):
                 raise KeyboardInterrupt
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(module, where, fail_second_time)
+        for module in modules:
+            monkeypatch.setattr(module, where, fail_second_time)
     with pytest.raises(KeyboardInterrupt):
         det.fit(X[y == 4][:16])
     assert det.__dict__ == fresh

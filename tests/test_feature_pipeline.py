@@ -65,13 +65,13 @@ def test_features_then_knn_scores_exactly_as_the_detector(fitted_lite0, digits):
 
 def test_cached_search_fine_tunes_once_per_setting_and_fold(digits, tmp_path, monkeypatch):
     calls = []
-    fine_tune = skmsc._detector.fine_tune
+    fine_tune = skmsc._training.fine_tune
 
     def counting_fine_tune(*args, **kwargs):
         calls.append(kwargs["learning_rate"])
         return fine_tune(*args, **kwargs)
 
-    monkeypatch.setattr(skmsc._detector, "fine_tune", counting_fine_tune)
+    monkeypatch.setattr(skmsc._training, "fine_tune", counting_fine_tune)
     X, y = digits
     images = np.concatenate([X[y == 0][:30], X[y != 0][:16]])
     labels = np.r_[np.ones(30), np.zeros(16)].astype(int)
