@@ -1,17 +1,22 @@
-"""ROC-AUC after every epoch of mean-shifted fine-tuning, for choosing a short schedule.
+"""ROC-AUC after every epoch of mean-shifted fine-tuning, and what the safeguard picks.
 
-One training run per (class, setting) gives the whole curve: epoch 0 is the pretrained
-kNN baseline, epoch e the network after e epochs. The protocol is the paper's (fit on
-one class's training images, score a test set, "normal" = that class) on a seeded
-subsample, so settings can be compared on the same images. Settings are given as
-``lr:frozen_stages[:angular]`` triples; results go to ``--out`` as JSON.
+One training run per (task, setting) gives the whole curve: epoch 0 is the pretrained kNN
+baseline, epoch e the network after e epochs. Labels are used only to evaluate. Each run
+is the detector's own fine-tuning with ``early_stopping`` on, so it also records the
+label-free held-out proxy after every epoch and the epoch the safeguard keeps (training
+runs all ``--epochs`` here, so the curve is whole). Tasks: Fashion-MNIST one-class (fit on
+one class, a stratified test subsample) or ELPV solar cells (``skmsc.datasets.load_elpv``:
+fit on 60 % of the defect-free cells, test on the rest and every defective cell).
 
-Example (the pilot behind the ``cpu`` size of ``reproduce.py``; every file under
-``benchmarks/results/curves/`` records its arguments)::
+Settings are ``lr:frozen_stages[:angular]``. ``--out`` gets ``curves.json`` (arguments,
+per-epoch ROC-AUC, proxy, chosen epoch) and ``scores/<task>-<setting>.npz`` (the test
+labels and every epoch's scores, for paired bootstrap intervals).
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/learning_curve.py --classes 0 6 \\
-        --settings 3e-3:6 3e-3:6:angular --n-train 3000 --epochs 3 \\
-        --n-test-per-class 300 --out benchmarks/results/curves/64px-3000img.json
+Example (ELPV at 224 px, two learning rates)::
+
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/learning_curve.py --dataset elpv \\
+        --settings 1e-4:auto 1e-3:auto --image-size 224 --epochs 3 \\
+        --out benchmarks/results/curves/elpv-224
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its t
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -33,101 +39,170 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
+from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
 from skmsc import datasets as skds  # noqa: E402
 from skmsc.neighbors import ExactIndex, knn_scores  # noqa: E402
-from skmsc.nn._runtime import resolve_precision  # noqa: E402
-from skmsc.nn._training import extract_features, fine_tune  # noqa: E402
-from skmsc.nn.backbones import build_backbone, freeze_stages  # noqa: E402
-from skmsc.nn.model import MeanShiftedEncoder  # noqa: E402
+from skmsc.nn import MeanShiftedNetwork, resolve_precision  # noqa: E402
+from skmsc.nn._training import extract_features, fine_tune_and_extract  # noqa: E402
+
+BOOTSTRAP_ROUNDS = 200
 
 
 def parse_setting(text: str) -> dict:
     parts = text.split(":")
-    return {"learning_rate": float(parts[0]), "frozen_stages": int(parts[1]),
+    frozen = parts[1] if len(parts) > 1 else "auto"
+    return {"learning_rate": float(parts[0]),
+            "frozen_stages": frozen if frozen == "auto" else int(frozen),
             "angular": len(parts) > 2 and parts[2] in ("1", "angular", "true")}
 
 
-def auc_of(encoder, train, X_test, y_test, extract, n_neighbors):
-    """ROC-AUC of the kNN score against the training features ``train``."""
-    test = extract_features(encoder, X_test, **extract)
-    scores = knn_scores(ExactIndex(train), test, n_neighbors)
-    return float(roc_auc_score(y_test, scores))
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
 
 
-def curve(X_train, X_test, y_test, setting, args, device) -> dict:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed)
-        backbone, spec = build_backbone(args.backbone)
-    freeze_stages(backbone, args.backbone, setting["frozen_stages"])
-    encoder = MeanShiftedEncoder(backbone).eval().to(device, memory_format=torch.channels_last)
-    extract = dict(spec=spec, image_size=args.image_size, batch_size=64, device=device,
-                   precision=resolve_precision("auto", device, training=False))
+def tasks(args):
+    """``(name, X_train, X_test, y_test, extra)`` for each task of the run."""
+    if args.dataset == "elpv":
+        split = skds.load_elpv(random_state=args.seed)
+        X_train = split.X_train
+        if args.n_train is not None and args.n_train < len(X_train):
+            rng = np.random.default_rng(args.seed)
+            X_train = X_train[np.sort(rng.choice(len(X_train), args.n_train, replace=False))]
+        yield "elpv", X_train, split.X_test, split.y_test, {
+            "defect_probability": split.defect_probability, "cell_type": split.cell_type}
+        return
+    train, test = skds.load_fashion_mnist("train"), skds.load_fashion_mnist("test")
+    test = skds.subsample(test, args.n_test_per_class, random_state=args.seed)
+    for c in args.classes:
+        X_train, X_test, y_test = skds.one_class_split(train, test, c)
+        rng = np.random.default_rng([args.seed, c])
+        n = min(args.n_train or len(X_train), len(X_train))
+        X_train = X_train[np.sort(rng.choice(len(X_train), n, replace=False))]
+        yield f"fmnist-{c}-{slug(train.class_names[c])}", X_train, X_test, y_test, {}
+
+
+def curve(X_train, X_test, y_test, setting: dict, args) -> dict:
+    """Fine-tune with the detector's safeguard; test ROC-AUC at every evaluated epoch."""
+    detector = MeanShiftedContrastiveDetector(
+        args.backbone, frozen_stages=setting["frozen_stages"], epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=setting["learning_rate"],
+        angular=setting["angular"], image_size=args.image_size, precision=args.precision,
+        n_neighbors=args.n_neighbors, validation_fraction=args.validation_fraction,
+        n_iter_no_change=args.epochs + 1, random_state=args.seed, device="cpu")
+    seeds = np.random.RandomState(args.seed).randint(0, 2**31 - 1, size=4)
+    # The detector's encoder set-up (was detector._build_encoder).
+    network = MeanShiftedNetwork.build(
+        args.backbone, weights=detector.weights, frozen_stages=detector.frozen_stages,
+        image_size=args.image_size, device="cpu", seed=int(seeds[0]))
+    encoder, spec = network.encoder, network.spec
+    device = torch.device("cpu")
+    encoder.to(device, memory_format=torch.channels_last)
+    features_precision = resolve_precision(args.precision, device, training=False)
+    extract = dict(spec=spec, image_size=args.image_size, batch_size=args.batch_size,
+                   device=device, precision=features_precision)
     pretrained = extract_features(encoder, X_train, **extract)
     center = pretrained.mean(axis=0)
     if setting["angular"]:
         center = center / np.linalg.norm(center)
-    order_rng = np.random.default_rng(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    # Epoch 0 is the pretrained network, whose training features are already at hand.
-    aucs = [auc_of(encoder, pretrained, X_test, y_test, extract, args.n_neighbors)]
-    losses, seconds = [], []
-    for _ in range(args.epochs):
-        start = time.perf_counter()
-        losses += fine_tune(
-            encoder, X_train, torch.from_numpy(center), spec=spec, image_size=args.image_size,
-            epochs=1, batch_size=args.batch_size, learning_rate=setting["learning_rate"],
-            weight_decay=5e-5, temperature=0.25, angular=setting["angular"], device=device,
-            order_rng=order_rng, augment_generator=generator,
-            precision=resolve_precision("auto", device, training=True))
-        seconds.append(round(time.perf_counter() - start, 1))
-        train = extract_features(encoder, X_train, **extract)
-        aucs.append(auc_of(encoder, train, X_test, y_test, extract, args.n_neighbors))
-    return {**setting, "roc_auc_by_epoch": aucs, "loss_by_epoch": losses,
-            "train_seconds_by_epoch": seconds}
+    scores_by_epoch, seconds = [], []
+    clock = [time.perf_counter()]
+
+    def on_epoch(epoch, features):
+        seconds.append(round(time.perf_counter() - clock[0], 1))
+        test = extract_features(encoder, X_test, **extract)
+        scores_by_epoch.append(knn_scores(ExactIndex(features), test, args.n_neighbors))
+        print(f"    epoch {epoch}: ROC-AUC {100 * roc_auc_score(y_test, scores_by_epoch[-1]):.2f}",
+              flush=True)
+        clock[0] = time.perf_counter()
+
+    tune = dict(spec=spec, image_size=args.image_size, epochs=args.epochs,
+                batch_size=args.batch_size, learning_rate=setting["learning_rate"],
+                weight_decay=5e-5, temperature=0.25, angular=setting["angular"],
+                device=device, order_rng=np.random.default_rng(int(seeds[2])),
+                augment_generator=torch.Generator().manual_seed(int(seeds[1])),
+                precision=resolve_precision(args.precision, device, training=True))
+    losses, _, proxy, chosen = fine_tune_and_extract(
+        encoder, X_train, torch.from_numpy(center), pretrained, extract=extract, tune=tune,
+        early_stopping=True, validation_fraction=args.validation_fraction,
+        n_iter_no_change=args.epochs + 1, seed=int(seeds[1]), on_epoch=on_epoch)
+    aucs = [float(roc_auc_score(y_test, s)) for s in scores_by_epoch]
+    return {"roc_auc_by_epoch": aucs, "proxy_by_epoch": proxy, "chosen_epoch": chosen,
+            "loss_by_epoch": losses, "seconds_by_epoch": seconds,
+            }, np.stack(scores_by_epoch)
+
+
+def paired_interval(y, scores_a, scores_b, rng) -> tuple[float, float]:
+    """95 % bootstrap interval of AUC(a) - AUC(b) in points, resampling test images."""
+    normal, other = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    gains = []
+    for _ in range(BOOTSTRAP_ROUNDS):
+        idx = np.concatenate([rng.choice(normal, len(normal)), rng.choice(other, len(other))])
+        gains.append(roc_auc_score(y[idx], scores_a[idx]) - roc_auc_score(y[idx], scores_b[idx]))
+    low, high = np.percentile(gains, [2.5, 97.5])
+    return round(100 * float(low), 2), round(100 * float(high), 2)
+
+
+def breakdown(y, scores, extra) -> dict:
+    """ELPV: ROC-AUC per severity and per cell type against the held-out normals."""
+    out = {}
+    if "defect_probability" in extra:
+        p = extra["defect_probability"]
+        for level in (1 / 3, 2 / 3, 1.0):
+            keep = (y == 1) | np.isclose(p, level)
+            out[f"severity {level:.2f}"] = float(roc_auc_score(y[keep], scores[keep]))
+        for kind in ("mono", "poly"):
+            keep = extra["cell_type"] == kind
+            out[kind] = float(roc_auc_score(y[keep], scores[keep]))
+    return out
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=("fashion-mnist", "elpv"), default="fashion-mnist")
     parser.add_argument("--classes", type=int, nargs="+", default=[0, 2, 4, 6])
-    parser.add_argument("--settings", nargs="+", default=["1e-3:4"],
-                        help="lr:frozen_stages[:angular], e.g. 1e-3:4 3e-3:6:angular")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--n-train", type=int, default=1000)
-    parser.add_argument("--n-test-per-class", type=int, default=300)
-    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--settings", nargs="+", default=["1e-4:auto"],
+                        help="lr:frozen_stages[:angular], e.g. 1e-4:auto 1e-3:6:angular")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--n-train", type=int, default=None, help="default: all")
+    parser.add_argument("--n-test-per-class", type=int, default=100)
+    parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--n-neighbors", type=int, default=2)
     parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--validation-fraction", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--crop-scale", type=float, nargs=2, default=(0.2, 1.0),
-                        help="RandomResizedCrop area range (the paper's: 0.2 1.0)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    device = torch.device("cpu")
-    if tuple(args.crop_scale) != (0.2, 1.0):
-        import functools
-
-        import skmsc.nn._training
-
-        skmsc.nn._training.random_views = functools.partial(
-            skmsc.nn._training.random_views, scale=tuple(args.crop_scale))
-    train, test = skds.load_fashion_mnist("train"), skds.load_fashion_mnist("test")
-    test = skds.subsample(test, args.n_test_per_class, random_state=args.seed)
-    results = {"args": {k: str(v) for k, v in vars(args).items()}, "curves": []}
-    for c in args.classes:
-        X_train, X_test, y_test = skds.one_class_split(train, test, c)
-        rng = np.random.default_rng([args.seed, c])
-        X_train = X_train[np.sort(rng.choice(len(X_train), args.n_train, replace=False))]
+    torch.manual_seed(args.seed)
+    (args.out / "scores").mkdir(parents=True, exist_ok=True)
+    results = {"args": {k: str(v) for k, v in vars(args).items()},
+               "command": " ".join(["python", "benchmarks/learning_curve.py",
+                                    *(argv or sys.argv[1:])]),
+               "curves": []}
+    rng = np.random.default_rng(0)
+    for name, X_train, X_test, y_test, extra in tasks(args):
         for text in args.settings:
-            record = {"class_index": c, "class": train.class_names[c],
-                      **curve(X_train, X_test, y_test, parse_setting(text), args, device)}
+            print(f"{name} {text} ({len(X_train)} train, {len(X_test)} test)", flush=True)
+            record, scores = curve(X_train, X_test, y_test, parse_setting(text), args)
+            best = int(np.argmax(record["roc_auc_by_epoch"]))
+            record.update(
+                task=name, setting=text, n_train=len(X_train), n_test=len(X_test),
+                best_epoch=best,
+                interval_best_vs_0=paired_interval(y_test, scores[best], scores[0], rng),
+                interval_chosen_vs_0=paired_interval(
+                    y_test, scores[record["chosen_epoch"]], scores[0], rng),
+                breakdown_by_epoch=[breakdown(y_test, s, extra) for s in scores] or None)
             results["curves"].append(record)
-            print(f"class {c} {text:14} " + " ".join(
-                f"{100 * a:.2f}" for a in record["roc_auc_by_epoch"])
-                + f"  ({sum(record['train_seconds_by_epoch']):.0f} s)", flush=True)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(results, indent=1) + "\n")
+            np.savez_compressed(args.out / "scores" / f"{name}-{slug(text)}.npz",
+                                y_test=y_test.astype(np.int8), scores=scores.astype(np.float32))
+            print(f"  {name} {text}: ROC-AUC " + " ".join(
+                f"{100 * a:.2f}" for a in record["roc_auc_by_epoch"]) + "; proxy " + " ".join(
+                f"{100 * a:.1f}" for a in record["proxy_by_epoch"])
+                + f"; kept epoch {record['chosen_epoch']}"
+                f" ({sum(record['seconds_by_epoch']):.0f} s)", flush=True)
+            (args.out / "curves.json").write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dataclasses import asdict  # noqa: E402
+from dataclasses import MISSING, asdict, fields  # noqa: E402
 
-from reproduce import METHOD_LABELS, SIZES, slug  # noqa: E402
+from reproduce import METHOD_LABELS, SIZES, Size, slug  # noqa: E402
 from reproduce import summary as method_means  # noqa: E402
 
 # Quoted from the paper (Reiss & Hoshen, AAAI 2023, Table 1), not measured here.
@@ -65,7 +65,11 @@ def size_label(payload: dict) -> str:
     A size's definition may change after a run; the run keeps its own settings, so it is
     labelled with the size that has them now, or marked as an earlier definition.
     """
+    defaults = {f.name: f.default for f in fields(Size) if f.default is not MISSING}
+
     def settings(config):
+        # JSON turns tuples into lists; runs from before a field existed had its default.
+        config = json.loads(json.dumps({**defaults, **config}))
         return {k: v for k, v in config.items() if k not in ("name", "description")}
 
     run = settings(payload["config"])
@@ -505,6 +509,144 @@ def curves_section(curve_files: list[tuple[Path, dict]], figures: Path,
     return lines
 
 
+def load_guarded_curves(folder: Path) -> list[tuple[Path, dict]]:
+    """Curve folders written by today's ``learning_curve.py`` (``*/curves.json``)."""
+    return [(path.parent, json.loads(path.read_text()))
+            for path in sorted(folder.glob("*/curves.json"))]
+
+
+def regime(payload: dict) -> str:
+    args = payload["args"]
+    return (f"{args['backbone']}, {args['image_size']} px, precision {args['precision']}, "
+            f"batch {args['batch_size']}")
+
+
+def plot_guarded_curves(curve_files: list[tuple[Path, dict]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(c["task"] for _, f in curve_files for c in f["curves"]))
+    labels = list(dict.fromkeys(f"{folder.name}: {c['setting']}"
+                                for folder, f in curve_files for c in f["curves"]))
+    colours = {label: plt.cm.tab10(i % 10) for i, label in enumerate(labels)}
+    fig, axes = plt.subplots(2, len(tasks), figsize=(3.6 * len(tasks) + 1, 6.4),
+                             squeeze=False, sharex="col", constrained_layout=True)
+    for col, task in enumerate(tasks):
+        for folder, payload in curve_files:
+            for curve in payload["curves"]:
+                if curve["task"] != task:
+                    continue
+                label = f"{folder.name}: {curve['setting']}"
+                for row, key in enumerate(("roc_auc_by_epoch", "proxy_by_epoch")):
+                    values = curve[key]
+                    if values is None:
+                        continue
+                    gains = 100 * (np.array(values) - values[0])
+                    ax = axes[row, col]
+                    ax.plot(range(len(gains)), gains, marker=".", color=colours[label],
+                            label=label if row == 0 else None)
+                    kept = curve["chosen_epoch"]
+                    ax.plot([kept], [gains[kept]], marker="o", ms=9, mfc="none",
+                            color=colours[label])
+        axes[0, col].set_title(task, fontsize=9)
+        axes[1, col].set_xlabel("epochs of fine-tuning")
+        for row in range(2):
+            axes[row, col].axhline(0, color="grey", lw=0.8, ls="--")
+            axes[row, col].grid(alpha=0.3)
+    axes[0, 0].set_ylabel("test ROC-AUC - epoch 0 (points)")
+    axes[1, 0].set_ylabel("held-out proxy - epoch 0 (points)")
+    fig.legend(loc="outside lower center", ncol=2, fontsize=7, frameon=False)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def guarded_curves_section(curve_files: list[tuple[Path, dict]], figures: Path,
+                           report_dir: Path) -> list[str]:
+    """Learning curves with the safeguard's proxy and choice, and its validation table."""
+    figures.mkdir(parents=True, exist_ok=True)
+    figure = figures / "safeguard-curves.png"
+    plot_guarded_curves(curve_files, figure)
+    lines = [
+        "## Learning curves and the label-free safeguard",
+        "",
+        "`benchmarks/learning_curve.py` runs the detector's own fine-tuning with "
+        "`early_stopping` on (10 % of the training images held out, never more than 256), "
+        "scores the test set after every epoch (epoch 0 = the pretrained kNN baseline) and "
+        "records the held-out proxy (ROC-AUC of held-out normals against synthetic "
+        "anomalies made from them, no labels) and the epoch the safeguard keeps. Intervals "
+        "are paired bootstrap 95 % intervals over test images (200 resamples). Commands are "
+        "in each folder's `curves.json`.",
+        "",
+        "| run | task | regime | setting | train / test | test ROC-AUC (%) by epoch | proxy "
+        "(%) by epoch | kept | kept - 0 [95 %] | best - 0 [95 %] |",
+        "|---|---|---|---|---:|---|---|---:|---|---|",
+    ]
+    curves = []
+    for folder, payload in curve_files:
+        for curve in payload["curves"]:
+            curves.append(curve)
+            aucs = 100 * np.array(curve["roc_auc_by_epoch"])
+            proxy = curve["proxy_by_epoch"]
+            kept, best = curve["chosen_epoch"], curve["best_epoch"]
+            ci_kept, ci_best = curve["interval_chosen_vs_0"], curve["interval_best_vs_0"]
+            lines.append(
+                f"| `{folder.name}` | {curve['task']} | {regime(payload)} | {curve['setting']} "
+                f"| {curve['n_train']} / {curve['n_test']} "
+                f"| {' '.join(f'{a:.2f}' for a in aucs)} "
+                f"| {' '.join(f'{100 * a:.1f}' for a in proxy) if proxy else 'n/a'} | {kept} "
+                f"| {aucs[kept] - aucs[0]:+.2f} [{ci_kept[0]:+.2f}, {ci_kept[1]:+.2f}] "
+                f"| {aucs[best] - aucs[0]:+.2f} [{ci_best[0]:+.2f}, {ci_best[1]:+.2f}] |")
+    lines += ["", f"![Test ROC-AUC and proxy by epoch]({os.path.relpath(figure, report_dir)})",
+              "", "Top row: test ROC-AUC minus the pretrained baseline; bottom row: the "
+              "held-out proxy minus its epoch-0 value; circles mark the epoch the safeguard "
+              "keeps.", ""]
+    lines += safeguard_table(curves)
+    breakdown = [(folder, c) for folder, f in curve_files for c in f["curves"]
+                 if c.get("breakdown_by_epoch") and c["breakdown_by_epoch"][0]]
+    if breakdown:
+        names = list(breakdown[0][1]["breakdown_by_epoch"][0])
+        lines += ["ELPV ROC-AUC (%) by defect severity (each against the held-out defect-free "
+                  "cells) and by cell type, pretrained (epoch 0) and at the kept epoch:", "",
+                  "| run | setting | epoch | " + " | ".join(names) + " |",
+                  "|---|---|---:|" + "---:|" * len(names)]
+        for folder, curve in breakdown:
+            for epoch in sorted({0, curve["chosen_epoch"], len(curve["roc_auc_by_epoch"]) - 1}):
+                values = curve["breakdown_by_epoch"][epoch]
+                lines.append(f"| `{folder.name}` | {curve['setting']} | {epoch} | "
+                             + " | ".join(f"{100 * values[n]:.1f}" for n in names) + " |")
+        lines.append("")
+    return lines
+
+
+def safeguard_table(curves: list[dict]) -> list[str]:
+    """How often the safeguard keeps an epoch within 0.5 points of the best, and its cost."""
+    guarded = [c for c in curves if c["proxy_by_epoch"]]
+    if not guarded:
+        return []
+
+    def gap(c, epoch):
+        return 100 * (c["roc_auc_by_epoch"][epoch] - c["roc_auc_by_epoch"][0])
+
+    kept = [gap(c, c["chosen_epoch"]) for c in guarded]
+    best = [gap(c, c["best_epoch"]) for c in guarded]
+    last = [gap(c, len(c["roc_auc_by_epoch"]) - 1) for c in guarded]
+    near = sum(b - k <= 0.5 for k, b in zip(kept, best, strict=True))
+    below_noise = sum(c["interval_chosen_vs_0"][1] < 0 for c in guarded)
+    return [
+        "The safeguard, validated where labels exist (every curve above):", "",
+        "| curves | kept within 0.5 points of the best epoch | kept epoch 0 | kept - epoch 0: "
+        "worst / mean | last epoch - epoch 0 (no safeguard): worst / mean | kept epoch "
+        "significantly below epoch 0 |",
+        "|---:|---:|---:|---|---|---:|",
+        f"| {len(guarded)} | {near} | {sum(c['chosen_epoch'] == 0 for c in guarded)} "
+        f"| {min(kept):+.2f} / {np.mean(kept):+.2f} | {min(last):+.2f} / {np.mean(last):+.2f} "
+        f"| {below_noise} |",
+        "",
+    ]
+
+
 def reference_section() -> list[str]:
     return [
         "## The paper's numbers (quoted, not measured here)",
@@ -562,6 +704,9 @@ def build_report(results: Path, out: Path, figures: Path) -> str:
     lines += reference_section()
     if pilots:
         lines += pilot_section(pilots, runs)
+    guarded = load_guarded_curves(results / "curves") if (results / "curves").is_dir() else []
+    if guarded:
+        lines += guarded_curves_section(guarded, figures, report_dir)
     if curve_files:
         lines += curves_section(curve_files, figures, report_dir)
     text = "\n".join(lines).rstrip() + "\n"

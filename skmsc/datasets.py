@@ -34,6 +34,8 @@ __all__ = [
     "ImageFileDataset",
     "OneClassSplit",
     "UnsafePickleError",
+    "ELPVSplit",
+    "load_elpv",
     "load_cifar10",
     "load_cifar100",
     "load_fashion_mnist",
@@ -649,3 +651,151 @@ def subsample(dataset, n_per_class, *, random_state=None):
         chosen.append(rng.choice(idx, size=n_per_class, replace=False))
     idx = np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)
     return _with_indices(dataset, idx)
+
+
+# --------------------------------------------------------------------------------------------
+# ELPV solar cells (PyPI elpv-dataset)
+# --------------------------------------------------------------------------------------------
+ELPV_ENV = "SKMSC_ELPV_DIR"
+#: Defect probabilities the ELPV annotators gave (0 = defect-free).
+ELPV_SEVERITIES = (0.0, 1 / 3, 2 / 3, 1.0)
+
+
+class ELPVSplit(NamedTuple):
+    """Result of :func:`load_elpv`; unpacks as ``X_train, X_test, y_test``.
+
+    ``X_train`` holds defect-free cells only; ``y_test`` is 1 for a defect-free (normal)
+    test cell and 0 for a defective one; ``defect_probability`` (0, 1/3, 2/3 or 1) and
+    ``cell_type`` ("mono" or "poly") describe each test cell, ``test_files`` names its file.
+    """
+
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    defect_probability: np.ndarray
+    cell_type: np.ndarray
+    test_files: np.ndarray
+
+
+def _elpv_dir(root):
+    if root is None:
+        root = os.environ.get(ELPV_ENV)
+    if root is None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("elpv_dataset")
+        if spec is None or spec.origin is None:
+            raise FileNotFoundError(
+                "The ELPV solar-cell images are not installed: run `pip install elpv-dataset` "
+                f"(PyPI; CC BY-NC-SA), or pass root= (or set {ELPV_ENV}) to a folder holding "
+                "labels.csv and images/."
+            )
+        root = Path(spec.origin).parent / "data"
+    root = Path(root)
+    if not (root / "labels.csv").is_file():
+        raise FileNotFoundError(f"ELPV: {root / 'labels.csv'} not found (expected labels.csv "
+                                "and images/ from the elpv-dataset package).")
+    return root
+
+
+def _read_elpv_labels(path):
+    """(file names, defect probabilities, cell types) from ELPV's labels.csv, checked."""
+    files, probabilities, types = [], [], []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split()
+        if len(fields) != 3:
+            raise ValueError(f"{path}, line {number}: expected 'path probability type', "
+                             f"got {line!r}")
+        try:
+            probability = float(fields[1])
+        except ValueError as exc:
+            raise ValueError(f"{path}, line {number}: probability {fields[1]!r} is not a "
+                             "number") from exc
+        if not any(abs(probability - s) < 1e-3 for s in ELPV_SEVERITIES):
+            raise ValueError(f"{path}, line {number}: probability {probability} is not one "
+                             "of 0, 1/3, 2/3, 1")
+        if fields[2] not in ("mono", "poly"):
+            raise ValueError(f"{path}, line {number}: type {fields[2]!r} is not mono or poly")
+        files.append(fields[0])
+        probabilities.append(probability)
+        types.append(fields[2])
+    return np.array(files), np.array(probabilities), np.array(types)
+
+
+def load_elpv(*, train_fraction=0.6, random_state=0, root=None):
+    """The ELPV solar-cell images as a one-class task: fit on defect-free cells.
+
+    2,624 electroluminescence images of photovoltaic cells (300x300, 8-bit grayscale), each
+    with a defect probability (0, 1/3, 2/3, 1) and a cell type (mono/poly), from PyPI
+    ``elpv-dataset`` (Buerhop-Lutz et al. 2018, Deitsch et al. 2019; CC BY-NC-SA 4.0: use
+    it, do not redistribute the images). The protocol: a seeded ``train_fraction`` of the
+    defect-free cells is the training set; the test set is the other defect-free cells plus
+    every defective one.
+
+    Parameters
+    ----------
+    train_fraction : float, default=0.6
+        Fraction of the defect-free cells used for training, in (0, 1).
+    random_state : int, RandomState instance or None, default=0
+        Seed of the train/test draw of the defect-free cells.
+    root : str or os.PathLike, default=None
+        Folder holding ``labels.csv`` and ``images/``; default: the ``SKMSC_ELPV_DIR``
+        environment variable, else the installed ``elpv_dataset`` package.
+
+    Returns
+    -------
+    split : ELPVSplit
+        ``(X_train, X_test, y_test, defect_probability, cell_type, test_files)``; images
+        are uint8 ``(n, 300, 300)``.
+
+    Examples
+    --------
+    >>> from skmsc.datasets import load_elpv
+    >>> split = load_elpv()  # doctest: +SKIP
+    >>> split.X_train.shape, int(split.y_test.sum()), len(split.y_test)  # doctest: +SKIP
+    ((905, 300, 300), 603, 1719)
+    """
+    if not 0 < train_fraction < 1:
+        raise ValueError(f"train_fraction must lie in (0, 1), got {train_fraction!r}")
+    root = _elpv_dir(root)
+    files, probabilities, types = _read_elpv_labels(root / "labels.csv")
+    normal = np.flatnonzero(probabilities == 0)
+    rng = check_random_state(random_state)
+    n_train = int(round(train_fraction * len(normal)))
+    train = np.sort(rng.choice(normal, size=n_train, replace=False))
+    test = np.setdiff1d(np.arange(len(files)), train)
+    images = _read_grayscale([root / f for f in files[np.concatenate([train, test])]])
+    return ELPVSplit(
+        X_train=images[: len(train)],
+        X_test=images[len(train):],
+        y_test=(probabilities[test] == 0).astype(np.int64),
+        defect_probability=probabilities[test],
+        cell_type=types[test],
+        test_files=files[test],
+    )
+
+
+def _read_grayscale(paths):
+    """8-bit grayscale image files of one size as uint8 ``(n, H, W)`` (no RGB copy)."""
+    from PIL import Image
+
+    images = None
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as image:
+                if image.mode != "L":
+                    raise ValueError(f"mode {image.mode}, expected 8-bit grayscale (L)")
+                pixels = np.asarray(image)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"ELPV image not found: {path}") from exc
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read ELPV image {path}: {exc}") from exc
+        if images is None:
+            images = np.empty((len(paths), *pixels.shape), dtype=np.uint8)
+        if pixels.shape != images.shape[1:]:
+            raise ValueError(f"ELPV image {path} is {pixels.shape}, the first is "
+                             f"{images.shape[1:]}")
+        images[i] = pixels
+    return images

@@ -37,7 +37,8 @@ def image_folder(tmp_path_factory):
 
 
 TINY = ["--size", "cpu", "--n-train", "6", "--n-test-per-class", "4", "--epochs", "1",
-        "--image-size", "32", "--batch-size", "4", "--learning-rate", "1e-3"]
+        "--image-size", "32", "--batch-size", "4", "--learning-rate", "1e-3",
+        "--methods", "pretrained-knn", "msc", "msc-angular"]
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def test_resume_keeps_finished_classes(benchmark_run, image_folder, capsys):
     with pytest.raises(SystemExit, match="another configuration"):
         _module("reproduce").main(
             ["--dataset", "folder", "--root", str(image_folder), "--out", str(out),
-             "--resume", *TINY[:-2], "--learning-rate", "1e-4"])
+             "--resume", *TINY[:-6], "--learning-rate", "1e-4", *TINY[-4:]])
 
 
 def test_report_has_table_and_plots(benchmark_run, tmp_path):
@@ -132,33 +133,42 @@ FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 
 @pytest.mark.skipif(not FMNIST.is_file(), reason="needs `apt-get install dataset-fashion-mnist`")
 def test_learning_curves_and_their_report_section(benchmark_run, tmp_path):
+    from skmsc.nn._safeguard import best_epoch
+
     results, _, _ = benchmark_run
-    out = tmp_path / "results" / "curves" / "tiny.json"
+    out = tmp_path / "results" / "curves" / "tiny"
     _module("learning_curve").main(
         ["--classes", "0", "--settings", "1e-3:7", "1e-3:7:angular", "--epochs", "2",
-         "--n-train", "12", "--n-test-per-class", "3", "--image-size", "32",
-         "--batch-size", "4", "--out", str(out)])
-    curves = json.loads(out.read_text())["curves"]
-    assert [(c["learning_rate"], c["frozen_stages"], c["angular"]) for c in curves] == [
-        (1e-3, 7, False), (1e-3, 7, True)]
+         "--n-train", "120", "--n-test-per-class", "3", "--image-size", "32",
+         "--batch-size", "16", "--out", str(out)])
+    curves = json.loads((out / "curves.json").read_text())["curves"]
+    assert [c["setting"] for c in curves] == ["1e-3:7", "1e-3:7:angular"]
     for curve in curves:
+        assert curve["task"] == "fmnist-0-t-shirt-top" and curve["n_train"] == 120
         assert len(curve["roc_auc_by_epoch"]) == 3 and len(curve["loss_by_epoch"]) == 2
+        assert len(curve["proxy_by_epoch"]) == 3  # epoch 0 and after each epoch
+        assert curve["chosen_epoch"] == best_epoch(curve["proxy_by_epoch"])
+        assert curve["best_epoch"] == int(np.argmax(curve["roc_auc_by_epoch"]))
+        low, high = curve["interval_best_vs_0"]
+        assert low <= high
         assert all(0 <= a <= 1 for a in curve["roc_auc_by_epoch"])
         assert np.isfinite(curve["loss_by_epoch"]).all()
+        scores = np.load(out / "scores" / f"{curve['task']}-{curve['setting'].replace(':', '-')}"
+                         ".npz")
+        assert scores["scores"].shape == (3, 30) and scores["y_test"].sum() == 3
     # Epoch 0 is the pretrained network: the same for every setting.
     assert curves[0]["roc_auc_by_epoch"][0] == curves[1]["roc_auc_by_epoch"][0]
-    # Training moved the network (the AUC or at least the loss changes).
-    assert curves[0]["roc_auc_by_epoch"][2] != curves[0]["roc_auc_by_epoch"][0] or \
-        curves[0]["loss_by_epoch"][0] != curves[0]["loss_by_epoch"][1]
+    assert curves[0]["proxy_by_epoch"][0] == curves[1]["proxy_by_epoch"][0]
 
     (tmp_path / "results" / "run").symlink_to(results / "folder-tiny", target_is_directory=True)
     report = tmp_path / "docs" / "benchmarks.md"
     text = _module("make_report").build_report(
         tmp_path / "results", report, tmp_path / "docs" / "_static")
-    assert "## Pilot: ROC-AUC after every epoch" in text
-    assert "`tiny.json` | T-shirt/top | lr 0.001, frozen 7, 12 img, 32 px |" in text
-    assert "_static/learning-curves.png" in text
-    assert (tmp_path / "docs" / "_static" / "learning-curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "## Learning curves and the label-free safeguard" in text
+    assert "| `tiny` | fmnist-0-t-shirt-top | efficientnet_lite0, 32 px" in text
+    assert "| 2 | " in text.split("The safeguard, validated")[1]  # 2 curves validated
+    assert "_static/safeguard-curves.png" in text
+    assert (tmp_path / "docs" / "_static" / "safeguard-curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_speed_gallery_adds_unit_noisy_copies_of_real_features():

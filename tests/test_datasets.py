@@ -462,3 +462,65 @@ def test_dataset_validation():
         ImageDataset(np.zeros((2, 2, 2), np.uint8), np.array([0, 2]), ["a", "b"])
     ds = ImageDataset(np.zeros((2, 2, 2), np.uint8), np.array([0, 1], dtype=np.int32), "ab")
     assert ds.labels.dtype == np.int64 and ds.class_names == ("a", "b") and len(ds) == 2
+
+
+# ------------------------------------------------------------------------------ ELPV
+def _fake_elpv(root, probabilities, types, size=(12, 12)):
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    lines = []
+    rng = np.random.default_rng(0)
+    for i, (p, t) in enumerate(zip(probabilities, types, strict=True)):
+        name = f"images/cell{i:04d}.png"
+        Image.fromarray(rng.integers(0, 256, size, dtype=np.uint8)).save(root / name)
+        lines.append(f"{name}  {p}  {t}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_load_elpv_protocol_from_files_the_test_makes(tmp_path):
+    from skmsc.datasets import load_elpv
+
+    probabilities = [0.0] * 10 + [0.3333333333333333, 0.6666666666666666, 1.0] * 2
+    types = ["mono", "poly"] * 8
+    root = _fake_elpv(tmp_path / "elpv", probabilities, types)
+    split = load_elpv(root=root, random_state=0)
+    assert split.X_train.shape == (6, 12, 12) and split.X_train.dtype == np.uint8
+    assert len(split.X_test) == 10 and split.y_test.sum() == 4
+    assert np.all(split.defect_probability[split.y_test == 1] == 0)
+    assert np.all(split.defect_probability[split.y_test == 0] > 0)
+    assert set(split.cell_type) == {"mono", "poly"}
+    # Pixels are the files' own, and the draw is seeded.
+    from PIL import Image
+
+    first = np.asarray(Image.open(root / split.test_files[0]))
+    np.testing.assert_array_equal(split.X_test[0], first)
+    again = load_elpv(root=root, random_state=0)
+    np.testing.assert_array_equal(again.X_train, split.X_train)
+    other = load_elpv(root=root, random_state=1)
+    assert not np.array_equal(other.X_train, split.X_train)
+
+
+def test_load_elpv_names_bad_label_lines(tmp_path):
+    from skmsc.datasets import load_elpv
+
+    root = _fake_elpv(tmp_path / "elpv", [0.0, 0.5], ["mono", "mono"])
+    with pytest.raises(ValueError, match=r"line 2: probability 0.5 is not one of"):
+        load_elpv(root=root)
+    (root / "labels.csv").write_text("images/cell0000.png 0.0 amorphous\n")
+    with pytest.raises(ValueError, match="type 'amorphous' is not mono or poly"):
+        load_elpv(root=root)
+    with pytest.raises(FileNotFoundError, match="labels.csv"):
+        load_elpv(root=tmp_path / "missing")
+    with pytest.raises(ValueError, match="train_fraction"):
+        load_elpv(root=root, train_fraction=1.0)
+
+
+def test_load_elpv_installed_package_when_present():
+    pytest.importorskip("elpv_dataset")
+    from skmsc.datasets import load_elpv
+
+    split = load_elpv()
+    assert split.X_train.shape == (905, 300, 300)
+    assert len(split.y_test) == 1719 and int(split.y_test.sum()) == 603

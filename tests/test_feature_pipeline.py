@@ -9,7 +9,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import skmsc.nn._network
+import skmsc.nn._training
 from skmsc import KNNDetector, MeanShiftedContrastiveDetector, MeanShiftedFeatures
 from skmsc.model_selection import OneClassKFold, normal_roc_auc_scorer
 
@@ -65,13 +65,13 @@ def test_features_then_knn_scores_exactly_as_the_detector(fitted_lite0, digits):
 
 def test_cached_search_fine_tunes_once_per_setting_and_fold(digits, tmp_path, monkeypatch):
     calls = []
-    fine_tune = skmsc.nn._network.fine_tune
+    fine_tune = skmsc.nn._training.fine_tune
 
     def counting_fine_tune(*args, **kwargs):
         calls.append(kwargs["learning_rate"])
         return fine_tune(*args, **kwargs)
 
-    monkeypatch.setattr(skmsc.nn._network, "fine_tune", counting_fine_tune)
+    monkeypatch.setattr(skmsc.nn._training, "fine_tune", counting_fine_tune)
     X, y = digits
     images = np.concatenate([X[y == 0][:30], X[y != 0][:16]])
     labels = np.r_[np.ones(30), np.zeros(16)].astype(int)

@@ -85,6 +85,22 @@ class MeanShiftedContrastiveDetector(
         feature extraction and float32 for fine-tuning (PyTorch's bfloat16 backward
         pass is slower than float32 on CPUs); float32 elsewhere. See
         ``docs/performance.md`` for measured speed-ups and ROC-AUC changes.
+    early_stopping : bool, default=True
+        The label-free safeguard against fine-tuning that hurts. A seeded
+        ``validation_fraction`` of the images is held out of fine-tuning; after every
+        epoch (and for the pretrained network, epoch 0) they and synthetic anomalies made
+        from them (pasted patches, scars, blends with another image) are scored against
+        the other images' features, and the epoch with the best ROC-AUC of normal against
+        synthetic is kept: a fine-tuned one only if it beats the pretrained network by
+        0.005. Training stops after ``n_iter_no_change`` epochs without a new best. The
+        held-out images join the kNN gallery all the same. Needs 30 images or more (else
+        a warning, and the last epoch is kept). See ``docs/benchmarks.md`` for how often
+        it keeps the right epoch.
+    validation_fraction : float, default=0.1
+        Fraction of the images held out for ``early_stopping``, at most 256 images;
+        raised to 10 images when it gives fewer (hence the 30 images needed).
+    n_iter_no_change : int, default=3
+        Epochs without a better held-out score after which ``early_stopping`` stops.
     random_state : int, RandomState instance or None, default=None
         Seeds weight initialisation, data order, augmentation and the kNN index. An
         int gives identical fits on the CPU. ``None`` draws fresh seeds from the OS.
@@ -105,7 +121,14 @@ class MeanShiftedContrastiveDetector(
     offset_ : float
         Threshold: ``decision_function = score_samples - offset_``.
     loss_curve_ : list of float
-        Mean loss of each fine-tuning epoch.
+        Mean loss of each fine-tuning epoch (fewer than ``epochs`` if early stopping
+        ended training).
+    validation_scores_ : list of float or None
+        With ``early_stopping``: the held-out ROC-AUC (normal against synthetic
+        anomalies) of the pretrained network (index 0) and after each epoch; else
+        ``None``.
+    best_epoch_ : int
+        The epoch whose network the detector keeps: 0 is the pretrained network.
     device_ : torch.device
         Device the network ran on.
     precision_ : dict
@@ -168,6 +191,9 @@ class MeanShiftedContrastiveDetector(
         contamination="auto",
         device="auto",
         precision="auto",
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
         random_state=None,
         verbose=False,
     ):
@@ -186,6 +212,9 @@ class MeanShiftedContrastiveDetector(
         self.contamination = contamination
         self.device = device
         self.precision = precision
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.random_state = random_state
         self.verbose = verbose
 

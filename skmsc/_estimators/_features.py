@@ -38,7 +38,8 @@ class MeanShiftedFeatures(
     Parameters
     ----------
     backbone, weights, frozen_stages, epochs, batch_size, learning_rate, weight_decay, \
-temperature, angular, image_size, device, precision, random_state, verbose
+temperature, angular, image_size, device, precision, early_stopping, validation_fraction, \
+n_iter_no_change, random_state, verbose
         As in :class:`MeanShiftedContrastiveDetector`.
 
     Attributes
@@ -58,7 +59,14 @@ temperature, angular, image_size, device, precision, random_state, verbose
     center_ : ndarray of shape (n_features_out,)
         Centre of the pretrained training features.
     loss_curve_ : list of float
-        Mean loss of each fine-tuning epoch.
+        Mean loss of each fine-tuning epoch (fewer than ``epochs`` if early stopping
+        ended training).
+    validation_scores_ : list of float or None
+        With ``early_stopping``: the held-out ROC-AUC (normal against synthetic
+        anomalies) of the pretrained network (index 0) and after each epoch; else
+        ``None``.
+    best_epoch_ : int
+        The epoch whose network the detector keeps: 0 is the pretrained network.
     input_shape_ : tuple or None
         Shape of one sample seen in ``fit`` (``None`` when fitted on image files).
     n_features_in_ : int
@@ -98,6 +106,9 @@ temperature, angular, image_size, device, precision, random_state, verbose
         image_size=224,
         device="auto",
         precision="auto",
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=3,
         random_state=None,
         verbose=False,
     ):
@@ -113,6 +124,9 @@ temperature, angular, image_size, device, precision, random_state, verbose
         self.image_size = image_size
         self.device = device
         self.precision = precision
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.random_state = random_state
         self.verbose = verbose
 

@@ -43,6 +43,9 @@ NETWORK_PARAMETER_CONSTRAINTS: dict = {
     "image_size": [Interval(Integral, 16, None, closed="left")],
     "device": [str, torch.device],
     "precision": [StrOptions(set(PRECISIONS))],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+    "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
     "random_state": ["random_state"],
     "verbose": ["verbose"],
 }
@@ -90,6 +93,7 @@ class NetworkEstimatorMixin:
             self.precision_ = {"fine_tuning": "float32", "features": "float32"}
             self.center_ = features.mean(axis=0)
             self.loss_curve_ = []
+            self.validation_scores_, self.best_epoch_ = None, 0
             self.image_size_ = self.image_size
             return features
         network = MeanShiftedNetwork.build(
@@ -102,16 +106,20 @@ class NetworkEstimatorMixin:
         }
         run = dict(batch_size=self.batch_size, verbose=self.verbose)
         # The centre comes from the pretrained network in eval mode, before training.
-        center = network.center(source, angular=self.angular, precision=precision["features"],
-                                **run)
-        loss_curve = network.fine_tune(
-            source, center, epochs=self.epochs, learning_rate=self.learning_rate,
+        pretrained = network.extract(source, precision=precision["features"], **run)
+        center = network.mean_shift(pretrained, angular=self.angular)
+        loss_curve, features, validation_scores, best_epoch = network.fine_tune_and_extract(
+            source, pretrained, center, epochs=self.epochs, learning_rate=self.learning_rate,
             weight_decay=self.weight_decay, temperature=self.temperature,
             angular=self.angular, seed=(int(seeds[1]), int(seeds[2])),
-            precision=precision["fine_tuning"], **run,
+            precision=precision["fine_tuning"], features_precision=precision["features"],
+            early_stopping=self.early_stopping and self.epochs > 0,
+            validation_fraction=self.validation_fraction,
+            n_iter_no_change=self.n_iter_no_change, **run,
         )
-        network.freeze()
-        features = network.extract(source, precision=precision["features"], **run)
+        del pretrained
+        self.validation_scores_ = validation_scores
+        self.best_epoch_ = best_epoch
         self.encoder_ = network.encoder
         self.backbone_spec_ = network.spec
         self.image_size_ = network.image_size
@@ -187,6 +195,9 @@ class NetworkEstimatorMixin:
         fitted.update(
             image_size_=int(self.image_size_),
             loss_curve_=[float(v) for v in self.loss_curve_],
+            validation_scores_=(None if self.validation_scores_ is None
+                                else [float(v) for v in self.validation_scores_]),
+            best_epoch_=int(self.best_epoch_),
             input_shape_=None if self.input_shape_ is None else list(self.input_shape_),
             device_=str(self.device_),
             backbone=None if self.backbone_spec_ is None else self.backbone_spec_.name,
@@ -208,6 +219,10 @@ class NetworkEstimatorMixin:
         self.input_shape_ = None if shape is None else tuple(int(v) for v in shape)
         self.image_size_ = int(fitted["image_size_"])
         self.loss_curve_ = [float(v) for v in fitted["loss_curve_"]]
+        # Saved before the safeguard existed: the last epoch was kept.
+        scores = fitted.get("validation_scores_")
+        self.validation_scores_ = None if scores is None else [float(v) for v in scores]
+        self.best_epoch_ = int(fitted.get("best_epoch_", len(self.loss_curve_)))
         self.center_ = center
         self.device_ = loadable_device(torch.device(fitted["device_"]))
         weights = {

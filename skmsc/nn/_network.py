@@ -16,7 +16,7 @@ import torch
 
 from ..data._batches import batch_source
 from ._runtime import loadable_device, resolve_device, resolve_precision
-from ._training import extract_features, fine_tune
+from ._training import extract_features, fine_tune, fine_tune_and_extract
 from .backbones import BackboneSpec, build_backbone, freeze_stages, get_spec
 from .model import MeanShiftedEncoder
 
@@ -147,10 +147,27 @@ class MeanShiftedNetwork:
         With ``angular`` it is normalised to unit length, as the angular loss needs.
         """
         features = self.extract(X, batch_size=batch_size, precision=precision, verbose=verbose)
+        return self.mean_shift(features, angular=angular)
+
+    @staticmethod
+    def mean_shift(features: np.ndarray, *, angular: bool = False) -> np.ndarray:
+        """The centre of ``features`` (float32); unit length with ``angular``."""
         center = features.mean(axis=0)
         if angular:
             center = center / np.linalg.norm(center)
         return np.asarray(center, dtype=np.float32)
+
+    def _tune_kwargs(self, *, epochs, batch_size, learning_rate, weight_decay, temperature,
+                     angular, seed, precision, verbose) -> dict:
+        augment_seed, order_seed = (seed, seed) if np.isscalar(seed) else seed
+        return dict(
+            spec=self.spec, image_size=self.image_size, epochs=epochs,
+            batch_size=batch_size, learning_rate=learning_rate, weight_decay=weight_decay,
+            temperature=temperature, angular=angular, device=self.device,
+            order_rng=np.random.default_rng(int(order_seed)),
+            augment_generator=torch.Generator().manual_seed(int(augment_seed)),
+            verbose=verbose, precision=self.precision(precision, training=True),
+        )
 
     def fine_tune(
         self,
@@ -167,20 +184,64 @@ class MeanShiftedNetwork:
         precision: str = "float32",
         verbose=False,
     ) -> list[float]:
-        """Fine-tune in place with the mean-shifted contrastive loss.
+        """Fine-tune in place with the mean-shifted contrastive loss (every epoch kept).
 
         ``seed`` is an int (data order and augmentation both derive from it) or a pair
         ``(augmentation_seed, order_seed)``. BatchNorm statistics stay frozen, frozen
         stages keep their weights. Returns the mean loss of each epoch. Call
         :meth:`freeze` when done training.
         """
-        augment_seed, order_seed = (seed, seed) if np.isscalar(seed) else seed
-        return fine_tune(
-            self.encoder, batch_source(X), torch.from_numpy(np.asarray(center)),
-            spec=self.spec, image_size=self.image_size, epochs=epochs,
-            batch_size=batch_size, learning_rate=learning_rate,
-            weight_decay=weight_decay, temperature=temperature, angular=angular,
-            device=self.device, order_rng=np.random.default_rng(int(order_seed)),
-            augment_generator=torch.Generator().manual_seed(int(augment_seed)),
-            verbose=verbose, precision=self.precision(precision, training=True),
+        tune = self._tune_kwargs(
+            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+            weight_decay=weight_decay, temperature=temperature, angular=angular, seed=seed,
+            precision=precision, verbose=verbose,
         )
+        return fine_tune(self.encoder, batch_source(X), torch.from_numpy(np.asarray(center)),
+                         **tune)
+
+    def fine_tune_and_extract(
+        self,
+        X,
+        pretrained: np.ndarray,
+        center: np.ndarray,
+        *,
+        epochs: int,
+        batch_size: int = 64,
+        learning_rate: float = 1e-5,
+        weight_decay: float = 5e-5,
+        temperature: float = 0.25,
+        angular: bool = False,
+        seed=0,
+        precision: str = "float32",
+        features_precision: str = "float32",
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 3,
+        verbose=False,
+        on_epoch=None,
+    ):
+        """Fine-tune, keep the right epoch, freeze, and return the kept network's features.
+
+        ``pretrained`` are the features of ``X`` before training (the centre's). With
+        ``early_stopping`` a held-out part of ``X`` and synthetic anomalies made from it
+        choose the epoch to keep, the pretrained network included (seeded by the
+        augmentation seed); else the last epoch is kept. ``on_epoch(epoch, features)``
+        sees each evaluated epoch. Returns ``(loss_curve, features, validation_scores,
+        kept_epoch)``; ``validation_scores`` is ``None`` without the safeguard.
+        """
+        tune = self._tune_kwargs(
+            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+            weight_decay=weight_decay, temperature=temperature, angular=angular, seed=seed,
+            precision=precision, verbose=verbose,
+        )
+        extract = dict(spec=self.spec, image_size=self.image_size, batch_size=batch_size,
+                       device=self.device, verbose=verbose,
+                       precision=self.precision(features_precision, training=False))
+        augment_seed = seed if np.isscalar(seed) else seed[0]
+        return fine_tune_and_extract(
+            self.encoder, batch_source(X), torch.from_numpy(np.asarray(center)), pretrained,
+            extract=extract, tune=tune, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
+            seed=int(augment_seed), on_epoch=on_epoch,
+        )
+

@@ -15,17 +15,22 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data._batches import batch_source
+from . import _safeguard
 from ._preprocess import eval_transform, network_input, training_transform
 from ._runtime import autocast, grad_scaler
 from .augment import random_views
 from .backbones import BackboneSpec
 from .model import MeanShiftedEncoder, mean_shifted_contrastive_loss
 
-__all__ = ["extract_features", "fine_tune"]
+__all__ = ["extract_features", "fine_tune", "fine_tune_and_extract"]
 
 # Bytes one feature-extraction chunk may hold as float32 pixels at input resolution:
 # huge images are then converted a few (or one) at a time instead of batch_size at once.
 EXTRACT_FLOAT_BUDGET_BYTES = 256 * 2**20
+# The reference blurs 224 px views with sigma 0.1-2 px; other view sizes scale it, so the
+# blur is the same relative to the image (unscaled, a 64 px view was blurred 3.5x as much).
+REFERENCE_VIEW_SIZE = 224
+REFERENCE_BLUR_SIGMA = (0.1, 2.0)
 # The contrastive loss needs at least two images per step.
 MIN_FINE_TUNE_BATCH = 2
 
@@ -144,6 +149,8 @@ def fine_tune(
     augment_generator: torch.Generator,
     verbose=False,
     precision: str = "float32",
+    rows: np.ndarray | None = None,
+    on_epoch_end=None,
 ) -> list[float]:
     """Fine-tune ``encoder`` in place on a batch source with the mean-shifted contrastive loss.
 
@@ -155,6 +162,9 @@ def fine_tune(
     gradients are dropped, the batch size is halved with a ``ResourceWarning`` and training
     continues from the same images with the smaller batch; below ``MIN_FINE_TUNE_BATCH``
     images it raises ``torch.OutOfMemoryError`` naming the batch size that failed.
+
+    ``rows`` (default: all) are the images of ``X`` trained on. ``on_epoch_end(epoch)``,
+    if given, is called after each epoch (0-based) and stops training by returning True.
     """
     trainable = [p for p in encoder.parameters() if p.requires_grad]
     if epochs == 0:
@@ -171,17 +181,18 @@ def fine_tune(
     center = center.to(device)
     loss_curve = []
     source = batch_source(source)
-    n = len(source)
-    n_batches = -(-n // batch_size)
+    rows_trained = np.arange(len(source)) if rows is None else np.asarray(rows)
+    n_train = len(rows_trained)
+    n_batches = -(-n_train // batch_size)
     with (
         _progress(epochs * n_batches, verbose, "fine-tuning") as bar,
         source.reader(training_transform(spec, image_size, device)) as reader,
     ):
         for epoch in range(epochs):
-            order = order_rng.permutation(n)
+            order = rows_trained[order_rng.permutation(n_train)]
             total, count = 0.0, 0
             start = 0
-            while start < n:
+            while start < n_train:
                 # Sorted indices keep the gather from a memmap sequential; the shuffle
                 # already decided which images share the batch.
                 rows = np.sort(order[start : start + batch_size])
@@ -208,7 +219,15 @@ def fine_tune(
                 bar.update(1)
                 bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{total / count:.4f}")
             loss_curve.append(total / count)
+            if on_epoch_end is not None and on_epoch_end(epoch):
+                break
     return loss_curve
+
+
+def blur_sigma(image_size: int) -> tuple[float, float]:
+    """The Gaussian blur's sigma range for views of side ``image_size``."""
+    factor = image_size / REFERENCE_VIEW_SIZE
+    return REFERENCE_BLUR_SIGMA[0] * factor, REFERENCE_BLUR_SIGMA[1] * factor
 
 
 def _step(encoder, optimizer, load_images, center, spec, image_size, temperature, angular,
@@ -218,7 +237,8 @@ def _step(encoder, optimizer, load_images, center, spec, image_size, temperature
     The images are loaded here so that their tensors die with this frame.
     """
     images = load_images()
-    views = torch.cat([random_views(images, image_size, augment_generator) for _ in range(2)])
+    views = torch.cat([random_views(images, image_size, augment_generator,
+                                    blur_sigma=blur_sigma(image_size)) for _ in range(2)])
     # One forward pass for both views: BatchNorm is in eval mode, so samples do not
     # interact and this equals two separate passes.
     with autocast(precision, device):
@@ -231,3 +251,112 @@ def _step(encoder, optimizer, load_images, center, spec, image_size, temperature
     scaler.step(optimizer)
     scaler.update()
     return loss.item()
+
+
+def network_inputs(source, rows, spec: BackboneSpec, image_size: int, device: torch.device,
+                   batch_size: int) -> torch.Tensor:
+    """Evaluation network inputs of ``source[rows]`` as float16 ``(n, 3, S, S)`` on the CPU."""
+    rows = np.asarray(rows)
+    parts = []
+    with batch_source(source).reader(eval_transform(spec, image_size, device)) as reader:
+        for start in range(0, len(rows), batch_size):
+            images = reader.read(rows[start : start + batch_size])
+            parts.append(images.to("cpu", torch.float16).contiguous())
+    return torch.cat(parts)
+
+
+@torch.inference_mode()
+def features_of_inputs(encoder, inputs: torch.Tensor, spec: BackboneSpec, batch_size: int,
+                       device: torch.device, precision: str) -> np.ndarray:
+    """Unit-norm float32 features of stored network inputs (see :func:`network_inputs`)."""
+    encoder.eval()
+    out = np.empty((len(inputs), spec.feature_dim), dtype=np.float32)
+    for start in range(0, len(inputs), batch_size):
+        images = inputs[start : start + batch_size].to(device, torch.float32)
+        with autocast(precision, device):
+            _extract_batch(encoder, images, out[start : start + len(images)])
+    return out
+
+
+def fine_tune_and_extract(encoder, X, center, pretrained, *, extract: dict, tune: dict,
+                          early_stopping: bool, validation_fraction: float,
+                          n_iter_no_change: int, seed: int, on_epoch=None):
+    """Fine-tune ``encoder`` on ``X`` and return the features of the network kept.
+
+    With ``early_stopping``, a held-out part of ``X`` chooses the epoch to keep (see
+    :mod:`skmsc.nn._safeguard`), the pretrained network included; else the last epoch is
+    kept. ``pretrained`` are the epoch-0 features of all of ``X``; ``extract`` and
+    ``tune`` are the keyword arguments of :func:`extract_features` and :func:`fine_tune`.
+    ``on_epoch(epoch, features)`` (epoch 0 = pretrained) sees each evaluated epoch's
+    features (for learning curves). Returns ``(loss_curve, features, validation_scores,
+    kept_epoch)``; ``validation_scores`` is ``None`` without the safeguard. The encoder
+    comes back frozen (no parameter requires grad), holding the kept weights.
+    """
+    if tune["epochs"] == 0:  # the pretrained-feature baseline: nothing to train or choose
+        _freeze(encoder)
+        return [], pretrained, None, 0
+    split = None
+    if early_stopping:
+        split = _safeguard.validation_rows(len(X), validation_fraction, seed)
+        if split is None:
+            warnings.warn(
+                f"early_stopping holds out at least {_safeguard.MIN_VALIDATION_IMAGES} "
+                f"images and at most a third of them, so it needs 30 images; fit got "
+                f"{len(X)}: fine-tuning ran without the safeguard and the last epoch is "
+                "kept. Pass more images, or early_stopping=False to silence this.",
+                UserWarning, stacklevel=6,  # the caller of the estimator's fit
+            )
+    if split is None:
+        loss_curve = fine_tune(encoder, X, center, **tune)
+        _freeze(encoder)
+        return loss_curve, extract_features(encoder, X, **extract), None, len(loss_curve)
+    train_rows, held_out = split
+    device, batch_size = extract["device"], extract["batch_size"]
+    generator = torch.Generator().manual_seed(seed)
+    anomalies = _safeguard.synthetic_anomalies(
+        network_inputs(X, held_out, extract["spec"], extract["image_size"], device, batch_size)
+        .float(), generator).to(torch.float16)
+
+    def evaluate(features):
+        synthetic = features_of_inputs(encoder, anomalies, extract["spec"], batch_size,
+                                       device, extract["precision"])
+        return _safeguard.proxy_auc(features, synthetic, train_rows, held_out)
+
+    trainable = [name for name, p in encoder.named_parameters() if p.requires_grad]
+
+    def snapshot():
+        state = encoder.state_dict()
+        return {name: state[name].detach().clone() for name in trainable}
+
+    scores = [evaluate(pretrained)]
+    # Epoch 0 and the best fine-tuned epoch so far: (trainable weights, features).
+    kept = {0: (snapshot(), pretrained)}
+    best_fine_tuned = None
+    if on_epoch is not None:
+        on_epoch(0, pretrained)
+
+    def after_epoch(epoch):
+        nonlocal best_fine_tuned
+        features = extract_features(encoder, X, **extract)
+        scores.append(evaluate(features))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, features)
+        if best_fine_tuned is None or scores[-1] > scores[best_fine_tuned]:
+            kept.pop(best_fine_tuned, None)
+            best_fine_tuned = epoch + 1
+            kept[best_fine_tuned] = (snapshot(), features)
+        # Stop once the best epoch (pretrained included) lies n_iter_no_change behind.
+        return epoch + 1 - int(np.argmax(scores)) >= n_iter_no_change
+
+    loss_curve = fine_tune(encoder, X, center, rows=train_rows, on_epoch_end=after_epoch, **tune)
+    _freeze(encoder)
+    best = _safeguard.best_epoch(scores)
+    state, features = kept[best]
+    encoder.load_state_dict(state, strict=False)
+    return loss_curve, features, scores, best
+
+
+def _freeze(encoder) -> None:
+    """No parameter requires grad: the fitted network only extracts features."""
+    for parameter in encoder.parameters():
+        parameter.requires_grad_(False)

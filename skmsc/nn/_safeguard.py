@@ -1,0 +1,117 @@
+"""A label-free choice of the fine-tuning epoch: held-out normals against synthetic anomalies.
+
+Fine-tuning can make detection worse, and users have no anomalies to notice it with. So a
+seeded fraction of the normal images is held out of the fine-tuning (not of the final
+gallery). After every epoch, and for the pretrained network (epoch 0), the held-out images
+and synthetic anomalies made from them (a patch cut from another held-out image and pasted,
+a thin scar of another image's colour, or a 50/50 blend with another image) are scored by
+the kNN distance to the fine-tuning images' features. The ROC-AUC of normal against
+synthetic is the proxy; the detector keeps the epoch with the highest proxy, and keeps a
+fine-tuned epoch only if it beats the pretrained network by ``MIN_GAIN``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from ..neighbors import ExactIndex
+
+#: A fine-tuned epoch must beat the pretrained network's proxy ROC-AUC by this much.
+MIN_GAIN = 0.005
+#: Held-out images used at most (their network inputs are kept in memory as float16).
+MAX_VALIDATION_IMAGES = 256
+#: Fewer held-out images than this make the proxy too noisy to trust.
+MIN_VALIDATION_IMAGES = 10
+#: Neighbours of the proxy's kNN score: the paper's k, whatever the detector's, so the
+#: kept network (and MeanShiftedFeatures' output) does not depend on n_neighbors.
+PROXY_NEIGHBORS = 2
+
+
+def validation_rows(n_samples: int, fraction: float, seed: int):
+    """``(train_rows, validation_rows)``, sorted; ``None`` if too few images to hold out.
+
+    ``fraction`` of the images, at most ``MAX_VALIDATION_IMAGES``, and at least 10 kept
+    for training. A fraction that gives fewer than ``MIN_VALIDATION_IMAGES`` is raised to
+    that many if they are at most a third of the images (so ``None`` below 30 images).
+    """
+    n_validation = min(MAX_VALIDATION_IMAGES, int(round(fraction * n_samples)),
+                       n_samples - MIN_VALIDATION_IMAGES)
+    if n_validation < MIN_VALIDATION_IMAGES:
+        if MIN_VALIDATION_IMAGES > n_samples // 3:
+            return None
+        n_validation = MIN_VALIDATION_IMAGES
+    rng = np.random.default_rng(seed)
+    held_out = np.sort(rng.choice(n_samples, size=n_validation, replace=False))
+    return np.setdiff1d(np.arange(n_samples), held_out), held_out
+
+
+def synthetic_anomalies(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One synthetic anomaly per image of a ``(n, 3, S, S)`` batch of network inputs.
+
+    Each image gets, at random, a rectangle cut from another image of the batch (2-15 % of
+    the area, aspect 0.3-3.3), a thin straight scar (20-50 % of the side long) in the colour
+    of a pixel of another image, or a 50/50 blend with another image. Works in whatever
+    space ``images`` is in (normalised inputs): every operation copies or mixes pixels.
+    """
+    n, _, height, width = images.shape
+    out = images.clone()
+    if n < 2:
+        raise ValueError("synthetic anomalies need at least 2 images")
+
+    def uniform(low, high):
+        return low + (high - low) * torch.rand((), generator=generator).item()
+
+    def integer(high):  # 0 <= value < high
+        return int(torch.randint(0, max(1, high), (), generator=generator))
+
+    kinds = torch.randint(0, 3, (n,), generator=generator).tolist()
+    partners = ((torch.arange(n) + torch.randint(1, n, (n,), generator=generator)) % n).tolist()
+    rows = torch.arange(height, dtype=torch.float32).view(-1, 1)
+    cols = torch.arange(width, dtype=torch.float32).view(1, -1)
+    for i, (kind, j) in enumerate(zip(kinds, partners, strict=True)):
+        if kind == 0:  # cut-paste
+            area = uniform(0.02, 0.15) * height * width
+            aspect = math.exp(uniform(math.log(0.3), math.log(3.3)))
+            h = min(height, max(1, round(math.sqrt(area * aspect))))
+            w = min(width, max(1, round(math.sqrt(area / aspect))))
+            sy, sx = integer(height - h + 1), integer(width - w + 1)
+            ty, tx = integer(height - h + 1), integer(width - w + 1)
+            out[i, :, ty : ty + h, tx : tx + w] = images[j, :, sy : sy + h, sx : sx + w]
+        elif kind == 1:  # scar
+            side = min(height, width)
+            length = uniform(0.2, 0.5) * side
+            half_width = max(0.5, uniform(0.01, 0.025) * side)
+            angle = uniform(0.0, math.pi)
+            cy, cx = uniform(0.2, 0.8) * height, uniform(0.2, 0.8) * width
+            along = (rows - cy) * math.sin(angle) + (cols - cx) * math.cos(angle)
+            across = (rows - cy) * math.cos(angle) - (cols - cx) * math.sin(angle)
+            mask = (along.abs() <= length / 2) & (across.abs() <= half_width)
+            colour = images[j, :, integer(height), integer(width)]
+            out[i][:, mask] = colour.view(-1, 1).to(out.dtype)
+        else:  # blend
+            out[i] = 0.5 * images[i] + 0.5 * images[j]
+    return out
+
+
+def proxy_auc(features: np.ndarray, anomaly_features: np.ndarray, train_rows,
+              held_out_rows) -> float:
+    """ROC-AUC of held-out normals (label 1) against synthetic anomalies by kNN score.
+
+    ``features`` are all training images' features; the gallery is ``train_rows`` of them.
+    """
+    index = ExactIndex(np.ascontiguousarray(features[train_rows]))
+    queries = np.concatenate([features[held_out_rows], anomaly_features])
+    distances, _ = index.kneighbors(queries, PROXY_NEIGHBORS)
+    labels = np.r_[np.ones(len(held_out_rows)), np.zeros(len(anomaly_features))]
+    return float(roc_auc_score(labels, -distances.sum(axis=1)))
+
+
+def best_epoch(scores) -> int:
+    """The epoch to keep: the highest proxy, and epoch 0 unless beaten by ``MIN_GAIN``."""
+    scores = np.asarray(scores, dtype=float)
+    best = int(np.argmax(scores))  # the earliest of equal scores
+    return best if scores[best] >= scores[0] + MIN_GAIN else 0

@@ -1,0 +1,137 @@
+"""The label-free fine-tuning safeguard (early_stopping) and its pieces."""
+
+import numpy as np
+import pytest
+import torch
+
+from skmsc import MeanShiftedContrastiveDetector
+from skmsc.nn._safeguard import (
+    MAX_VALIDATION_IMAGES,
+    MIN_GAIN,
+    best_epoch,
+    proxy_auc,
+    synthetic_anomalies,
+    validation_rows,
+)
+
+FAST = dict(backbone="efficientnet_lite0", image_size=32, batch_size=16, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def zeros(digits):
+    X, y = digits
+    return X[y == 0][:120]
+
+
+def test_validation_rows_split_disjoint_sorted_and_capped():
+    train, held_out = validation_rows(1000, 0.1, seed=0)
+    assert len(held_out) == 100 and len(train) == 900
+    assert np.intersect1d(train, held_out).size == 0
+    assert np.array_equal(np.sort(np.r_[train, held_out]), np.arange(1000))
+    assert np.all(np.diff(held_out) > 0)
+    _, capped = validation_rows(10_000, 0.5, seed=0)
+    assert len(capped) == MAX_VALIDATION_IMAGES
+    assert len(validation_rows(50, 0.1, seed=0)[1]) == 10  # at least 10 held out
+    assert len(validation_rows(30, 0.1, seed=0)[1]) == 10
+    assert validation_rows(29, 0.1, seed=0) is None  # 10 would be over a third
+    assert np.array_equal(validation_rows(1000, 0.1, 3)[1], validation_rows(1000, 0.1, 3)[1])
+
+
+def test_synthetic_anomalies_change_every_image_and_leave_input_alone():
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.normal(size=(40, 3, 24, 24)).astype(np.float32))
+    before = images.clone()
+    out = synthetic_anomalies(images, torch.Generator().manual_seed(1))
+    assert out.shape == images.shape and out.dtype == images.dtype
+    assert torch.equal(images, before)
+    changed = (out - images).abs().flatten(1).amax(dim=1)
+    assert bool((changed > 0).all())
+    # Local edits touch part of the image only, blends all of it.
+    fraction = ((out - images).abs() > 0).float().mean(dim=(1, 2, 3))
+    assert float(fraction.min()) < 0.5 and float(fraction.max()) > 0.9
+    again = synthetic_anomalies(images, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)
+
+
+def test_proxy_auc_ranks_far_anomalies_as_anomalous():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(60, 8))
+    train, held_out = np.arange(40), np.arange(40, 60)
+    far = rng.normal(size=(20, 8)) + 10
+    assert proxy_auc(features, far, train, held_out) == 1.0
+    near = rng.normal(size=(20, 8))
+    assert 0.2 < proxy_auc(features, near, train, held_out) < 0.8
+
+
+def test_best_epoch_keeps_pretrained_unless_clearly_beaten():
+    assert best_epoch([0.80, 0.80 + MIN_GAIN / 2, 0.79]) == 0
+    assert best_epoch([0.80, 0.81, 0.83, 0.82]) == 2
+    assert best_epoch([0.80, 0.83, 0.83]) == 1  # the earliest of equal scores
+    assert best_epoch([0.9]) == 0
+
+
+def test_harmful_fine_tuning_returns_the_pretrained_network(zeros):
+    # A huge learning rate wrecks the network; the safeguard must give back epoch 0.
+    pretrained = MeanShiftedContrastiveDetector(epochs=0, **FAST).fit(zeros)
+    det = MeanShiftedContrastiveDetector(epochs=2, learning_rate=50.0, **FAST).fit(zeros)
+    assert det.best_epoch_ == 0
+    assert len(det.validation_scores_) == 1 + len(det.loss_curve_)
+    np.testing.assert_allclose(det.train_features_, pretrained.train_features_, atol=1e-6)
+    for (name, a), (_, b) in zip(det.encoder_.state_dict().items(),
+                                 pretrained.encoder_.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    np.testing.assert_allclose(det.score_samples(zeros[:10]),
+                               pretrained.score_samples(zeros[:10]), atol=1e-5)
+    # Without the safeguard the same fit changes the network.
+    unguarded = MeanShiftedContrastiveDetector(
+        epochs=2, learning_rate=50.0, early_stopping=False, **FAST).fit(zeros)
+    assert unguarded.best_epoch_ == 2 and unguarded.validation_scores_ is None
+    assert not np.allclose(unguarded.train_features_, pretrained.train_features_, atol=1e-3)
+
+
+def test_kept_epoch_matches_its_features_and_gallery_has_every_image(zeros):
+    det = MeanShiftedContrastiveDetector(epochs=3, learning_rate=1e-3, n_iter_no_change=3,
+                                         **FAST).fit(zeros)
+    assert det.train_features_.shape[0] == len(zeros)  # held-out images join the gallery
+    assert det.best_epoch_ == best_epoch(det.validation_scores_)
+    # The stored gallery is what the kept network computes.
+    np.testing.assert_allclose(det.train_features_[:20],
+                               det._extract(det._validated(zeros[:20])), atol=1e-4)
+
+
+def test_patience_stops_training(zeros):
+    det = MeanShiftedContrastiveDetector(epochs=6, learning_rate=50.0, n_iter_no_change=1,
+                                         **FAST).fit(zeros)
+    assert len(det.loss_curve_) < 6
+    assert len(det.validation_scores_) == len(det.loss_curve_) + 1
+
+
+def test_too_few_images_warn_and_keep_last_epoch(digits):
+    X, y = digits
+    with pytest.warns(UserWarning, match="early_stopping holds out at least 10 images"):
+        det = MeanShiftedContrastiveDetector(epochs=1, **FAST).fit(X[y == 0][:29])
+    assert det.validation_scores_ is None and det.best_epoch_ == 1
+
+
+def test_safeguard_is_deterministic(zeros):
+    a = MeanShiftedContrastiveDetector(epochs=2, learning_rate=1e-3, **FAST).fit(zeros)
+    b = MeanShiftedContrastiveDetector(epochs=2, learning_rate=1e-3, **FAST).fit(zeros)
+    assert a.validation_scores_ == b.validation_scores_
+    np.testing.assert_array_equal(a.train_features_, b.train_features_)
+
+
+def test_safeguard_state_survives_save_and_load(zeros, tmp_path):
+    det = MeanShiftedContrastiveDetector(epochs=1, learning_rate=1e-3, **FAST).fit(zeros)
+    loaded = MeanShiftedContrastiveDetector.load(det.save(tmp_path / "m"))
+    assert loaded.validation_scores_ == det.validation_scores_
+    assert loaded.best_epoch_ == det.best_epoch_
+    assert loaded.early_stopping is True and loaded.n_iter_no_change == 3
+
+
+def test_safeguard_works_on_image_files(image_folder):
+    from skmsc.data.files import list_image_files
+
+    files = list_image_files(image_folder.root / "other") * 4
+    det = MeanShiftedContrastiveDetector(epochs=1, learning_rate=1e-3, validation_fraction=0.5,
+                                         **FAST).fit(files)
+    assert len(det.validation_scores_) == 2 and det.train_features_.shape[0] == len(files)
