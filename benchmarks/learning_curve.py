@@ -107,7 +107,10 @@ def curve(X_train, X_test, y_test, setting: dict, args) -> dict:
     scores_by_epoch, seconds = [], []
     clock = [time.perf_counter()]
 
-    def on_epoch(epoch, features):
+    proxy_scores = []
+
+    def on_epoch(epoch, features, held_out_scores):
+        proxy_scores.append(held_out_scores)
         seconds.append(round(time.perf_counter() - clock[0], 1))
         test = extract_features(encoder, X_test, **extract)
         scores_by_epoch.append(knn_scores(ExactIndex(features), test, args.n_neighbors))
@@ -128,7 +131,7 @@ def curve(X_train, X_test, y_test, setting: dict, args) -> dict:
     aucs = [float(roc_auc_score(y_test, s)) for s in scores_by_epoch]
     return {"roc_auc_by_epoch": aucs, "proxy_by_epoch": proxy, "chosen_epoch": chosen,
             "loss_by_epoch": losses, "seconds_by_epoch": seconds,
-            }, np.stack(scores_by_epoch)
+            }, np.stack(scores_by_epoch), proxy_scores
 
 
 def paired_interval(y, scores_a, scores_b, rng) -> tuple[float, float]:
@@ -185,7 +188,8 @@ def main(argv=None):
     for name, X_train, X_test, y_test, extra in tasks(args):
         for text in args.settings:
             print(f"{name} {text} ({len(X_train)} train, {len(X_test)} test)", flush=True)
-            record, scores = curve(X_train, X_test, y_test, parse_setting(text), args)
+            record, scores, proxy_scores = curve(X_train, X_test, y_test, parse_setting(text),
+                                                 args)
             best = int(np.argmax(record["roc_auc_by_epoch"]))
             record.update(
                 task=name, setting=text, n_train=len(X_train), n_test=len(X_test),
@@ -195,8 +199,13 @@ def main(argv=None):
                     y_test, scores[record["chosen_epoch"]], scores[0], rng),
                 breakdown_by_epoch=[breakdown(y_test, s, extra) for s in scores] or None)
             results["curves"].append(record)
-            np.savez_compressed(args.out / "scores" / f"{name}-{slug(text)}.npz",
-                                y_test=y_test.astype(np.int8), scores=scores.astype(np.float32))
+            # The held-out proxy's per-image scores too: the safeguard's choice can be
+            # recomputed from them under another rule.
+            np.savez_compressed(
+                args.out / "scores" / f"{name}-{slug(text)}.npz",
+                y_test=y_test.astype(np.int8), scores=scores.astype(np.float32),
+                proxy_normal=np.stack([p[0] for p in proxy_scores]),
+                proxy_anomalous=np.stack([p[1] for p in proxy_scores]))
             print(f"  {name} {text}: ROC-AUC " + " ".join(
                 f"{100 * a:.2f}" for a in record["roc_auc_by_epoch"]) + "; proxy " + " ".join(
                 f"{100 * a:.1f}" for a in record["proxy_by_epoch"])

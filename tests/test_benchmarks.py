@@ -147,7 +147,11 @@ def test_learning_curves_and_their_report_section(benchmark_run, tmp_path):
         assert curve["task"] == "fmnist-0-t-shirt-top" and curve["n_train"] == 120
         assert len(curve["roc_auc_by_epoch"]) == 3 and len(curve["loss_by_epoch"]) == 2
         assert len(curve["proxy_by_epoch"]) == 3  # epoch 0 and after each epoch
-        assert curve["chosen_epoch"] == best_epoch(curve["proxy_by_epoch"])
+        proxy_scores = np.load(out / "scores" / f"{curve['task']}-"
+                               f"{curve['setting'].replace(':', '-')}.npz")
+        kept = best_epoch(list(zip(proxy_scores["proxy_normal"],
+                                   proxy_scores["proxy_anomalous"], strict=True)))
+        assert curve["chosen_epoch"] == kept
         assert curve["best_epoch"] == int(np.argmax(curve["roc_auc_by_epoch"]))
         low, high = curve["interval_best_vs_0"]
         assert low <= high

@@ -7,7 +7,11 @@ and synthetic anomalies made from them (a patch cut from another held-out image 
 a thin scar of another image's colour, or a 50/50 blend with another image) are scored by
 the kNN distance to the fine-tuning images' features. The ROC-AUC of normal against
 synthetic is the proxy; the detector keeps the epoch with the highest proxy, and keeps a
-fine-tuned epoch only if it beats the pretrained network by ``MIN_GAIN``.
+fine-tuned epoch only if it beats the pretrained network by ``MIN_GAIN`` *and* by more
+than the proxy's own noise: the one-sided 95 % paired bootstrap bound of the gain (over
+the held-out images and their synthetic anomalies) must lie above zero. Where synthetic
+anomalies are hard to tell from normals (proxy near 0.5) the noise is large, so the
+pretrained network is kept.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ MIN_GAIN = 0.005
 MAX_VALIDATION_IMAGES = 256
 #: Fewer held-out images than this make the proxy too noisy to trust.
 MIN_VALIDATION_IMAGES = 10
+#: Paired bootstrap resamples for the noise of a proxy gain, and the bound's quantile.
+BOOTSTRAP_ROUNDS = 200
+LOWER_QUANTILE = 5.0
 #: Neighbours of the proxy's kNN score: the paper's k, whatever the detector's, so the
 #: kept network (and MeanShiftedFeatures' output) does not depend on n_neighbors.
 PROXY_NEIGHBORS = 2
@@ -97,21 +104,56 @@ def synthetic_anomalies(images: torch.Tensor, generator: torch.Generator) -> tor
     return out
 
 
-def proxy_auc(features: np.ndarray, anomaly_features: np.ndarray, train_rows,
-              held_out_rows) -> float:
-    """ROC-AUC of held-out normals (label 1) against synthetic anomalies by kNN score.
+def proxy_scores(features: np.ndarray, anomaly_features: np.ndarray, train_rows,
+                 held_out_rows) -> tuple[np.ndarray, np.ndarray]:
+    """kNN normality scores of the held-out normals and of the synthetic anomalies.
 
     ``features`` are all training images' features; the gallery is ``train_rows`` of them.
     """
     index = ExactIndex(np.ascontiguousarray(features[train_rows]))
-    queries = np.concatenate([features[held_out_rows], anomaly_features])
-    distances, _ = index.kneighbors(queries, PROXY_NEIGHBORS)
-    labels = np.r_[np.ones(len(held_out_rows)), np.zeros(len(anomaly_features))]
-    return float(roc_auc_score(labels, -distances.sum(axis=1)))
+    normal, _ = index.kneighbors(features[held_out_rows], PROXY_NEIGHBORS)
+    anomalous, _ = index.kneighbors(anomaly_features, PROXY_NEIGHBORS)
+    return -normal.sum(axis=1), -anomalous.sum(axis=1)
 
 
-def best_epoch(scores) -> int:
-    """The epoch to keep: the highest proxy, and epoch 0 unless beaten by ``MIN_GAIN``."""
-    scores = np.asarray(scores, dtype=float)
-    best = int(np.argmax(scores))  # the earliest of equal scores
-    return best if scores[best] >= scores[0] + MIN_GAIN else 0
+def auc(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> float:
+    """ROC-AUC of normal (positive) against anomalous: P(normal scores higher), ties 1/2."""
+    return float(roc_auc_score(np.r_[np.ones(len(normal_scores)), np.zeros(len(anomaly_scores))],
+                               np.r_[normal_scores, anomaly_scores]))
+
+
+def proxy_auc(features, anomaly_features, train_rows, held_out_rows) -> float:
+    """The proxy: :func:`auc` of :func:`proxy_scores`."""
+    return auc(*proxy_scores(features, anomaly_features, train_rows, held_out_rows))
+
+
+def gain_lower_bound(epoch_scores, base_scores, seed: int = 0) -> float:
+    """One-sided 95 % paired bootstrap bound of ``auc(epoch) - auc(base)``.
+
+    Both arguments are ``(normal_scores, anomaly_scores)`` of the same images; each
+    resample draws the same held-out images (and, separately, synthetic anomalies) for
+    both epochs.
+    """
+    rng = np.random.default_rng(seed)
+    n_normal, n_anomalous = len(epoch_scores[0]), len(epoch_scores[1])
+    gains = np.empty(BOOTSTRAP_ROUNDS)
+    for b in range(BOOTSTRAP_ROUNDS):
+        i, j = rng.integers(0, n_normal, n_normal), rng.integers(0, n_anomalous, n_anomalous)
+        gains[b] = (auc(epoch_scores[0][i], epoch_scores[1][j])
+                    - auc(base_scores[0][i], base_scores[1][j]))
+    return float(np.percentile(gains, LOWER_QUANTILE))
+
+
+def best_epoch(scores_by_epoch) -> int:
+    """The epoch to keep from each epoch's ``(normal_scores, anomaly_scores)``.
+
+    The fine-tuned epoch with the highest proxy if it beats epoch 0 by ``MIN_GAIN`` and
+    its gain's bootstrap bound lies above zero; else 0 (the pretrained network).
+    """
+    aucs = [auc(*scores) for scores in scores_by_epoch]
+    if len(aucs) < 2:
+        return 0
+    best = 1 + int(np.argmax(aucs[1:]))  # the earliest of equal scores
+    if aucs[best] < aucs[0] + MIN_GAIN:
+        return 0
+    return best if gain_lower_bound(scores_by_epoch[best], scores_by_epoch[0]) > 0 else 0

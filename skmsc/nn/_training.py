@@ -287,10 +287,11 @@ def fine_tune_and_extract(encoder, X, center, pretrained, *, extract: dict, tune
     :mod:`skmsc.nn._safeguard`), the pretrained network included; else the last epoch is
     kept. ``pretrained`` are the epoch-0 features of all of ``X``; ``extract`` and
     ``tune`` are the keyword arguments of :func:`extract_features` and :func:`fine_tune`.
-    ``on_epoch(epoch, features)`` (epoch 0 = pretrained) sees each evaluated epoch's
-    features (for learning curves). Returns ``(loss_curve, features, validation_scores,
-    kept_epoch)``; ``validation_scores`` is ``None`` without the safeguard. The encoder
-    comes back frozen (no parameter requires grad), holding the kept weights.
+    ``on_epoch(epoch, features, proxy_scores)`` (epoch 0 = pretrained) sees each
+    evaluated epoch's features and held-out scores (for learning curves). Returns
+    ``(loss_curve, features, validation_scores, kept_epoch)``; ``validation_scores`` is
+    ``None`` without the safeguard. The encoder comes back frozen (no parameter requires
+    grad), holding the kept weights.
     """
     if tune["epochs"] == 0:  # the pretrained-feature baseline: nothing to train or choose
         _freeze(encoder)
@@ -317,10 +318,13 @@ def fine_tune_and_extract(encoder, X, center, pretrained, *, extract: dict, tune
         network_inputs(X, held_out, extract["spec"], extract["image_size"], device, batch_size)
         .float(), generator).to(torch.float16)
 
+    proxy = []  # (held-out normal scores, synthetic anomaly scores) of each epoch
+
     def evaluate(features):
         synthetic = features_of_inputs(encoder, anomalies, extract["spec"], batch_size,
                                        device, extract["precision"])
-        return _safeguard.proxy_auc(features, synthetic, train_rows, held_out)
+        proxy.append(_safeguard.proxy_scores(features, synthetic, train_rows, held_out))
+        return _safeguard.auc(*proxy[-1])
 
     trainable = [name for name, p in encoder.named_parameters() if p.requires_grad]
 
@@ -333,14 +337,14 @@ def fine_tune_and_extract(encoder, X, center, pretrained, *, extract: dict, tune
     kept = {0: (snapshot(), pretrained)}
     best_fine_tuned = None
     if on_epoch is not None:
-        on_epoch(0, pretrained)
+        on_epoch(0, pretrained, proxy[-1])
 
     def after_epoch(epoch):
         nonlocal best_fine_tuned
         features = extract_features(encoder, X, **extract)
         scores.append(evaluate(features))
         if on_epoch is not None:
-            on_epoch(epoch + 1, features)
+            on_epoch(epoch + 1, features, proxy[-1])
         if best_fine_tuned is None or scores[-1] > scores[best_fine_tuned]:
             kept.pop(best_fine_tuned, None)
             best_fine_tuned = epoch + 1
@@ -350,7 +354,7 @@ def fine_tune_and_extract(encoder, X, center, pretrained, *, extract: dict, tune
 
     loss_curve = fine_tune(encoder, X, center, rows=train_rows, on_epoch_end=after_epoch, **tune)
     _freeze(encoder)
-    best = _safeguard.best_epoch(scores)
+    best = _safeguard.best_epoch(proxy)
     state, features = kept[best]
     encoder.load_state_dict(state, strict=False)
     return loss_curve, features, scores, best
