@@ -3,7 +3,8 @@
 - :func:`check_input_container`: a first look at ``X`` before scikit-learn's
   ``check_array``;
 - :func:`check_image_array`: an array of images the network can take;
-- :func:`check_enough_samples`: enough training samples for the leave-one-out scores.
+- :func:`check_enough_samples`: enough training samples for the leave-one-out scores;
+- :func:`check_fitted_sample_shape`: an array shaped like what the estimator was fitted on.
 
 ``check_array`` handles arrays well, but some inputs reach it in a form whose error names
 a numpy internal ("inhomogeneous shape") or silently changes meaning (a list mixing uint8

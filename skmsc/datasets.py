@@ -667,6 +667,16 @@ class ELPVSplit(NamedTuple):
     ``X_train`` holds defect-free cells only; ``y_test`` is 1 for a defect-free (normal)
     test cell and 0 for a defective one; ``defect_probability`` (0, 1/3, 2/3 or 1) and
     ``cell_type`` ("mono" or "poly") describe each test cell, ``test_files`` names its file.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmsc.datasets import ELPVSplit
+    >>> split = ELPVSplit(np.zeros((2, 4, 4)), np.zeros((1, 4, 4)), np.array([1]),
+    ...                   np.array([0.0]), np.array(["mono"]), np.array(["cell0001.png"]))
+    >>> X_train, X_test, y_test = split[:3]
+    >>> X_train.shape, split.cell_type.tolist()
+    ((2, 4, 4), ['mono'])
     """
 
     X_train: np.ndarray

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 __all__ = ["PRESETS", "preset"]
 
+#: The named settings: name -> dict of detector parameters (see :func:`preset`).
 PRESETS = {
     # The paper's schedule (the estimator's defaults): ResNet152, 20 epochs at lr 1e-5.
     # Meant for a GPU; hours on a laptop CPU.

@@ -65,7 +65,7 @@ def test_two_cpu_fits_with_an_int_seed_are_identical(digits):
 
 @pytest.mark.parametrize("precision", ["float32", "auto"])
 def test_scores_do_not_depend_on_the_scoring_batch_size(fitted_lite0, digits, precision):
-    from skmsc._precision import resolve_precision
+    from skmsc.nn import resolve_precision
 
     X = digits[0][-50:]
     fitted = copy.deepcopy(fitted_lite0)

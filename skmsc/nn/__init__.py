@@ -8,6 +8,7 @@
 - ``augment``: batched MoCo-v2 augmentation;
 - ``_preprocess``: evaluation and training transforms of image batches;
 - ``_training``: the extraction and fine-tuning loops;
+- ``_safeguard``: the label-free choice of the epoch to keep;
 - ``_runtime``: device and precision;
 - ``_network``: :class:`MeanShiftedNetwork`, which ties them together.
 
