@@ -52,9 +52,10 @@ class MeanShiftedContrastiveDetector(
     batch_size : int, default=64
         Images per fine-tuning step (each gives two views) and per scoring batch.
         Scores do not depend on it beyond float rounding (agreement within 1e-5 in
-        float32, within 1e-2 in bfloat16; tested). On CUDA out-of-memory the batch is halved and retried with a
-        ``ResourceWarning`` (down to 2 images for fine-tuning, 1 for scoring), then a
-        ``torch.OutOfMemoryError`` names the batch size that failed.
+        float32, within 1e-2 in bfloat16; tested). On CUDA out-of-memory the batch is
+        halved and retried with a ``ResourceWarning`` (down to 2 images for
+        fine-tuning, 1 for scoring), then a ``torch.OutOfMemoryError`` names the batch
+        size that failed.
     learning_rate : float, default=1e-5
         SGD learning rate (no momentum, as in the paper).
     weight_decay : float, default=5e-5
