@@ -458,15 +458,21 @@ def plot_curves(curve_files: list[tuple[Path, dict]], path: Path) -> None:
         ax.set(title=f"normal class {name!r}", xlabel="epochs of fine-tuning",
                ylabel="ROC-AUC minus pretrained kNN (points)")
         ax.grid(alpha=0.3)
-    handles = {}
-    for ax in axes[0]:
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(label, handle)
+    handles = legend_handles(axes[0])
     fig.legend([handles[label] for label in labels], labels, fontsize=7, loc="upper center",
                bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+
+
+def legend_handles(axes) -> dict:
+    """One legend handle per label, from whichever of ``axes`` has it, in first-seen order."""
+    handles = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    return handles
 
 
 def curve_label(curve: dict, payload: dict) -> str:
@@ -560,13 +566,9 @@ def plot_guarded_curves(curve_files: list[tuple[Path, dict]], path: Path) -> Non
             axes[row, col].grid(alpha=0.3)
     axes[0, 0].set_ylabel("test ROC-AUC gain (points)")
     axes[1, 0].set_ylabel("held-out proxy gain (points)")
-    handles, names = [], []
-    for ax in axes[0]:  # one legend entry per run and setting, whichever panel has it
-        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
-            if name not in names:
-                handles.append(handle)
-                names.append(name)
-    fig.legend(handles, names, loc="outside lower center", ncol=4, fontsize=7, frameon=False)
+    handles = legend_handles(axes[0])
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=4,
+               fontsize=7, frameon=False)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
