@@ -1,6 +1,5 @@
 """save/load without pickle: round trips, and clear errors for damaged or hostile files."""
 
-import hashlib
 import json
 import pickle
 import warnings
@@ -8,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from saved_models import rebind, record_tensor_hash
 from sklearn.exceptions import NotFittedError
 
 from skmsc import MeanShiftedContrastiveDetector
@@ -15,10 +15,8 @@ from skmsc.persistence import JSON_NAME, TENSORS_NAME, load, save
 
 
 def _rehash(folder):
-    """Make the JSON agree with the tensor file again, as a careful attacker would."""
-    document = json.loads((folder / JSON_NAME).read_text())
-    document["tensors_sha256"] = hashlib.sha256((folder / TENSORS_NAME).read_bytes()).hexdigest()
-    (folder / JSON_NAME).write_text(json.dumps(document))
+    """Make the two files agree again, as a careful attacker would."""
+    rebind(folder)
 
 
 @pytest.fixture
@@ -92,13 +90,19 @@ def test_truncated_or_edited_json_is_detected(saved):
     with pytest.raises(ValueError, match="not valid JSON"):
         load(saved)
     document = json.loads(text)
+    document["params"]["n_neighbors"] = 3
+    (saved / JSON_NAME).write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="JSON was edited, or the files come from different"):
+        load(saved)  # the tensor file records the document it was saved with
     document["params"]["n_neighbors"] = "two"
     (saved / JSON_NAME).write_text(json.dumps(document))
+    _rehash(saved)
     with pytest.raises(ValueError, match="Saved parameters are not valid"):
         load(saved)
     document = json.loads(text)
     document["fitted"]["backbone"] = "resnet18"
     (saved / JSON_NAME).write_text(json.dumps(document))
+    _rehash(saved)
     with pytest.raises(ValueError, match="feature size does not match the backbone"):
         load(saved)
     document = json.loads(text)
@@ -149,7 +153,7 @@ def test_a_pickle_payload_in_the_tensor_file_cannot_run(saved, tmp_path, how):
         path.write_bytes(pickle.dumps({"train_features_": _Payload(marker)}))
     else:
         torch.save({"train_features_": _Payload(marker)}, path)
-    _rehash(saved)  # even with a matching SHA-256 the file is only parsed, never unpickled
+    record_tensor_hash(saved)  # with a matching SHA-256 the file is only parsed, never unpickled
     with pytest.raises(ValueError, match="not a valid safetensors file"):
         load(saved)
     assert not marker.exists()

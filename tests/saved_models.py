@@ -1,0 +1,32 @@
+"""Helpers for tests that damage or forge saved models (not a test module)."""
+
+import hashlib
+import json
+
+from safetensors.numpy import load_file, save_file
+
+from skmsc.persistence import JSON_NAME, TENSORS_NAME, document_sha256
+
+
+def rebind(folder, edit=None):
+    """Rewrite a saved folder so its files agree again, as a careful forger would.
+
+    ``edit(document, tensors)`` changes the parsed JSON document and the dict of arrays
+    in place; both files are then written with matching hashes, so only the checks of
+    the contents themselves stand between the forgery and a loaded model.
+    """
+    document = json.loads((folder / JSON_NAME).read_text())
+    tensors = load_file(str(folder / TENSORS_NAME))
+    if edit is not None:
+        edit(document, tensors)
+    binding = {"skmsc_document_sha256": document_sha256(document)}
+    save_file(tensors, str(folder / TENSORS_NAME), metadata=binding)
+    document["tensors_sha256"] = hashlib.sha256((folder / TENSORS_NAME).read_bytes()).hexdigest()
+    (folder / JSON_NAME).write_text(json.dumps(document))
+
+
+def record_tensor_hash(folder):
+    """Make the JSON record the SHA-256 of whatever the tensor file now holds."""
+    document = json.loads((folder / JSON_NAME).read_text())
+    document["tensors_sha256"] = hashlib.sha256((folder / TENSORS_NAME).read_bytes()).hexdigest()
+    (folder / JSON_NAME).write_text(json.dumps(document))
