@@ -3,6 +3,7 @@
 from ._version import __version__
 
 __all__ = [
+    "DivergenceError",
     "InconsistentVersionWarning",
     "KNNDetector",
     "MeanShiftedContrastiveDetector",
@@ -13,6 +14,7 @@ __all__ = [
 # Public names are imported on first use, so that `skmsc.cli` can set OpenMP's
 # environment before torch loads (the estimators import torch).
 _LAZY = {
+    "DivergenceError": "._checks",
     "InconsistentVersionWarning": "._estimators",
     "KNNDetector": "._estimators",
     "MeanShiftedContrastiveDetector": "._estimators",

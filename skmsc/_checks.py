@@ -4,7 +4,9 @@
   ``check_array``;
 - :func:`check_image_array`: an array of images the network can take;
 - :func:`check_enough_samples`: enough training samples for the leave-one-out scores;
-- :func:`check_fitted_sample_shape`: an array shaped like what the estimator was fitted on.
+- :func:`check_fitted_sample_shape`: an array shaped like what the estimator was fitted on;
+- :func:`check_feature_range`: feature vectors whose distances float32 can hold;
+- :class:`DivergenceError`: a fit whose numbers stopped being finite.
 
 ``check_array`` handles arrays well, but some inputs reach it in a form whose error names
 a numpy internal ("inhomogeneous shape") or silently changes meaning (a list mixing uint8
@@ -21,9 +23,32 @@ import numpy as np
 from scipy import sparse
 
 __all__ = [
-    "EXPECTED_INPUT", "check_enough_samples", "check_fitted_sample_shape", "check_image_array",
-    "check_input_container",
+    "EXPECTED_INPUT", "DivergenceError", "check_enough_samples", "check_feature_range",
+    "check_fitted_sample_shape", "check_image_array", "check_input_container",
 ]
+
+
+class DivergenceError(ValueError, FloatingPointError):
+    """A fit produced NaN or infinite numbers (loss, features, centre or threshold).
+
+    The message names the likely cause (learning_rate, weight_decay, temperature,
+    precision, or features too large). The estimator is left as it was before ``fit``.
+    A ``ValueError`` (as scikit-learn raises for divergence) and a ``FloatingPointError``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmsc import DivergenceError, MeanShiftedContrastiveDetector
+    >>> X = np.random.default_rng(0).integers(0, 256, size=(8, 16, 16), dtype=np.uint8)
+    >>> det = MeanShiftedContrastiveDetector(
+    ...     "efficientnet_lite0", weights=None, epochs=1, batch_size=4, image_size=16,
+    ...     weight_decay=1e30, random_state=0)
+    >>> try:
+    ...     det.fit(X)
+    ... except DivergenceError as exc:
+    ...     print("weight_decay=1e+30" in str(exc))
+    True
+    """
 
 
 def _describe(x) -> str:
@@ -41,6 +66,9 @@ def check_input_container(X, *, min_samples: int = 1) -> None:
     """
     if sparse.issparse(X):
         return  # check_array explains that sparse input is not supported
+    if isinstance(X, np.ma.MaskedArray):
+        _check_masked(X)
+    _check_torch_tensor(X)
     if X is None or isinstance(X, str | bytes | dict) or np.isscalar(X):
         raise TypeError(
             f"X must be an array of samples (images or feature vectors), got "
@@ -52,15 +80,28 @@ def check_input_container(X, *, min_samples: int = 1) -> None:
         return
     shape = getattr(X, "shape", None)
     dtype = getattr(X, "dtype", None)
+    if (isinstance(X, np.ndarray) and X.dtype == object and X.ndim == 1
+            and any(hasattr(x, "shape") or isinstance(x, bytes) for x in X)):
+        _check_sequence(list(X), min_samples, container="1-D object array")
+        raise TypeError(
+            f"X is a 1-D object array of {len(X)} items: numpy cannot treat it as a batch. "
+            "Pass np.stack(list(X)) if they are images of one size, or a list of image "
+            "file paths."
+        )
     if shape is not None and len(shape) >= 1 and shape[0] < min_samples:
         raise ValueError(
             f"X has shape {tuple(shape)}: {shape[0]} samples, at least {min_samples} needed. "
             "Pass a non-empty batch of images or feature vectors."
         )
-    if isinstance(dtype, np.dtype) and dtype.kind in "USV":
+    if isinstance(dtype, np.dtype) and dtype.kind in "USVMm":
         raise TypeError(
             f"X has dtype {dtype}, which is not numeric. Decode images to pixel arrays "
             "(e.g. with PIL or skimage.io.imread) and pass uint8 or float values."
+        )
+    if isinstance(dtype, np.dtype) and dtype.kind == "f" and dtype.itemsize > 8:
+        raise TypeError(
+            f"X has dtype {dtype} (extended precision), which the network and the float32 "
+            "features cannot hold: convert it with X.astype(np.float64)."
         )
     if isinstance(dtype, np.dtype) and dtype.kind == "c":
         raise ValueError(
@@ -69,11 +110,39 @@ def check_input_container(X, *, min_samples: int = 1) -> None:
         )
 
 
-def _check_sequence(X: Sequence, min_samples: int) -> None:
+def _check_masked(X: np.ma.MaskedArray) -> None:
+    if np.ma.getmaskarray(X).any():
+        raise TypeError(
+            f"X is a masked array with {int(np.ma.getmaskarray(X).sum())} masked values; "
+            "skmsc cannot ignore them (the values under the mask would be used). Fill "
+            "them (X.filled(value)) or drop the samples that have them."
+        )
+
+
+def _check_torch_tensor(X) -> None:
+    """Tensors numpy cannot convert: say how to convert them (no torch import here)."""
+    if not type(X).__module__.startswith("torch") or not hasattr(X, "detach"):
+        return
+    if str(X.dtype) in ("torch.bfloat16", "torch.float8_e4m3fn", "torch.float8_e5m2"):
+        raise TypeError(f"X is a torch tensor of dtype {X.dtype}, which numpy cannot hold: "
+                        "pass X.float() (or X.to(torch.uint8) for 0-255 pixels).")
+    if getattr(X, "device", None) is not None and X.device.type != "cpu":
+        raise TypeError(f"X is a torch tensor on {X.device}: pass X.cpu().")
+    if getattr(X, "requires_grad", False):
+        raise TypeError("X is a torch tensor that requires grad: pass X.detach().")
+
+
+def _check_sequence(X: Sequence, min_samples: int, container: str | None = None) -> None:
     if len(X) < min_samples:
         raise ValueError(
-            f"X is an empty {type(X).__name__}: {len(X)} samples, at least {min_samples} "
-            "needed. Pass a non-empty batch of images or feature vectors."
+            f"X is an empty {container or type(X).__name__}: {len(X)} samples, at least "
+            f"{min_samples} needed. Pass a non-empty batch of images or feature vectors."
+        )
+    if any(isinstance(x, bytes) for x in X):
+        raise TypeError(
+            "X holds bytes objects. If they are file paths, pass them as str "
+            "([os.fsdecode(p) for p in paths]); if they are encoded images, decode them "
+            "first (e.g. with PIL.Image.open(io.BytesIO(data)))."
         )
     arrays = [x for x in X if hasattr(x, "shape") and hasattr(x, "dtype")]
     if not arrays:
@@ -154,6 +223,30 @@ def check_enough_samples(n_samples: int, n_neighbors: int) -> None:
             f"n_samples={n_samples} is too few: scoring sums distances to "
             f"n_neighbors={n_neighbors} other training samples, so fit needs at "
             f"least {n_neighbors + 1} samples (or a smaller n_neighbors)."
+        )
+
+
+def check_feature_range(features: np.ndarray) -> None:
+    """A ``ValueError`` unless the float32 ``features`` and their squared distances are finite.
+
+    Distances are searched in float32: with values beyond about 1e18 their squares
+    overflow and the nearest neighbours found would be wrong without a word.
+    """
+    if features.size == 0:
+        return
+    if not np.isfinite(features).all():
+        raise ValueError(
+            "X has values beyond float32's range (about 3.4e38) once converted to the "
+            "float32 the detector computes in: scale the features down (e.g. "
+            "sklearn.preprocessing.StandardScaler)."
+        )
+    largest = float(np.abs(features).max())
+    limit = np.sqrt(np.finfo(np.float32).max / (4.0 * features.shape[-1]))
+    if largest > limit:
+        raise ValueError(
+            f"X has values up to {largest:.3g}: too large for float32 distances between "
+            f"{features.shape[-1]}-d vectors (at most {limit:.3g}). Scale the features "
+            "down (e.g. sklearn.preprocessing.StandardScaler)."
         )
 
 

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from numbers import Integral, Real
 
@@ -19,12 +18,14 @@ import numpy as np
 import sklearn
 import torch
 import torchvision
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .. import persistence
+from .._checks import DivergenceError
 from .._version import __version__
 from ..neighbors import knn_scores, make_index, resolve_knn_algorithm
+from ._state import snapshot
 
 __all__ = ["AUTO_CONTAMINATION", "InconsistentVersionWarning", "KNNScorerMixin",
            "SkmscEstimatorMixin"]
@@ -97,6 +98,10 @@ def warn_on_version_mismatch(saved: dict | None, estimator_name: str) -> None:
 class SkmscEstimatorMixin:
     """Docs link, versions, all-or-nothing fit and safe save/load for every estimator.
 
+    Fitting methods are decorated with :func:`~skmsc._estimators._state.fits_aside`
+    (the new state is built aside and swapped in whole); reading methods work on
+    :func:`~skmsc._estimators._state.snapshot` of the estimator.
+
     Saving is cooperative: each class in the hierarchy adds its fitted attributes in
     ``_saved_state`` (returning JSON-ready values and arrays) and reads and checks them
     back in ``_restore_state``, so no list of attributes lives outside the class that
@@ -112,16 +117,22 @@ class SkmscEstimatorMixin:
         if not cls.__name__.startswith("_"):
             persistence.LOADERS[cls.__name__] = cls
 
-    @contextlib.contextmanager
-    def _all_or_nothing(self):
-        """Never half-fitted: an error or an interrupt restores the previous state."""
-        before = self.__dict__.copy()
-        try:
-            yield
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(before)
-            raise
+    def _validate_params(self):
+        """scikit-learn's checks, and no ``True``/``False`` where a number is expected.
+
+        ``bool`` is an ``int`` to Python, so ``Interval(Integral, ...)`` alone would take
+        ``n_neighbors=True`` as 1.
+        """
+        for name, constraints in self._parameter_constraints.items():
+            value = getattr(self, name, None)
+            numeric = [c for c in constraints if isinstance(c, Interval)]
+            if isinstance(value, bool) and numeric and "boolean" not in constraints:
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be "
+                    f"{' or '.join(str(c) for c in constraints)}, not a bool. "
+                    f"Got {value!r} instead."
+                )
+        super()._validate_params()
 
     def _record_versions(self) -> None:
         self.versions_ = current_versions()
@@ -164,10 +175,11 @@ class SkmscEstimatorMixin:
         -------
         path : pathlib.Path
         """
-        check_is_fitted(self)
-        fitted, tensors = self._saved_state()
+        model = snapshot(self)  # one consistent state, even while another thread fits
+        check_is_fitted(model)
+        fitted, tensors = model._saved_state()
         return persistence.write(
-            path, class_name=type(self).__name__, params=self.get_params(deep=False),
+            path, class_name=type(self).__name__, params=model.get_params(deep=False),
             fitted=fitted, tensors=tensors,
         )
 
@@ -234,9 +246,16 @@ class KNNScorerMixin:
         loo_distances, _ = index.kneighbors(features, self.n_neighbors, exclude_self=True)
         train_scores = -loo_distances.sum(axis=1)
         fraction = AUTO_CONTAMINATION if self.contamination == "auto" else self.contamination
+        offset = float(np.percentile(train_scores, 100.0 * fraction))
+        if not (np.isfinite(train_scores).all() and np.isfinite(offset)):
+            raise DivergenceError(
+                f"The training scores or the threshold are not finite (offset_={offset}): "
+                "the features are too large for their distances. Scale the features "
+                "down (e.g. sklearn.preprocessing.StandardScaler)."
+            )
         self.train_features_ = features
         self.train_scores_ = train_scores
-        self.offset_ = float(np.percentile(train_scores, 100.0 * fraction))
+        self.offset_ = offset
         self.knn_algorithm_ = algorithm
         self._index = index
         self._index_seed = int(seed)
@@ -254,6 +273,9 @@ class KNNScorerMixin:
         scores : ndarray of shape (n_samples,)
             Higher means more normal.
         """
+        return snapshot(self)._score_samples(X)
+
+    def _score_samples(self, X):
         parts = [
             knn_scores(self._index, features, self.n_neighbors)
             for features in self._feature_chunks(X)
@@ -272,7 +294,8 @@ class KNNScorerMixin:
         -------
         decision : ndarray of shape (n_samples,)
         """
-        return self.score_samples(X) - self.offset_
+        model = snapshot(self)  # scores and offset_ of one model, whatever a fit does
+        return model._score_samples(X) - model.offset_
 
     def predict(self, X):
         """+1 for normal samples, -1 for anomalies.

@@ -12,6 +12,7 @@ from ._base import (
     scoring_chunk_rows,
 )
 from ._network import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
+from ._state import fits_aside
 
 __all__ = ["AUTO_CONTAMINATION", "MeanShiftedContrastiveDetector"]
 
@@ -220,6 +221,7 @@ class MeanShiftedContrastiveDetector(
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @fits_aside
     def fit(self, X, y=None):
         """Fine-tune on normal images ``X`` and index their features.
 
@@ -239,12 +241,13 @@ class MeanShiftedContrastiveDetector(
         self : object
             The fitted detector.
         """
-        with self._all_or_nothing():
-            source = self._fit_source(X, self.n_neighbors)
-            seeds = fit_seeds(self.random_state)
-            features = self._fit_network(source, seeds)
-            self._fit_knn(features, seed=int(seeds[3]))
-            self._record_versions()
+        # All or nothing: this runs on a stand-in whose state replaces the detector's
+        # only when fit returns (see fits_aside).
+        source = self._fit_source(X, self.n_neighbors)
+        seeds = fit_seeds(self.random_state)
+        features = self._fit_network(source, seeds)
+        self._fit_knn(features, seed=int(seeds[3]))
+        self._record_versions()
         return self
 
     def _feature_chunks(self, X):

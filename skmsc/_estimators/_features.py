@@ -16,6 +16,7 @@ from sklearn.base import (
 
 from ._base import SkmscEstimatorMixin
 from ._network import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
+from ._state import fits_aside, snapshot
 
 __all__ = ["MeanShiftedFeatures"]
 
@@ -131,6 +132,7 @@ n_iter_no_change, random_state, verbose
         self.verbose = verbose
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @fits_aside
     def fit(self, X, y=None):
         """Fine-tune the backbone on normal images ``X``.
 
@@ -146,12 +148,12 @@ n_iter_no_change, random_state, verbose
         self : object
             The fitted transformer.
         """
-        with self._all_or_nothing():
-            # Two samples at least, as the detector with n_neighbors=1 needs.
-            source = self._fit_source(X, min_neighbors=1)
-            features = self._fit_network(source, fit_seeds(self.random_state))
-            self._n_features_out = features.shape[1]
-            self._record_versions()
+        # All or nothing (see fits_aside). Two samples at least, as the detector with
+        # n_neighbors=1 needs.
+        source = self._fit_source(X, min_neighbors=1)
+        features = self._fit_network(source, fit_seeds(self.random_state))
+        self._n_features_out = features.shape[1]
+        self._record_versions()
         return self
 
     def transform(self, X):
@@ -166,7 +168,8 @@ n_iter_no_change, random_state, verbose
         -------
         features : ndarray of shape (n_samples, n_features_out), float32
         """
-        return self._extract(self._validated(X))
+        model = snapshot(self)  # one consistent state, even while another thread fits
+        return model._extract(model._validated(X))
 
     def _saved_state(self) -> tuple[dict, dict]:
         fitted, tensors = super()._saved_state()

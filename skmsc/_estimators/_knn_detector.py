@@ -12,8 +12,9 @@ from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._checks import check_enough_samples
+from .._checks import check_enough_samples, check_feature_range, check_input_container
 from ._base import KNN_PARAMETER_CONSTRAINTS, KNNScorerMixin, SkmscEstimatorMixin
+from ._state import fits_aside
 
 __all__ = ["KNNDetector"]
 
@@ -81,6 +82,7 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @fits_aside
     def fit(self, X, y=None):
         """Index the normal feature vectors ``X`` and set the threshold.
 
@@ -96,19 +98,26 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         self : object
             The fitted detector.
         """
-        with self._all_or_nothing():
-            X = validate_data(self, X, dtype="numeric", ensure_min_samples=1)
-            check_enough_samples(len(X), self.n_neighbors)
-            seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-            self._fit_knn(np.asarray(X, dtype=np.float32), seed)
-            self._record_versions()
+        # All or nothing (see fits_aside).
+        check_input_container(X)
+        X = validate_data(self, X, dtype="numeric", ensure_min_samples=1)
+        check_enough_samples(len(X), self.n_neighbors)
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        # A copy of the caller's data, never a view of it (also of a float32 memmap).
+        features = np.array(X, dtype=np.float32, copy=True)
+        check_feature_range(features)
+        self._fit_knn(features, seed)
+        self._record_versions()
         return self
 
     def _feature_chunks(self, X):
         """The validated feature vectors of ``X``, as one chunk."""
         check_is_fitted(self)
+        check_input_container(X)
         X = validate_data(self, X, dtype="numeric", reset=False)
-        yield np.asarray(X, dtype=np.float32)
+        features = np.asarray(X, dtype=np.float32)
+        check_feature_range(features)
+        yield features
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

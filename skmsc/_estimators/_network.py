@@ -19,7 +19,9 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .. import persistence
 from .._checks import (
+    DivergenceError,
     check_enough_samples,
+    check_feature_range,
     check_fitted_sample_shape,
     check_image_array,
     check_input_container,
@@ -87,8 +89,10 @@ class NetworkEstimatorMixin:
     def _fit_network(self, source, seeds) -> np.ndarray:
         """Centre and fine-tune on ``source``; returns the fine-tuned training features."""
         if source.sample_shape is not None and len(source.sample_shape) == 1:
-            # Feature vectors: no network, the detector is the kNN scorer alone.
-            features = np.asarray(source.X, dtype=np.float32)
+            # Feature vectors: no network, the detector is the kNN scorer alone. A copy of
+            # the caller's data, never a view of it (also of a float32 memmap).
+            features = np.array(source.X, dtype=np.float32, copy=True)
+            check_feature_range(features)
             self.encoder_, self.backbone_spec_, self.device_ = None, None, torch.device("cpu")
             self.precision_ = {"fine_tuning": "float32", "features": "float32"}
             self.center_ = features.mean(axis=0)
@@ -108,6 +112,13 @@ class NetworkEstimatorMixin:
         # The centre comes from the pretrained network in eval mode, before training.
         pretrained = network.extract(source, precision=precision["features"], **run)
         center = network.mean_shift(pretrained, angular=self.angular)
+        if not np.isfinite(center).all():
+            raise DivergenceError(
+                "The centre of the pretrained features is not finite"
+                + (" (angular=True divides it by its length, and the features' mean is "
+                   "near zero: use angular=False)" if self.angular else "")
+                + ". Check the backbone's weights."
+            )
         loss_curve, features, validation_scores, best_epoch = network.fine_tune_and_extract(
             source, pretrained, center, epochs=self.epochs, learning_rate=self.learning_rate,
             weight_decay=self.weight_decay, temperature=self.temperature,
@@ -157,7 +168,10 @@ class NetworkEstimatorMixin:
     def _extract(self, source) -> np.ndarray:
         """Features of a validated batch source (see ``_validated``)."""
         if self.encoder_ is None:
-            return np.asarray(source.X, dtype=np.float32)
+            # A new array: transform's output must not be a view of the caller's data.
+            features = np.array(source.X, dtype=np.float32, copy=True)
+            check_feature_range(features)
+            return features
         # Resolved here, not read from precision_: a loaded model may run on another
         # device than the one it was fitted on.
         return self._network().extract(source, batch_size=self.batch_size,

@@ -8,12 +8,14 @@ On CUDA out-of-memory both halve their batch and go on (see the functions).
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .._checks import DivergenceError
 from ..data._batches import batch_source
 from . import _safeguard
 from ._preprocess import eval_transform, network_input, training_transform
@@ -60,6 +62,31 @@ def _warn_and_free(device, what: str, failed: int, smaller: int) -> None:
         f"with batch_size={smaller}. Set batch_size={smaller} to avoid the retry.",
         ResourceWarning,
         stacklevel=4,
+    )
+
+
+def divergence_error(what: str, *, learning_rate=None, weight_decay=None, temperature=None,
+                     precision: str = "float32") -> DivergenceError:
+    """A :class:`DivergenceError` saying ``what`` went non-finite and naming the likely cause.
+
+    Settings far from the paper's (SGD lr 1e-5, weight decay 5e-5, temperature 0.25) come
+    first; the others follow as further candidates.
+    """
+    suspects, others = [], []
+    for name, value, bad, advice in [
+        ("learning_rate", learning_rate, lambda v: v > 0.1, "lower it (the paper: 1e-5)"),
+        ("weight_decay", weight_decay, lambda v: v > 0.1, "lower it (the paper: 5e-5)"),
+        ("temperature", temperature, lambda v: v < 0.01, "raise it (the paper: 0.25)"),
+        ("precision", precision, lambda v: v != "float32", "use precision='float32'"),
+    ]:
+        if value is None:
+            continue
+        text = f"{name}={value!r}" if isinstance(value, str) else f"{name}={value:g}"
+        (suspects if bad(value) else others).append(f"{text}: {advice}")
+    causes = "; ".join(suspects) if suspects else "; ".join(others)
+    return DivergenceError(
+        f"{what} is not finite (NaN or infinity): fine-tuning diverged. Likely cause: "
+        f"{causes}. The estimator was left as it was before fit."
     )
 
 
@@ -122,6 +149,8 @@ def extract_features(
                 continue
             start += done
             bar.update(done)
+    if not np.isfinite(features).all():
+        raise divergence_error("The network's features", precision=precision)
     return features
 
 
@@ -213,6 +242,11 @@ def fine_tune(
                     _warn_and_free(device, "fine-tuning", len(rows), smaller)
                     batch_size = smaller
                     continue
+                if not math.isfinite(loss):
+                    raise divergence_error(
+                        f"The loss at epoch {epoch + 1}, step {count // batch_size + 1}",
+                        learning_rate=learning_rate, weight_decay=weight_decay,
+                        temperature=temperature, precision=precision)
                 start += len(rows)
                 total += loss * len(rows)
                 count += len(rows)
@@ -305,7 +339,7 @@ def fine_tune_and_extract(encoder, X, center, pretrained, *, extract: dict, tune
                 f"images and at most a third of them, so it needs 30 images; fit got "
                 f"{len(X)}: fine-tuning ran without the safeguard and the last epoch is "
                 "kept. Pass more images, or early_stopping=False to silence this.",
-                UserWarning, stacklevel=6,  # the caller of the estimator's fit
+                UserWarning, stacklevel=7,  # the caller of the estimator's fit
             )
     if split is None:
         loss_curve = fine_tune(encoder, X, center, **tune)
