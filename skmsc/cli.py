@@ -1,9 +1,18 @@
 """The ``skmsc`` command line: fit a detector on a folder of images, score image files.
 
 Exit codes: 0 success; 2 usage error (bad arguments, missing folder or model, no images
-found, invalid parameter value); 1 any other failure (unreadable image, model that cannot
-be loaded, ...), with a one-line reason on stderr. Progress bars and messages go to
-stderr; results go to stdout or to the ``--csv`` file.
+found, invalid parameter value, an output that would overwrite something); 1 any other
+failure (unreadable image, model that cannot be loaded, ...), with a one-line reason on
+stderr. Progress bars and messages go to stderr; results go to stdout or to the ``--csv``
+file.
+
+Outputs never destroy inputs: the targets are checked before any work; an existing file
+or model is replaced only with ``--overwrite``, and then atomically (a temporary file or
+folder renamed in place, so a failure leaves the old one whole); the model folder and the
+input images are never written; writing into an input folder needs ``--overwrite``. CSV
+cells that a spreadsheet would run as a formula (paths starting with ``= + - @``, tab or
+carriage return, or a quote) get a leading ``'``, as OWASP recommends: remove one
+leading ``'`` to get the path back.
 """
 
 from __future__ import annotations
@@ -16,9 +25,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import csv  # noqa: E402
+import io  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from ._fileio import write_file_atomically  # noqa: E402
 from ._version import __version__  # noqa: E402
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -78,8 +89,18 @@ def _parser() -> argparse.ArgumentParser:
         help="do not look into sub-folders",
     )
     files.add_argument(
-        "--workers", type=int, default=None,
+        "--workers", type=_non_negative_int, default=None,
         help="image decoding threads (default: min(4, CPUs); 0 decodes in the main thread)",
+    )
+    files.add_argument(
+        "--bit-depth", type=_bit_depth, default=None, metavar="BITS",
+        help="bits used by images of more than 8 bits per sample, e.g. 12 for a 12-bit "
+        "camera writing 0-4095 into 16-bit files (default: the file type's full range)",
+    )
+    files.add_argument(
+        "--overwrite", action="store_true",
+        help="replace an existing output (model folder or CSV file), or write into an "
+        "input folder; never the model being read or the input images",
     )
     files.add_argument(
         "--skip-unreadable", action="store_true",
@@ -154,7 +175,7 @@ def _readable(paths: list[str], args) -> list[str]:
         return paths
     from .data.files import find_unreadable
 
-    failures = find_unreadable(paths, n_workers=args.workers)
+    failures = find_unreadable(paths, n_workers=args.workers, bit_depth=args.bit_depth)
     for _, reason in failures:
         print(f"skmsc: skipped: {_one_line(reason)}", file=sys.stderr)
     bad = {name for name, _ in failures}
@@ -179,7 +200,8 @@ def _load_model(path: str):
 
 
 def _fit(args) -> int:
-    # Files are listed and checked before torch is imported: mistakes show at once.
+    # The output and the files are checked before torch is imported: mistakes show at once.
+    _check_model_output(args.output, args.normal_dir, args.overwrite)
     paths = _readable(_collect(args.normal_dir, args, folders_only=True), args)
 
     from ._estimators import MeanShiftedContrastiveDetector
@@ -196,9 +218,9 @@ def _fit(args) -> int:
     detector = MeanShiftedContrastiveDetector(**params, verbose=not args.quiet)
     detector._validate_params()  # bad values are usage errors, reported before fitting
     print(f"skmsc: fitting on {len(paths)} images", file=sys.stderr)
-    detector.fit(ImageFiles(paths, n_workers=args.workers))
+    detector.fit(ImageFiles(paths, n_workers=args.workers, bit_depth=args.bit_depth))
     detector.set_params(verbose=False)
-    detector.save(args.output)
+    detector.save(args.output)  # atomic: an existing model stays whole if this fails
     print(f"skmsc: model written to {args.output}", file=sys.stderr)
     return EXIT_OK
 
@@ -206,7 +228,12 @@ def _fit(args) -> int:
 def _score(args) -> int:
     from .data.files import ImageFiles
 
+    if args.csv is not None:
+        _check_csv_output(args.csv, args.model, args.images, args.overwrite)
     paths = _readable(_collect(args.images, args, folders_only=False), args)
+    if args.csv is not None and _inside(args.csv, paths):
+        raise UsageError(f"--csv {args.csv}: is one of the images to score; skmsc never "
+                         "writes over its input")
     detector = _load_model(args.model)
     detector.set_params(verbose=not args.quiet)
     if args.batch_size is not None:
@@ -214,28 +241,118 @@ def _score(args) -> int:
         detector._validate_params()
     if args.device is not None:
         _move(detector, args.device)
-    scores = detector.score_samples(ImageFiles(paths, n_workers=args.workers))
+    scores = detector.score_samples(
+        ImageFiles(paths, n_workers=args.workers, bit_depth=args.bit_depth))
     decisions = scores - detector.offset_
     rows = list(zip(paths, scores, decisions, strict=True))
     if args.sort == "score":
         rows.sort(key=lambda row: row[1])
     elif args.sort == "path":
         rows.sort(key=lambda row: row[0])
-    out = open(args.csv, "w", newline="") if args.csv else sys.stdout
-    try:
-        writer = csv.writer(out)
-        writer.writerow(["path", "score", "decision", "label"])
-        for path, score, decision in rows:
-            # repr keeps every digit, so the file reproduces score_samples exactly.
-            label = "anomaly" if decision < 0 else "normal"
-            writer.writerow([path, repr(float(score)), repr(float(decision)), label])
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    data = _csv_bytes(rows)
+    if args.csv is not None:
+        write_file_atomically(args.csv, lambda file: file.write(data))
+    else:
+        _write_stdout(data)
     n_anomalies = int((decisions < 0).sum())
     print(f"skmsc: scored {len(rows)} images, {n_anomalies} flagged as anomalies",
           file=sys.stderr)
     return EXIT_OK
+
+
+# Cell starts a spreadsheet reads as a formula (OWASP's list, their full-width forms), and
+# the quote that marks an escaped cell, so that removing one leading quote is exact.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20",
+                   "'")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """``cell`` with a leading ``'`` if a spreadsheet would run it as a formula (OWASP).
+
+    Examples
+    --------
+    >>> from skmsc.cli import spreadsheet_safe
+    >>> spreadsheet_safe("=1+2"), spreadsheet_safe("-x.png"), spreadsheet_safe("img/1.png")
+    ("'=1+2", "'-x.png", 'img/1.png')
+    """
+    return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
+
+
+def _csv_bytes(rows) -> bytes:
+    """The whole CSV, encoded; file names that are not UTF-8 keep their own bytes."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["path", "score", "decision", "label"])
+    for path, score, decision in rows:
+        # repr keeps every digit, so the file reproduces score_samples exactly.
+        label = "anomaly" if decision < 0 else "normal"
+        writer.writerow([spreadsheet_safe(path), repr(float(score)), repr(float(decision)),
+                         label])
+    return text.getvalue().encode("utf-8", "surrogateescape")
+
+
+def _write_stdout(data: bytes) -> None:
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a replaced sys.stdout (e.g. in tests) takes text
+        sys.stdout.write(data.decode("utf-8", "replace"))
+        return
+    sys.stdout.flush()
+    buffer.write(data)
+    buffer.flush()
+
+
+def _resolved(path) -> str:
+    return os.path.realpath(os.path.abspath(os.fspath(path)))
+
+
+def _inside(path, folders) -> bool:
+    """Whether ``path`` is one of ``folders`` (or files) or lies inside one of them."""
+    target = _resolved(path)
+    for folder in folders:
+        folder = _resolved(folder)
+        if target == folder or target.startswith(folder.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def _check_model_output(output, inputs, overwrite: bool) -> None:
+    """A usage error unless ``-o`` may be written (checked before any work)."""
+    from .persistence import JSON_NAME, TENSORS_NAME, check_replaceable
+
+    path = Path(output)
+    try:
+        check_replaceable(Path(_resolved(path)))
+    except ValueError as exc:
+        raise UsageError(f"-o {output}: {exc}") from None
+    if not overwrite:
+        if path.is_dir() and set(os.listdir(path)) & {JSON_NAME, TENSORS_NAME}:
+            raise UsageError(f"-o {output}: holds a saved model; pass --overwrite to replace "
+                             "it")
+        if _inside(path, [p for p in inputs if Path(p).is_dir()]):
+            raise UsageError(f"-o {output}: is inside an input folder; pass --overwrite to "
+                             "write there anyway, or choose another folder")
+
+
+def _check_csv_output(output, model, inputs, overwrite: bool) -> None:
+    """A usage error unless ``--csv`` may be written (checked before any work)."""
+    path = Path(output)
+    if _inside(path, [model]):
+        raise UsageError(f"--csv {output}: lies in the model folder {model}; skmsc never "
+                         "writes into the model it reads. Choose another file.")
+    if _inside(path, [p for p in inputs if not Path(p).is_dir()]):
+        raise UsageError(f"--csv {output}: is one of the images to score; skmsc never writes "
+                         "over its input")
+    if path.is_dir():
+        raise UsageError(f"--csv {output}: is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise UsageError(f"--csv {output}: folder {path.parent} does not exist")
+    if overwrite:
+        return
+    if os.path.lexists(path):
+        raise UsageError(f"--csv {output}: exists; pass --overwrite to replace it")
+    if _inside(path, [p for p in inputs if Path(p).is_dir()]):
+        raise UsageError(f"--csv {output}: is inside an input folder; pass --overwrite to "
+                         "write there anyway, or choose another file")
 
 
 def _info(args) -> int:
@@ -270,6 +387,28 @@ def _move(detector, device: str) -> None:
     if detector.encoder_ is not None:
         detector.encoder_.to(target)
     detector.device_ = torch.device(target)
+
+
+def _non_negative_int(text: str) -> int:
+    """argparse type of ``--workers``: a bad value is a usage error naming the flag."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _bit_depth(text: str) -> int:
+    """argparse type of ``--bit-depth``: an integer in [1, 16]."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"expected an integer in [1, 16], got {text!r}")
+    return value
 
 
 def _number(text: str, kind, flag: str):

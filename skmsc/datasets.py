@@ -13,7 +13,10 @@ class and 0 for every other class.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import gzip
+import io
+import math
 import os
 import pickle
 import zlib
@@ -25,6 +28,8 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 # Decoding and the accepted file types belong to the data layer; the loaders use them.
+from ._fileio import NotRegularFileError, open_regular_file
+from .data._batches import stack
 from .data.files import IMAGE_EXTENSIONS, decode_image
 
 __all__ = [
@@ -165,28 +170,73 @@ def _check_split(split):
 # --------------------------------------------------------------------------------------------
 # Fashion-MNIST (IDX files)
 # --------------------------------------------------------------------------------------------
+#: Largest IDX array read, in bytes: far above Fashion-MNIST's 47 MB training images.
+MAX_IDX_BYTES = 2**32
+# deflate inflates at most about 1032:1, so a .gz file cannot honestly hold more.
+_MAX_DEFLATE_RATIO = 1032
+# Bytes decompressed per read: memory does not follow what a header claims.
+_IDX_CHUNK_BYTES = 2**22
+
+
+def _read_into(stream, out: np.ndarray) -> int:
+    """Fill ``out`` (uint8, 1-D) from ``stream`` a chunk at a time; bytes read."""
+    view, done = memoryview(out), 0
+    while done < len(out):
+        got = stream.readinto(view[done : done + _IDX_CHUNK_BYTES])
+        if not got:
+            break
+        done += got
+    return done
+
+
 def _read_idx(path, magic, ndim):
-    """Read an IDX ``ubyte`` file (optionally gzip-compressed) into a uint8 array."""
-    opener = gzip.open if str(path).endswith(".gz") else open
+    """Read an IDX ``ubyte`` file (optionally gzip-compressed) into a uint8 array.
+
+    The header is read and checked first: its sizes must fit the file (and, compressed,
+    what deflate can inflate from it) before anything is allocated; the data is then
+    decompressed a chunk at a time into the array.
+    """
+    compressed = str(path).endswith(".gz")
+    header_len = 4 * (1 + ndim)
     try:
-        with opener(path, "rb") as f:
-            raw = f.read()
+        with open_regular_file(path) as raw:
+            file_size = os.fstat(raw.fileno()).st_size
+            with gzip.GzipFile(fileobj=raw) if compressed else contextlib.nullcontext(raw) \
+                    as stream:
+                header = stream.read(header_len)
+                if len(header) < header_len:
+                    raise ValueError(f"IDX file {path} is truncated: {len(header)} bytes, no "
+                                     "complete header")
+                values = np.frombuffer(header, dtype=">i4")
+                if values[0] != magic:
+                    raise ValueError(f"IDX file {path} has magic number {values[0]}, expected "
+                                     f"{magic}")
+                shape = tuple(int(d) for d in values[1:])
+                if any(d <= 0 for d in shape):
+                    raise ValueError(f"IDX file {path} declares dimensions {shape}: each must "
+                                     "be positive")
+                n_bytes = math.prod(shape)
+                room = (file_size * _MAX_DEFLATE_RATIO if compressed
+                        else file_size - header_len)
+                if n_bytes > min(room, MAX_IDX_BYTES):
+                    raise ValueError(
+                        f"IDX file {path} declares shape {shape} ({n_bytes} bytes), more than "
+                        f"its {file_size} bytes can hold: the file is corrupt or truncated"
+                    )
+                data = np.empty(n_bytes, dtype=np.uint8)
+                got = _read_into(stream, data)
+                extra = stream.read(1)
+    except NotRegularFileError as exc:
+        raise ValueError(f"cannot read IDX file {path}: {exc.strerror}") from exc
     except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"cannot read IDX file {path}: {exc}") from exc
-    header_len = 4 * (1 + ndim)
-    if len(raw) < header_len:
-        raise ValueError(f"IDX file {path} is truncated: {len(raw)} bytes, no complete header")
-    header = np.frombuffer(raw, dtype=">i4", count=1 + ndim)
-    if header[0] != magic:
-        raise ValueError(f"IDX file {path} has magic number {header[0]}, expected {magic}")
-    shape = tuple(int(d) for d in header[1:])
-    expected = header_len + int(np.prod(shape))
-    if len(raw) != expected:
+    if got != n_bytes or extra:
+        size = f"{header_len + got}" + (" or more" if extra else "")
         raise ValueError(
-            f"IDX file {path} is corrupt or truncated: {len(raw)} bytes, expected {expected} "
-            f"for shape {shape}"
+            f"IDX file {path} is corrupt or truncated: {size} bytes of data, expected "
+            f"{header_len + n_bytes} for shape {shape}"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(shape).copy()
+    return data.reshape(shape)
 
 
 def load_fashion_mnist(split="train", root=None):
@@ -240,12 +290,16 @@ def load_fashion_mnist(split="train", root=None):
         path = next((p for p in candidates if p.is_file()), None)
         if path is None:
             raise FileNotFoundError(f"Fashion-MNIST file {candidates[0]} not found; {hint}")
-        arrays.append(_read_idx(path, magic, idx_ndim))
-    images, labels = arrays
+        arrays.append((path, _read_idx(path, magic, idx_ndim)))
+    (image_path, images), (label_path, labels) = arrays
     if len(images) != len(labels):
         raise ValueError(
-            f"Fashion-MNIST in {root}: {len(images)} images but {len(labels)} labels ({split})"
+            f"Fashion-MNIST in {root}: {len(images)} images but {len(labels)} labels "
+            f"({split}: {image_path.name}, {label_path.name})"
         )
+    if labels.max() >= len(FASHION_MNIST_CLASSES):
+        raise ValueError(f"{label_path}: labels must lie in [0, {len(FASHION_MNIST_CLASSES)}), "
+                         f"found {int(labels.max())}")
     return ImageDataset(images, labels.astype(np.int64), FASHION_MNIST_CLASSES)
 
 
@@ -274,36 +328,117 @@ def _latin1_encode(obj, encoding="latin1", errors="strict"):
     return codecs.encode(obj, "latin1", errors)
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that only reconstructs dicts, lists, scalars, bytes and numpy arrays."""
+#: Largest CIFAR pickle read, in bytes (CIFAR-100's training file is 155 MB).
+MAX_PICKLE_BYTES = 2**30
 
-    _ALLOWED = frozenset(
-        {
-            ("numpy", "ndarray"),
-            ("numpy", "dtype"),
-            ("numpy.core.multiarray", "_reconstruct"),  # protocol <= 4, numpy 1.x writers
-            ("numpy._core.multiarray", "_reconstruct"),  # protocol <= 4, numpy 2.x writers
-            ("numpy.core.numeric", "_frombuffer"),  # protocol 5
-            ("numpy._core.numeric", "_frombuffer"),
-        }
-    )
+
+def _plain_dtype(*args):
+    """``numpy.dtype(*args)`` for plain numbers only (no objects, records or sub-arrays)."""
+    dtype = np.dtype(*args)
+    if dtype.kind not in "biuf" or dtype.hasobject or dtype.fields is not None \
+            or dtype.subdtype is not None:
+        raise UnsafePickleError(f"refusing numpy dtype {dtype!r}: only plain numbers are read")
+    return dtype
+
+
+class _RestrictedUnpickler(pickle._Unpickler):
+    """Unpickler that only reconstructs dicts, lists, scalars, bytes and numpy arrays.
+
+    Besides the globals it allows, it bounds what numpy is asked to build: arrays of plain
+    number dtypes (an object array's state can crash numpy) whose size the file's own
+    bytes could hold, so a small file cannot make numpy allocate gigabytes. It is the
+    Python implementation of pickle, whose BUILD step can be checked.
+    """
+
+    def __init__(self, file, *, max_bytes: int, **kwargs):
+        super().__init__(file, **kwargs)
+        self._max_bytes = max_bytes
+        self._ndarray_type = self._ndarray  # what the pickle gets for numpy.ndarray
+
+    def _array_bytes(self, shape, dtype) -> int:
+        shape = (shape,) if isinstance(shape, int) else shape
+        if not isinstance(shape, tuple) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise UnsafePickleError(f"refusing numpy array shape {shape!r}")
+        n_bytes = math.prod(shape) * _plain_dtype(dtype).itemsize
+        if n_bytes > self._max_bytes:
+            raise UnsafePickleError(
+                f"refusing a numpy array of shape {shape} ({n_bytes} bytes): more than the "
+                f"file's {self._max_bytes} bytes can hold"
+            )
+        return n_bytes
+
+    def _reconstruct(self, subtype, shape, dtype):
+        if subtype is not self._ndarray_type:
+            raise UnsafePickleError(f"refusing to reconstruct {subtype!r}")
+        self._array_bytes(shape, dtype)
+        return np.ndarray.__new__(np.ndarray, shape, dtype)
+
+    def _ndarray(self, shape, dtype=float, *args, **kwargs):
+        self._array_bytes(shape, dtype)
+        return np.ndarray(shape, dtype, *args, **kwargs)
+
+    def _frombuffer(self, buffer, dtype, shape, order):
+        _plain_dtype(dtype)
+        return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)
 
     def find_class(self, module, name):
         if (module, name) == ("_codecs", "encode"):
             return _latin1_encode
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
+        if (module, name) == ("numpy", "dtype"):
+            return _plain_dtype
+        if (module, name) == ("numpy", "ndarray"):
+            return self._ndarray_type
+        if name == "_reconstruct" and module in ("numpy.core.multiarray",
+                                                  "numpy._core.multiarray"):
+            return self._reconstruct  # protocol <= 4; numpy 1.x and 2.x writers
+        if name == "_frombuffer" and module in ("numpy.core.numeric", "numpy._core.numeric"):
+            return self._frombuffer  # protocol 5
         raise UnsafePickleError(f"refusing to load global {module}.{name}")
+
+    def load_build(self):
+        """BUILD only numpy's own states of plain dtypes and arrays."""
+        state, inst = self.stack[-1], self.stack[-2]
+        if isinstance(inst, np.dtype):
+            # (version, byte order, subarray, names, fields, elsize, alignment, flags)
+            if not (isinstance(state, tuple) and len(state) == 8 and state[2:] == (
+                    None, None, None, -1, -1, 0) and state[1] in ("|", "<", ">", "=")):
+                raise UnsafePickleError(f"refusing numpy dtype state {state!r}")
+        elif isinstance(inst, np.ndarray):
+            # (version, shape, dtype, is_fortran, raw data)
+            if not (isinstance(state, tuple) and len(state) == 5
+                    and isinstance(state[2], np.dtype)
+                    and isinstance(state[4], bytes | bytearray)):
+                raise UnsafePickleError("refusing a numpy array state that is not raw bytes")
+            if self._array_bytes(state[1], state[2]) != len(state[4]):
+                raise UnsafePickleError("refusing a numpy array whose data does not match its "
+                                        f"shape {state[1]}")
+        else:
+            raise UnsafePickleError(f"refusing to set the state of a {type(inst).__name__}")
+        super().load_build()
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BUILD[0]] = load_build
 
 
 def _load_pickle(path):
-    """Unpickle ``path`` (CIFAR format) without executing arbitrary code."""
+    """Unpickle ``path`` (CIFAR format) without executing code or allocating beyond it."""
     try:
-        with open(path, "rb") as f:
-            obj = _RestrictedUnpickler(f, encoding="bytes").load()
+        with open_regular_file(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_PICKLE_BYTES:
+                raise ValueError(f"{path} is {size} bytes, more than a CIFAR file "
+                                 f"({MAX_PICKLE_BYTES})")
+            raw = f.read()
+    except NotRegularFileError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from exc
+    try:
+        # From memory: a length in the file cannot make a read allocate more than it holds.
+        obj = _RestrictedUnpickler(io.BytesIO(raw), max_bytes=len(raw), encoding="bytes").load()
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{path}: {exc}") from exc
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError, OverflowError, MemoryError, RecursionError) as exc:
         raise ValueError(f"cannot unpickle {path} (corrupt or truncated?): {exc!r}") from exc
     if not isinstance(obj, dict):
         raise ValueError(f"{path} does not hold a dict but a {type(obj).__name__}")
@@ -318,7 +453,32 @@ def _field(d, key, path):
 
 
 def _names(d, key, path):
-    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in _field(d, key, path))
+    names = _field(d, key, path)
+    if not isinstance(names, list | tuple) or not names or not all(
+            isinstance(n, bytes | str) for n in names):
+        raise ValueError(f"{path}: {key!r} must be a non-empty list of class names (str or "
+                         "bytes)")
+    return tuple(n.decode("latin1") if isinstance(n, bytes) else n for n in names)
+
+
+def _labels(values, n_images: int, n_classes: int, key: str, path) -> np.ndarray:
+    """Integer class labels of ``path``'s ``key`` entry, checked (never truncated floats)."""
+    if isinstance(values, np.ndarray):
+        ok = values.ndim == 1 and values.dtype.kind in "iu"
+    else:
+        # type() rather than isinstance(): True and False are ints too.
+        ok = isinstance(values, list | tuple) and all(type(v) is int for v in values)
+    if not ok:
+        kinds = sorted({type(v).__name__ for v in values}) if isinstance(values, list | tuple) \
+            else [getattr(values, "dtype", type(values).__name__)]
+        raise ValueError(f"{path}: {key!r} must be integer class labels, got {kinds}")
+    labels = np.asarray(values, dtype=np.int64)
+    if labels.shape != (n_images,):
+        raise ValueError(f"{path}: {n_images} images but {key!r} has {len(labels)} labels")
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"{path}: {key!r} must lie in [0, {n_classes}) (the class names), "
+                         f"found [{labels.min()}, {labels.max()}]")
+    return labels
 
 
 def _cifar_dir(root, subdir, marker, tarball):
@@ -339,12 +499,13 @@ def _cifar_batches(files, label_key, class_names):
         if not path.is_file():
             raise FileNotFoundError(f"CIFAR batch file {path} not found")
         d = _load_pickle(path)
-        data = np.asarray(_field(d, "data", path))
-        y = np.asarray(_field(d, label_key, path), dtype=np.int64)
-        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-            raise ValueError(f"{path}: data must be uint8 (n, 3072), got {data.dtype} {data.shape}")
-        if y.shape != (len(data),):
-            raise ValueError(f"{path}: {len(data)} images but labels of shape {y.shape}")
+        data = _field(d, "data", path)
+        if (not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2
+                or data.shape[1] != 3072):
+            what = (f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray)
+                    else type(data).__name__)
+            raise ValueError(f"{path}: 'data' must be a uint8 array (n, 3072), got {what}")
+        y = _labels(_field(d, label_key, path), len(data), len(class_names), label_key, path)
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(y)
     images = np.ascontiguousarray(np.concatenate(images))
@@ -490,11 +651,12 @@ def load_image_folder(root, split="train"):
 
 
 def read_images(paths, size=None):
-    """Decode image files into one RGB uint8 array.
+    """Decode image files into one RGB array.
 
     Every image is opened with Pillow, rotated/flipped according to its EXIF orientation tag
     (:func:`PIL.ImageOps.exif_transpose`) and converted to RGB (grayscale is replicated, palettes
-    are expanded, an alpha channel is dropped).
+    are expanded, an alpha channel is dropped), as :func:`skmsc.data.files.decode_image`
+    does: 8-bit images give uint8, deeper ones (16-bit, float) float32 in [0, 1].
 
     Parameters
     ----------
@@ -506,8 +668,9 @@ def read_images(paths, size=None):
 
     Returns
     -------
-    images : ndarray of uint8, shape (n, H, W, 3)
-        The decoded images, in the order of ``paths``.
+    images : ndarray of shape (n, H, W, 3)
+        The decoded images, in the order of ``paths``: uint8, or float32 in [0, 1] when any
+        image has more than 8 bits per sample (the 8-bit ones then divided by 255).
 
     Raises
     ------
@@ -526,13 +689,19 @@ def read_images(paths, size=None):
     """
     from PIL import Image
 
+    def resized(arr):
+        if arr.dtype == np.uint8:
+            return np.asarray(
+                Image.fromarray(arr).resize((size[1], size[0]), Image.Resampling.BILINEAR))
+        # Float images: Pillow resizes one 32-bit float channel at a time.
+        return np.stack([np.asarray(Image.fromarray(arr[..., c]).resize(
+            (size[1], size[0]), Image.Resampling.BILINEAR)) for c in range(3)], axis=-1)
+
     images = []
     for path in paths:
         arr = decode_image(path)
         if size is not None:
-            arr = np.asarray(
-                Image.fromarray(arr).resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            )
+            arr = resized(arr)
         if images and arr.shape != images[0].shape:
             raise ValueError(
                 f"image file {path} has size {arr.shape[:2]}, the first has "
@@ -541,7 +710,7 @@ def read_images(paths, size=None):
         images.append(arr)
     if not images:
         return np.empty((0, *(size or (0, 0)), 3), dtype=np.uint8)
-    return np.stack(images)
+    return stack(images)
 
 
 class OneClassSplit(NamedTuple):
@@ -794,7 +963,7 @@ def _read_grayscale(paths):
     images = None
     for i, path in enumerate(paths):
         try:
-            with Image.open(path) as image:
+            with open_regular_file(path) as file, Image.open(file) as image:
                 if image.mode != "L":
                     raise ValueError(f"mode {image.mode}, expected 8-bit grayscale (L)")
                 pixels = np.asarray(image)

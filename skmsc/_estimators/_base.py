@@ -22,9 +22,18 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError, Str
 from sklearn.utils.validation import check_is_fitted
 
 from .. import persistence
-from .._checks import DivergenceError
+from .._checks import DivergenceError, check_feature_range
 from .._version import __version__
 from ..neighbors import knn_scores, make_index, resolve_knn_algorithm
+from ._saved_fields import (
+    SavedFieldError,
+    require,
+    saved_array,
+    saved_float,
+    saved_int,
+    saved_str,
+    saved_value,
+)
 from ._state import snapshot
 
 __all__ = ["AUTO_CONTAMINATION", "InconsistentVersionWarning", "KNNScorerMixin",
@@ -157,11 +166,21 @@ class SkmscEstimatorMixin:
 
     def _restore_state(self, fitted: dict, tensors: dict) -> None:
         """Set this level's fitted attributes from ``fitted``/``tensors``, checking them."""
-        self.versions_ = fitted["versions_"]
-        if fitted["n_features_in_"] is not None:
-            self.n_features_in_ = int(fitted["n_features_in_"])
+        versions = saved_value(fitted, "versions_")
+        require(isinstance(versions, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in versions.items()),
+            "versions_", "expected a mapping of package names to version strings")
+        self.versions_ = versions
+        if saved_value(fitted, "n_features_in_") is not None:
+            self.n_features_in_ = saved_int(fitted, "n_features_in_", low=1)
         if "feature_names_in_" in fitted:
-            self.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+            names = fitted["feature_names_in_"]
+            require(isinstance(names, list) and all(isinstance(n, str) for n in names),
+                    "feature_names_in_", "expected a list of strings")
+            require(len(names) == getattr(self, "n_features_in_", None), "feature_names_in_",
+                    f"{len(names)} names for n_features_in_="
+                    f"{getattr(self, 'n_features_in_', None)}")
+            self.feature_names_in_ = np.asarray(names, dtype=object)
 
     def save(self, path):
         """Save to the folder ``path`` without pickle (see :mod:`skmsc.persistence`).
@@ -212,7 +231,7 @@ class SkmscEstimatorMixin:
             raise ValueError(f"Saved parameters are not valid: {exc}") from exc
         try:
             estimator._restore_state(saved.fitted, saved.tensors)
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:
             raise ValueError(
                 f"Saved fitted attributes are incomplete or malformed: {exc!r}"
             ) from exc
@@ -360,18 +379,22 @@ class KNNScorerMixin:
         check = persistence.check
         for name in ("train_features_", "train_scores_"):
             check(name in tensors, f"tensor {name} is missing")
-        features, scores = tensors["train_features_"], tensors["train_scores_"]
-        check(features.ndim == 2 and features.dtype == np.float32,
-              "train_features_ is not 2-D float32")
-        check(scores.shape == (len(features),), "train_scores_ does not match train_features_")
+        features = saved_array(tensors, "train_features_", ndim=2)
+        check(features.shape[1] >= 1, "train_features_ has no columns")
+        check(tensors["train_scores_"].shape == (len(features),),
+              "train_scores_ does not match train_features_")
+        scores = saved_array(tensors, "train_scores_", ndim=1,
+                             dtype=tensors["train_scores_"].dtype)
+        require(scores.dtype.kind == "f", "train_scores_", "expected floating-point scores")
         check(len(features) > self.n_neighbors, "fewer training samples than n_neighbors + 1")
         try:
-            self.offset_ = float(fitted["offset_"])
-            self._index_seed = int(fitted["index_seed"])
+            check_feature_range(features)
         except ValueError as exc:
-            raise TypeError(str(exc)) from exc
-        self.knn_algorithm_ = fitted["knn_algorithm_"]
-        check(self.knn_algorithm_ in ("exact", "nndescent"), "unknown knn_algorithm_")
+            raise SavedFieldError(f"Saved fitted attribute 'train_features_' is invalid: "
+                                  f"{exc}") from None
+        self.offset_ = saved_float(fitted, "offset_")
+        self._index_seed = saved_int(fitted, "index_seed", low=0, high=2**31 - 1)
+        self.knn_algorithm_ = saved_str(fitted, "knn_algorithm_", {"exact", "nndescent"})
         self.train_features_ = features
         self.train_scores_ = scores.astype(np.float64)
         self._rebuild_index()

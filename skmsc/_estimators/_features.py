@@ -16,6 +16,7 @@ from sklearn.base import (
 
 from ._base import SkmscEstimatorMixin
 from ._network import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
+from ._saved_fields import require, saved_int
 from ._state import fits_aside, snapshot
 
 __all__ = ["MeanShiftedFeatures"]
@@ -178,7 +179,9 @@ n_iter_no_change, random_state, verbose
 
     def _restore_state(self, fitted: dict, tensors: dict) -> None:
         super()._restore_state(fitted, tensors)
-        self._n_features_out = int(fitted["n_features_out"])
+        self._n_features_out = saved_int(fitted, "n_features_out", low=1)
+        require(self._n_features_out == len(self.center_), "n_features_out",
+                f"{self._n_features_out} does not match center_ ({len(self.center_)})")
 
     def _n_features_out_of(self, tensors: dict) -> int:
         return len(tensors["center_"]) if "center_" in tensors else -1

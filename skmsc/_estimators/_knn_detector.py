@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._checks import check_enough_samples, check_feature_range, check_input_container
 from ._base import KNN_PARAMETER_CONSTRAINTS, KNNScorerMixin, SkmscEstimatorMixin
+from ._saved_fields import require
 from ._state import fits_aside
 
 __all__ = ["KNNDetector"]
@@ -118,6 +119,12 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         features = np.asarray(X, dtype=np.float32)
         check_feature_range(features)
         yield features
+
+    def _restore_state(self, fitted: dict, tensors: dict) -> None:
+        super()._restore_state(fitted, tensors)
+        require(getattr(self, "n_features_in_", None) == self.train_features_.shape[1],
+                "n_features_in_", f"{getattr(self, 'n_features_in_', None)} does not match "
+                f"train_features_ ({self.train_features_.shape[1]} columns)")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -28,9 +28,23 @@ from .._checks import (
 )
 from ..data._batches import ArrayBatches, file_batches
 from ..nn import MeanShiftedNetwork
-from ..nn._runtime import PRECISIONS, loadable_device
+from ..nn._runtime import PRECISIONS, loadable_device, parse_device
 from ..nn.backbones import BACKBONES
+from ._saved_fields import (
+    SavedFieldError,
+    require,
+    saved_array,
+    saved_float,
+    saved_int,
+    saved_str,
+    saved_value,
+)
 
+#: Smallest ``image_size``: below it the backbones' strides leave no spatial extent.
+MIN_IMAGE_SIZE = 16
+#: Largest ``image_size``: a 4096-pixel square is 200 MB of float32 input per image
+#: already; a saved model asking for more is refused rather than trusted.
+MAX_IMAGE_SIZE = 4096
 #: Constraints of the parameters that shape the features (shared by both estimators).
 NETWORK_PARAMETER_CONSTRAINTS: dict = {
     "backbone": [StrOptions(set(BACKBONES))],
@@ -42,7 +56,7 @@ NETWORK_PARAMETER_CONSTRAINTS: dict = {
     "weight_decay": [Interval(Real, 0, None, closed="left")],
     "temperature": [Interval(Real, 0, None, closed="neither")],
     "angular": ["boolean"],
-    "image_size": [Interval(Integral, 16, None, closed="left")],
+    "image_size": [Interval(Integral, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, closed="both")],
     "device": [str, torch.device],
     "precision": [StrOptions(set(PRECISIONS))],
     "early_stopping": ["boolean"],
@@ -52,6 +66,19 @@ NETWORK_PARAMETER_CONSTRAINTS: dict = {
     "verbose": ["verbose"],
 }
 _ENCODER_PREFIX = "encoder."
+
+
+def _saved_input_shape(fitted: dict):
+    """``input_shape_`` from a save: ``None`` (files), ``(d,)`` or an image shape."""
+    shape = saved_value(fitted, "input_shape_")
+    if shape is None:
+        return None
+    require(isinstance(shape, list) and len(shape) in (1, 2, 3), "input_shape_",
+            f"expected None or a list of 1 to 3 sizes, got {shape!r}")
+    sizes = tuple(saved_int(fitted, "input_shape_", 1, 2**24, value=v) for v in shape)
+    require(len(sizes) != 3 or sizes[2] == 3, "input_shape_",
+            f"images have 3 channels, got {sizes}")
+    return sizes
 
 
 def fit_seeds(random_state) -> np.ndarray:
@@ -226,35 +253,65 @@ class NetworkEstimatorMixin:
         super()._restore_state(fitted, tensors)
         check = persistence.check
         check("center_" in tensors, "tensor center_ is missing")
-        center = tensors["center_"]
         n_features = self._n_features_out_of(tensors)
-        check(center.shape == (n_features,), "center_ does not match train_features_")
-        shape = fitted["input_shape_"]
-        self.input_shape_ = None if shape is None else tuple(int(v) for v in shape)
-        self.image_size_ = int(fitted["image_size_"])
-        self.loss_curve_ = [float(v) for v in fitted["loss_curve_"]]
+        check(tensors["center_"].shape == (n_features,), "center_ does not match train_features_")
+        center = saved_array(tensors, "center_", ndim=1, shape=(n_features,))
+        self.input_shape_ = _saved_input_shape(fitted)
+        if self.input_shape_ is not None:
+            require(getattr(self, "n_features_in_", None) == self.input_shape_[0],
+                    "n_features_in_", f"{getattr(self, 'n_features_in_', None)} does not match "
+                    f"input_shape_ {self.input_shape_} (X.shape[1] in fit)")
+        else:
+            require(not hasattr(self, "n_features_in_"), "n_features_in_",
+                    "a model fitted on image files has none")
+        self.image_size_ = saved_int(fitted, "image_size_", low=MIN_IMAGE_SIZE,
+                                     high=MAX_IMAGE_SIZE)
+        require(self.image_size_ == self.image_size, "image_size_",
+                f"{self.image_size_} differs from the parameter image_size={self.image_size}")
+        losses = saved_value(fitted, "loss_curve_")
+        require(isinstance(losses, list) and len(losses) <= self.epochs, "loss_curve_",
+                f"expected a list of at most epochs={self.epochs} numbers")
+        self.loss_curve_ = [saved_float(fitted, "loss_curve_", value=v) for v in losses]
         # Saved before the safeguard existed: the last epoch was kept.
         scores = fitted.get("validation_scores_")
-        self.validation_scores_ = None if scores is None else [float(v) for v in scores]
-        self.best_epoch_ = int(fitted.get("best_epoch_", len(self.loss_curve_)))
+        require(scores is None or (isinstance(scores, list)
+                                   and len(scores) == len(losses) + 1),
+                "validation_scores_", "expected None or one score per epoch, and epoch 0")
+        self.validation_scores_ = None if scores is None else [
+            saved_float(fitted, "validation_scores_", 0.0, 1.0, value=v) for v in scores]
+        self.best_epoch_ = saved_int(fitted, "best_epoch_", 0, len(losses),
+                                     value=fitted.get("best_epoch_", len(losses)))
+        require(scores is not None or self.best_epoch_ == len(losses), "best_epoch_",
+                "without the safeguard the last epoch is kept")
         self.center_ = center
-        self.device_ = loadable_device(torch.device(fitted["device_"]))
+        try:
+            self.device_ = loadable_device(parse_device(saved_str(fitted, "device_")))
+        except ValueError as exc:
+            raise SavedFieldError(f"Saved fitted attribute 'device_' is invalid: {exc}") from None
         weights = {
-            key[len(_ENCODER_PREFIX):]: torch.from_numpy(value)
+            key[len(_ENCODER_PREFIX):]: torch.from_numpy(value.copy())
             for key, value in tensors.items() if key.startswith(_ENCODER_PREFIX)
         }
-        backbone = fitted["backbone"]
+        backbone = saved_value(fitted, "backbone")
         if backbone is None:
             check(not weights and self.input_shape_ is not None
                   and len(self.input_shape_) == 1,
                   "feature-vector detector with network weights or image shape")
+            check(self.input_shape_ == (n_features,), "input_shape_ does not match the features")
             self.encoder_, self.backbone_spec_ = None, None
             self.precision_ = {"fine_tuning": "float32", "features": "float32"}
             return
         check(backbone in BACKBONES, f"unknown backbone {backbone!r}")
+        check(self.input_shape_ is None or len(self.input_shape_) in (2, 3),
+              "an image model with the input_shape_ of feature vectors")
         self.backbone_spec_ = BACKBONES[backbone]
         check(n_features == self.backbone_spec_.feature_dim,
               "feature size does not match the backbone")
+        require(backbone == self.backbone, "backbone",
+                f"{backbone!r} differs from the parameter backbone={self.backbone!r}")
+        for key, value in weights.items():
+            require(bool(torch.isfinite(value).all()) if value.is_floating_point() else True,
+                    _ENCODER_PREFIX + key, "the network weight holds NaN or infinity")
         try:
             network = self._network_from(weights)
         except RuntimeError as exc:

@@ -24,6 +24,7 @@ from .files import ImageFiles, as_image_files
 
 __all__ = [
     "ArrayBatches", "BatchReader", "BatchTransform", "FileBatches", "batch_source", "file_batches",
+    "stack",
 ]
 
 
@@ -139,10 +140,30 @@ class FileBatches:
         )
         if uniform:
             # The same uint8 stack that the array path converts.
-            return BatchReader(files.decode, lambda images: transform.stack(np.stack(images)),
+            return BatchReader(files.decode, lambda images: transform.stack(stack(images)),
                                files._workers())
         return BatchReader(lambda i: transform.one(files.decode(i)[None]), transform.combine,
                            files._workers())
+
+
+def stack(images: list[np.ndarray]) -> np.ndarray:
+    """Same-size decoded images as one batch: ``uint8`` if all are, else float32 in [0, 1].
+
+    Deeper images decode to float in [0, 1]; stacking them with ``uint8`` ones as they are
+    would read 0-255 values as [0, 1] ones, so those are divided by 255 first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmsc.data._batches import stack
+    >>> batch = stack([np.full((1, 1, 3), 255, np.uint8), np.full((1, 1, 3), 0.5, np.float32)])
+    >>> batch.dtype.name, batch.ravel().tolist()
+    ('float32', [1.0, 1.0, 1.0, 0.5, 0.5, 0.5])
+    """
+    if all(image.dtype == np.uint8 for image in images):
+        return np.stack(images)
+    return np.stack([image.astype(np.float32) / 255 if image.dtype == np.uint8
+                     else image.astype(np.float32, copy=False) for image in images])
 
 
 def file_batches(X) -> FileBatches | None:

@@ -23,13 +23,17 @@ central square of that side is kept (the region the evaluation transform looks a
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from .._fileio import NotRegularFileError, open_regular_file
+from ._decode import check_bit_depth, decoding_reservation, image_pixels
 
 # No torch here: listing and checking files (what the command line does before anything
 # else) must not wait for it. Batches for the network come from skmsc.data._batches.
@@ -75,43 +79,75 @@ def _is_image_item(item) -> bool:
     return isinstance(item, str | os.PathLike | Image.Image)
 
 
-def decode_image(image):
-    """Decode one image file (or PIL image) into an RGB ``uint8`` array ``(H, W, 3)``.
+def decode_image(image, *, bit_depth=None):
+    """Decode one image file (or PIL image) into an RGB array ``(H, W, 3)``.
 
     The EXIF orientation tag is applied (:func:`PIL.ImageOps.exif_transpose`) and the image is
     converted to RGB (grayscale replicated, palettes expanded, alpha dropped).  The whole file is
     decoded, so a truncated or corrupt file raises here rather than giving wrong pixels.
 
+    8-bit images give ``uint8`` (0-255). Images of more than 8 bits per sample give float32
+    in [0, 1] without losing precision: 16-bit grayscale PNG/TIFF/PGM divided by 65535
+    (the container's full range, as the PNG and TIFF standards say), or by
+    ``2**bit_depth - 1`` when ``bit_depth`` is given (e.g. 12 for a 12-bit camera that
+    stores 0-4095 in 16-bit files); float TIFFs as they are if in [0, 1]. Values outside
+    the range, NaN, signed or 32-bit integer images of unknown range are refused with a
+    ``ValueError``. A multi-frame file (animated GIF/PNG/WebP, multi-page TIFF) gives its
+    first frame: split it (``PIL.ImageSequence``) to use every frame.
+
+    Only regular files are read: a FIFO, a device or a folder is refused at once (a FIFO
+    would block forever). Decoding takes about 7 bytes a pixel (14 for 16-bit and float
+    images); all threads together reserve at most
+    ``skmsc.data._decode.DECODE_MEMORY_BUDGET_BYTES`` (1 GiB) at once, so larger images
+    decode one after the other. Pillow refuses images above twice
+    ``PIL.Image.MAX_IMAGE_PIXELS`` (179 megapixels by default).
+
     Parameters
     ----------
     image : str, os.PathLike or PIL.Image.Image
         An image file path, or an already opened image.
+    bit_depth : int in [1, 16], default=None
+        Bits used by the samples of images stored with more than 8 bits per sample;
+        ``None``: the container's range (65535 for 16 bits). Refused for 8-bit images.
 
     Returns
     -------
-    pixels : ndarray of uint8, shape (H, W, 3)
+    pixels : ndarray of shape (H, W, 3)
+        ``uint8`` for 8-bit images, float32 in [0, 1] for deeper ones.
 
     Raises
     ------
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If the file cannot be decoded; the message names the file.
+        If the file cannot be decoded or its values cannot be read faithfully; the
+        message names the file.
 
     Examples
     --------
+    >>> import numpy as np
     >>> from PIL import Image
     >>> from skmsc.data.files import decode_image
     >>> decode_image(Image.new("L", (4, 3), color=200)).shape  # grayscale -> RGB
     (3, 4, 3)
+    >>> deep = Image.fromarray(np.full((2, 2), 4095, dtype=np.uint16))  # 16-bit grayscale
+    >>> round(float(decode_image(deep).max()), 4), float(decode_image(deep, bit_depth=12).max())
+    (0.0625, 1.0)
     """
+    if isinstance(image, bytes):
+        raise TypeError(f"image paths must be str or os.PathLike, got bytes {image!r}: pass "
+                        "os.fsdecode(path).")
     try:
         if isinstance(image, Image.Image):
-            return np.array(ImageOps.exif_transpose(image).convert("RGB"), dtype=np.uint8)
-        with Image.open(image) as img:
-            return np.array(ImageOps.exif_transpose(img).convert("RGB"), dtype=np.uint8)
+            with decoding_reservation(image):
+                return image_pixels(image, bit_depth)
+        with open_regular_file(image) as file, Image.open(file) as img:
+            with decoding_reservation(img):
+                return image_pixels(img, bit_depth)
     except FileNotFoundError:
         raise
+    except NotRegularFileError as exc:
+        raise ValueError(f"cannot decode image file {image}: {exc.strerror}") from exc
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise ValueError(f"cannot decode image file {image}: {exc}") from exc
 
@@ -170,10 +206,14 @@ class ImageFiles(Sequence):
     items : sequence of str, os.PathLike or PIL.Image.Image
         Image files in any format Pillow reads, or opened images. EXIF orientation is
         applied and every image is converted to RGB (grayscale replicated, palettes
-        expanded, alpha dropped).
+        expanded, alpha dropped); see :func:`decode_image` for 16-bit and float images,
+        multi-frame files and the memory decoding takes.
     n_workers : int, default=None
         Threads decoding images. ``None`` means ``min(4, os.cpu_count())``; ``0`` decodes
         in the calling thread.
+    bit_depth : int in [1, 16], default=None
+        Bits used by images stored with more than 8 bits per sample (e.g. 12 for a 12-bit
+        camera writing 16-bit files); ``None``: the full range of the file's type.
 
     Notes
     -----
@@ -189,17 +229,21 @@ class ImageFiles(Sequence):
     >>> det.fit(files)  # doctest: +SKIP
     """
 
-    def __init__(self, items, *, n_workers=None):
+    def __init__(self, items, *, n_workers=None, bit_depth=None):
         self.items = list(items)
         bad = [i for i, item in enumerate(self.items) if not _is_image_item(item)]
         if bad:
+            kind = type(self.items[bad[0]]).__name__
+            hint = " Pass paths as str: os.fsdecode(path)." if kind == "bytes" else ""
             raise TypeError(
-                f"ImageFiles takes file paths or PIL images; item {bad[0]} is "
-                f"{type(self.items[bad[0]]).__name__}."
+                f"ImageFiles takes file paths or PIL images; item {bad[0]} is {kind}.{hint}"
             )
-        if n_workers is not None and (not isinstance(n_workers, int) or n_workers < 0):
+        if n_workers is not None and (isinstance(n_workers, bool)
+                                      or not isinstance(n_workers, int) or n_workers < 0):
             raise ValueError(f"n_workers must be None or an int >= 0, got {n_workers!r}.")
+        check_bit_depth(bit_depth)
         self.n_workers = n_workers
+        self.bit_depth = bit_depth
 
     def __len__(self) -> int:
         return len(self.items)
@@ -209,10 +253,11 @@ class ImageFiles(Sequence):
 
     def subset(self, rows: slice) -> ImageFiles:
         """The images at ``rows``, with the same decoding workers."""
-        return ImageFiles(self.items[rows], n_workers=self.n_workers)
+        return ImageFiles(self.items[rows], n_workers=self.n_workers, bit_depth=self.bit_depth)
 
     def __repr__(self) -> str:
-        return f"ImageFiles(<{len(self)} images>, n_workers={self.n_workers})"
+        depth = "" if self.bit_depth is None else f", bit_depth={self.bit_depth}"
+        return f"ImageFiles(<{len(self)} images>, n_workers={self.n_workers}{depth})"
 
     @property
     def names(self) -> list[str]:
@@ -220,10 +265,10 @@ class ImageFiles(Sequence):
         return [_name(item, i) for i, item in enumerate(self.items)]
 
     def decode(self, index: int) -> np.ndarray:
-        """Pixels of item ``index`` as RGB ``uint8`` ``(H, W, 3)``."""
+        """Pixels of item ``index`` as RGB ``(H, W, 3)`` (see :func:`decode_image`)."""
         item = self.items[index]
         try:
-            return decode_image(item)
+            return decode_image(item, bit_depth=self.bit_depth)
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"image file not found: {_name(item, index)}") from exc
         except ValueError as exc:
@@ -236,14 +281,14 @@ class ImageFiles(Sequence):
         """(height, width) as displayed (after EXIF orientation), read from the header only."""
         item = self.items[index]
         try:
-            img = item if isinstance(item, Image.Image) else Image.open(item)
-            try:
+            with contextlib.ExitStack() as stack:
+                img = item
+                if not isinstance(item, Image.Image):
+                    file = stack.enter_context(open_regular_file(item))
+                    img = stack.enter_context(Image.open(file))
                 width, height = img.size
                 if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
                     width, height = height, width
-            finally:
-                if img is not item:
-                    img.close()
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"image file not found: {_name(item, index)}") from exc
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
@@ -272,7 +317,7 @@ class ImageFiles(Sequence):
                 yield [f.result() for f in pending]
 
 
-def find_unreadable(items, *, n_workers=None) -> list[tuple[str, str]]:
+def find_unreadable(items, *, n_workers=None, bit_depth=None) -> list[tuple[str, str]]:
     """Decode every image once and list those that fail, with the reason.
 
     Use it to leave unreadable files out on purpose (the detector's methods raise on them)::
@@ -285,6 +330,8 @@ def find_unreadable(items, *, n_workers=None) -> list[tuple[str, str]]:
     items : sequence of str, os.PathLike or PIL.Image.Image
     n_workers : int, default=None
         Decoding threads, as in :class:`ImageFiles`.
+    bit_depth : int, default=None
+        As in :class:`ImageFiles`.
 
     Returns
     -------
@@ -298,7 +345,8 @@ def find_unreadable(items, *, n_workers=None) -> list[tuple[str, str]]:
     >>> find_unreadable([Image.new("RGB", (8, 8))])
     []
     """
-    files = items if isinstance(items, ImageFiles) else ImageFiles(items, n_workers=n_workers)
+    files = items if isinstance(items, ImageFiles) else ImageFiles(
+        items, n_workers=n_workers, bit_depth=bit_depth)
 
     def check(index: int):
         try:

