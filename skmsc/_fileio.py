@@ -46,6 +46,8 @@ __all__ = [
 
 # Leftovers of dead writers are removed once this old (a live writer may take a while).
 STALE_SECONDS = 3600.0
+# A writer waits this long for another to finish swapping in its folder.
+LOCK_TIMEOUT_SECONDS = 60.0
 _NEW, _OLD, _TMP = "new", "old", "tmp"
 
 
@@ -130,10 +132,8 @@ def write_file_atomically(path, write: Callable) -> None:
     """
     path = Path(os.path.abspath(path))
     temp = _hidden_name(path, _TMP)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                 0o666)
     try:
-        with os.fdopen(fd, "wb") as file:
+        with open(temp, "xb") as file:  # a new file: 0o666 less the umask
             write(file)
             file.flush()
             os.fsync(file.fileno())
@@ -177,7 +177,9 @@ def _folder_lock(folder: Path):
     """An exclusive ``flock`` on ``folder``: one writer at a time swaps in its result.
 
     Threads take turns too (each opens its own descriptor). Where locking is not
-    available the exchange alone keeps every state whole.
+    available, or the lock stays taken for ``LOCK_TIMEOUT_SECONDS`` (a writer stuck or
+    interrupted with the lock held), the write goes on without it: the exchange alone
+    keeps every state whole, and a hang would be worse.
     """
     try:
         import fcntl
@@ -186,17 +188,29 @@ def _folder_lock(folder: Path):
         return
     fd = os.open(folder, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError:
-            pass  # e.g. NFS without folder locks
+        deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+            except OSError:
+                break  # e.g. NFS without folder locks
         yield
     finally:
         os.close(fd)  # releases the lock
 
 
 def _remove_tree(folder: Path) -> None:
-    shutil.rmtree(folder, ignore_errors=True)
+    """Delete a folder, best effort (a file system error leaves it for a later save)."""
+    try:
+        shutil.rmtree(folder, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # finish before passing an interrupt on
+        raise
 
 
 def _pid_alive(pid: int) -> bool:
@@ -243,18 +257,32 @@ def _swap_in(staging: Path, target: Path) -> None:
     try:
         _exchange(staging, target)
     except OSError:
-        aside = _hidden_name(target, _OLD)
-        os.rename(target, aside)
-        try:
-            os.rename(staging, target)
-        except BaseException:
-            os.rename(aside, target)
-            raise
-        _fsync_folder(target.parent)
-        _remove_tree(aside)
+        _swap_by_renames(staging, target)
         return
     _fsync_folder(target.parent)
     _remove_tree(staging)  # now the old folder
+
+
+def _swap_by_renames(staging: Path, target: Path) -> None:
+    """Rename the old folder aside, the new one in, then delete the old one.
+
+    For an instant there is no ``target``; :func:`readable_folder` then finds the old one.
+    If anything fails, the old folder goes back unless the new one is already in place.
+    """
+    aside = _hidden_name(target, _OLD)
+    try:
+        os.rename(target, aside)
+        os.rename(staging, target)
+    except BaseException:
+        if not os.path.lexists(target) and os.path.lexists(aside):
+            os.rename(aside, target)  # the new one never got in: the old one goes back
+        elif os.path.lexists(aside):
+            _remove_tree(aside)  # the new one is in: this save is done
+        raise
+    try:
+        _fsync_folder(target.parent)
+    finally:
+        _remove_tree(aside)
 
 
 def replace_folder(target, fill: Callable[[Path], None],
@@ -277,8 +305,8 @@ def replace_folder(target, fill: Callable[[Path], None],
     check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = _hidden_name(target, _NEW)
-    os.mkdir(staging, 0o777)  # the umask applies, as to any folder a user makes
     try:
+        os.mkdir(staging, 0o777)  # the umask applies, as to any folder a user makes
         fill(staging)
         for entry in os.scandir(staging):
             _fsync_file(Path(entry.path))

@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,7 +178,12 @@ def write(path, *, class_name: str, params: dict, fitted: dict, tensors: dict) -
     def fill(folder: Path) -> None:
         json_path = new_file(folder, JSON_NAME)
         tensor_path = folder / TENSORS_NAME
-        save_file(arrays, str(tensor_path), metadata={_DOCUMENT_HASH_KEY: binding})
+        try:
+            save_file(arrays, str(tensor_path), metadata={_DOCUMENT_HASH_KEY: binding})
+        except SafetensorError as exc:  # e.g. a full disk: an OSError, as any failed write
+            code = re.search(r"os error (\d+)", str(exc))
+            raise OSError(int(code.group(1)) if code else None,
+                          f"cannot write {tensor_path}: {exc}") from exc
         give_default_mode(tensor_path, json_path)  # safetensors writes 0600
         document["tensors_sha256"] = _sha256_file(tensor_path)
         with open(json_path, "w") as file:
