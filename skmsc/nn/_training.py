@@ -67,12 +67,12 @@ def _warn_and_free(device, what: str, failed: int, smaller: int) -> None:
 
 def divergence_error(what: str, *, learning_rate=None, weight_decay=None, temperature=None,
                      precision: str = "float32") -> DivergenceError:
-    """A :class:`DivergenceError` saying ``what`` went non-finite and naming the likely cause.
+    """A :class:`DivergenceError`: ``what`` (e.g. "The loss is") NaN or infinite, and why.
 
     Settings far from the paper's (SGD lr 1e-5, weight decay 5e-5, temperature 0.25) come
     first; the others follow as further candidates.
     """
-    suspects, others = [], []
+    suspects, settings = [], []
     for name, value, bad, advice in [
         ("learning_rate", learning_rate, lambda v: v > 0.1, "lower it (the paper: 1e-5)"),
         ("weight_decay", weight_decay, lambda v: v > 0.1, "lower it (the paper: 5e-5)"),
@@ -82,11 +82,15 @@ def divergence_error(what: str, *, learning_rate=None, weight_decay=None, temper
         if value is None:
             continue
         text = f"{name}={value!r}" if isinstance(value, str) else f"{name}={value:g}"
-        (suspects if bad(value) else others).append(f"{text}: {advice}")
-    causes = "; ".join(suspects) if suspects else "; ".join(others)
+        settings.append(text)
+        if bad(value):
+            suspects.append(f"{text}: {advice}")
+    causes = "; ".join(suspects) if suspects else (
+        f"none of {', '.join(settings)} is far from the paper's; lower learning_rate, or "
+        "check the weights")
     return DivergenceError(
-        f"{what} is not finite (NaN or infinity): fine-tuning diverged. Likely cause: "
-        f"{causes}. The estimator was left as it was before fit."
+        f"{what} NaN or infinite. Likely cause: {causes}. The estimator was left as it was "
+        "before fit."
     )
 
 
@@ -150,7 +154,11 @@ def extract_features(
             start += done
             bar.update(done)
     if not np.isfinite(features).all():
-        raise divergence_error("The network's features", precision=precision)
+        cause = ("16-bit arithmetic overflowed: use precision='float32'"
+                 if precision != "float32" else
+                 "the network's weights hold NaN or infinity (check the weights file)")
+        raise DivergenceError(f"The network's features are NaN or infinite. Likely cause: "
+                              f"{cause}.")
     return features
 
 
@@ -244,7 +252,8 @@ def fine_tune(
                     continue
                 if not math.isfinite(loss):
                     raise divergence_error(
-                        f"The loss at epoch {epoch + 1}, step {count // batch_size + 1}",
+                        f"Fine-tuning diverged: the loss at epoch {epoch + 1}, step "
+                        f"{count // batch_size + 1} is",
                         learning_rate=learning_rate, weight_decay=weight_decay,
                         temperature=temperature, precision=precision)
                 start += len(rows)
