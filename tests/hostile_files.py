@@ -78,7 +78,7 @@ def pickle_reconstruct_bomb(shape=(3_200_000, 3072)) -> bytes:
 
 def pickle_ndarray_bomb(shape=(3_200_000, 3072)) -> bytes:
     """A pickle calling ``numpy.ndarray(shape)`` directly."""
-    return cifar_pickle(_Forged(np.ndarray, (shape, np.uint8)))
+    return cifar_pickle(_Forged(np.ndarray, (shape, "u1")))
 
 
 def pickle_reference_bomb(n_references=300_000, row_bytes=3072) -> bytes:
