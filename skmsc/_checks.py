@@ -132,6 +132,21 @@ def _check_torch_tensor(X) -> None:
         raise TypeError("X is a torch tensor that requires grad: pass X.detach().")
 
 
+def _check_nested_lengths(X: Sequence, where: str = "X") -> None:
+    """A ``ValueError`` naming the first item whose length differs in nested lists."""
+    items = [x for x in X if isinstance(x, list | tuple)]
+    if not items:
+        return
+    if len(items) != len(X) or len({len(x) for x in items}) > 1:
+        lengths = [len(x) if isinstance(x, list | tuple) else type(x).__name__ for x in X]
+        raise ValueError(
+            f"X is a nested list whose items differ in length ({where}: "
+            f"{lengths[:6]}{' ...' if len(lengths) > 6 else ''}): samples must all have the "
+            "same shape. Pad or resize them, or pass a numpy array."
+        )
+    _check_nested_lengths([y for x in items for y in x][: 10**6], f"{where}[...]")
+
+
 def _check_sequence(X: Sequence, min_samples: int, container: str | None = None) -> None:
     if len(X) < min_samples:
         raise ValueError(
@@ -146,6 +161,7 @@ def _check_sequence(X: Sequence, min_samples: int, container: str | None = None)
         )
     arrays = [x for x in X if hasattr(x, "shape") and hasattr(x, "dtype")]
     if not arrays:
+        _check_nested_lengths(X)
         return  # nested lists of numbers: check_array converts or explains
     if len(arrays) != len(X):
         kinds = sorted({type(x).__name__ for x in X})

@@ -350,7 +350,9 @@ def _check_csv_output(output, model, inputs, overwrite: bool) -> None:
         return
     if os.path.lexists(path):
         raise UsageError(f"--csv {output}: exists; pass --overwrite to replace it")
-    if _inside(path, [p for p in inputs if Path(p).is_dir()]):
+    # Folders given, and the folders of the files given (a shell expands imgs/*.png).
+    folders = [p if Path(p).is_dir() else Path(p).parent for p in inputs]
+    if _inside(path, folders):
         raise UsageError(f"--csv {output}: is inside an input folder; pass --overwrite to "
                          "write there anyway, or choose another file")
 
