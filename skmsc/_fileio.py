@@ -9,16 +9,17 @@
 
 How a folder is swapped in. The new folder is written under a hidden name beside the
 target (same file system, so renames are atomic), its files and itself are fsynced, and
-then, holding a lock on the parent folder (``flock``, so concurrent savers in threads or
-processes take turns):
+then:
 
 - no target yet: ``rename`` (atomic);
 - a target exists: the two folders are exchanged in one step (Linux ``renameat2`` with
   ``RENAME_EXCHANGE``, macOS ``renamex_np`` with ``RENAME_SWAP``) and the old one, now
-  under the hidden name, is deleted. Where the file system cannot exchange, the old
-  folder is renamed aside (``.NAME.skmsc-old-*``) and the new one renamed in; a reader
-  that finds no target in that instant uses the folder set aside
-  (:func:`readable_folder`), so the old or the new folder can be read at every moment.
+  under the hidden name, is deleted. Concurrent writers need no lock: each exchange is
+  atomic and each writer deletes what its exchange brought out. Where the file system
+  cannot exchange, writers take turns (``flock`` on the parent folder) to rename the old
+  folder aside (``.NAME.skmsc-old-*``) and the new one in; a reader that finds no target
+  in that instant uses the folder set aside (:func:`readable_folder`), so the old or the
+  new folder can be read at every moment.
 
 Hidden ``.NAME.skmsc-*`` folders left by a process that died mid-write are never read
 as the target (except as above); a later write removes those of processes that no longer
@@ -257,7 +258,9 @@ def _swap_in(staging: Path, target: Path) -> None:
     try:
         _exchange(staging, target)
     except OSError:
-        _swap_by_renames(staging, target)
+        # No atomic exchange here: concurrent writers take turns for the two renames.
+        with _folder_lock(target.parent):
+            _swap_by_renames(staging, target)
         return
     _fsync_folder(target.parent)
     _remove_tree(staging)  # now the old folder
@@ -311,10 +314,9 @@ def replace_folder(target, fill: Callable[[Path], None],
         for entry in os.scandir(staging):
             _fsync_file(Path(entry.path))
         _fsync_folder(staging)
-        with _folder_lock(target.parent):
-            check_replaceable(target)
-            _swap_in(staging, target)
-            _remove_stale_leftovers(target)
+        check_replaceable(target)  # again: the target may have changed meanwhile
+        _swap_in(staging, target)
+        _remove_stale_leftovers(target)
     except BaseException:
         _remove_tree(staging)
         raise

@@ -98,3 +98,27 @@ def pickle_dtype_flags(flags=63) -> bytes:
     """A pickle of a uint8 dtype whose state sets flags (object semantics) on it."""
     state = (3, "|", None, None, None, -1, -1, flags)
     return cifar_pickle(_Forged(np.dtype, ("u1", False, True), state))
+
+
+def write_nan_weights(path) -> Path:
+    """An EfficientNet-Lite0 state-dict file whose stem weights are NaN."""
+    import torch
+
+    from skmsc.nn.backbones import build_backbone
+
+    model, _ = build_backbone("efficientnet_lite0", weights=None)
+    state = model.state_dict()
+    state["conv_stem.weight"] = torch.full_like(state["conv_stem.weight"], float("nan"))
+    torch.save(state, path)
+    return Path(path)
+
+
+def refit_scenario(seed=0):
+    """The issue's threaded scenario: training sets ``a``, ``b`` (8 features) and ``wide``
+    (16), a set with a NaN that fit refuses, and an 8-feature query."""
+    rng = np.random.default_rng(seed)
+    fits = {"a": rng.normal(size=(300, 8)), "b": rng.normal(size=(300, 8)) + 0.5,
+            "wide": rng.normal(size=(300, 16))}
+    bad = fits["a"].copy()
+    bad[3, 2] = np.nan
+    return fits, bad, rng.normal(size=(50, 8))

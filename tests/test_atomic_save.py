@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fault_injection import FILE_SYSTEM_CALLS, count_events, fails_at, saving_processes
 
 import skmsc.persistence as persistence
 from skmsc import KNNDetector
@@ -68,64 +69,6 @@ def test_interrupt_while_writing_the_json_keeps_the_old_model(two_models, tmp_pa
     assert hidden_leftovers(folder) == []
 
 
-# Released resources: a failure can come after these calls, not instead of them (closing
-# frees a descriptor even when it reports an error; an interrupt waits for the call).
-_ALWAYS_RUN = {"close", "flock"}
-
-
-class _InterruptAt:
-    """A profile function raising ``error`` at the k-th event: before or after a call (of
-    the ``only`` C functions, if given), as a failing call or an interrupt would.
-    ``count`` is the number of events seen."""
-
-    def __init__(self, k, error: BaseException, only=None):
-        self.k, self.error, self.only, self.count = k, error, only, 0
-
-    def __call__(self, frame, event, arg):
-        only = self.only
-        if event not in ("call", "c_call", "c_return"):
-            return
-        name = getattr(arg, "__name__", "") if event != "call" else ""
-        if only is not None and name not in only:
-            return
-        if event == "c_call" and name in _ALWAYS_RUN:
-            return
-        if event == "c_return" and frame.f_code.co_filename.endswith("shutil.py"):
-            return  # shutil.rmtree closes twice if interrupted after a close: not ours
-        self.count += 1
-        if self.count == self.k:
-            raise self.error
-
-
-def _save_interrupted(det, folder, k, error, only=None) -> bool:
-    """Save with ``error`` raised at event k; whether it came out of save()."""
-    sys.setprofile(_InterruptAt(k, error, only))
-    try:
-        det.save(folder)
-    except type(error):
-        return True
-    finally:
-        sys.setprofile(None)
-    return False  # the code handled it (e.g. a best-effort fsync or cleanup)
-
-
-def _events_of_a_save(det, folder, only) -> int:
-    """How many events :class:`_InterruptAt` can pick from in one save."""
-    counter = _InterruptAt(None, KeyboardInterrupt(), only)
-    sys.setprofile(counter)
-    try:
-        det.save(folder)
-    finally:
-        sys.setprofile(None)
-    return counter.count
-
-
-# Every call into the file system that a save makes.
-FILE_SYSTEM_CALLS = {"open", "write", "fsync", "rename", "replace", "mkdir", "chmod", "scandir",
-                     "unlink", "rmdir", "listdir", "flock", "serialize_file", "close", "lstat",
-                     "stat", "fdopen", "read"}
-
-
 @pytest.mark.parametrize("exchange", [True, False], ids=["exchange", "rename-aside"])
 @pytest.mark.parametrize("error", [KeyboardInterrupt(), OSError(28, "No space left on device")],
                          ids=["interrupt", "disk-full"])
@@ -138,10 +81,10 @@ def test_a_failure_at_every_file_system_call_leaves_one_whole_model(
         monkeypatch.setattr(fileio, "_EXCHANGE", None)
     old, new = two_models
     folder = old.save(tmp_path / "model")
-    n_events = _events_of_a_save(old, folder, FILE_SYSTEM_CALLS)
+    n_events = count_events(lambda: old.save(folder), FILE_SYSTEM_CALLS)
     outcomes = []
     for k in range(1, n_events + 1):
-        raised = _save_interrupted(new, folder, k, error, only=FILE_SYSTEM_CALLS)
+        raised = fails_at(lambda: new.save(folder), k, error, FILE_SYSTEM_CALLS)
         outcomes.append((raised, which(folder, [old, new])))
         if isinstance(error, KeyboardInterrupt):
             assert hidden_leftovers(folder) == [], k
@@ -293,22 +236,10 @@ def test_concurrent_saves_in_threads_end_in_one_whole_model(two_models, tmp_path
     assert set(seen) <= {0, 1}
 
 
-def _save_repeatedly(seed, folder, times):
-    det = _model(1, contamination=0.05) if seed == 1 else _model(2, n=40, n_neighbors=3)
-    for _ in range(times):
-        det.save(folder)
-
-
 def test_concurrent_saves_in_processes_end_in_one_whole_model(two_models, tmp_path):
-    import multiprocessing
-
     folder = tmp_path / "model"
     two_models[0].save(folder)
-    context = multiprocessing.get_context("fork")
-    workers = [context.Process(target=_save_repeatedly, args=(seed, folder, 30))
-               for seed in (1, 2)]
-    for worker in workers:
-        worker.start()
+    workers = saving_processes(two_models, folder, 30)
     loaded = []
     while any(worker.is_alive() for worker in workers):
         loaded.append(which(folder, two_models))  # every load is one whole model

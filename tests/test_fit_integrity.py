@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 import pytest
-import torch
 from conftest import FAST
+from hostile_files import refit_scenario, write_nan_weights
 
 from skmsc import KNNDetector, MeanShiftedContrastiveDetector, MeanShiftedFeatures
 
@@ -88,13 +88,7 @@ def test_divergence_is_an_error_naming_the_cause_and_the_fit_is_undone(
 
 
 def test_nan_weights_give_a_clear_error_not_nan_scores(diverging_images, tmp_path):
-    from skmsc.nn.backbones import build_backbone
-
-    model, _ = build_backbone("efficientnet_lite0", weights=None)
-    state = model.state_dict()
-    state["conv_stem.weight"] = torch.full_like(state["conv_stem.weight"], float("nan"))
-    path = tmp_path / "nan.pth"
-    torch.save(state, path)
+    path = write_nan_weights(tmp_path / "nan.pth")
     det = MeanShiftedContrastiveDetector(**FAST, weights=str(path), epochs=0,
                                          precision="float32")
     with pytest.raises(ValueError, match="features are NaN or infinite.*weights"):
@@ -125,12 +119,7 @@ def _hammer(score, n_calls, outcomes, stop):
 def test_scoring_while_another_thread_refits_sees_one_model_or_the_other():
     """The issue's scenario: one thread scores in a loop; another refits on bad input (which
     fails), on other data, and on another feature size."""
-    rng = np.random.default_rng(0)
-    fits = {"a": rng.normal(size=(300, 8)), "b": rng.normal(size=(300, 8)) + 0.5,
-            "wide": rng.normal(size=(300, 16))}
-    bad = fits["a"].copy()
-    bad[3, 2] = np.nan
-    query = rng.normal(size=(50, 8))
+    fits, bad, query = refit_scenario()
     expected = {}
     for key in ("a", "b"):
         det = MeanShiftedContrastiveDetector(random_state=0).fit(fits[key])

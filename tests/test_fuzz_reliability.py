@@ -12,7 +12,6 @@ import csv
 import io
 import pickle
 import shutil
-import sys
 import threading
 import time
 import tracemalloc
@@ -21,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import FAST
+from fault_injection import count_events, fails_at
 from hostile_files import cifar_pickle, write_idx_header, write_png
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -60,40 +60,15 @@ def _loads_as_one_of(folder, models) -> int:
 
 
 # ------------------------------------------------------------------ 1. atomic save
-class _InterruptAtCall:
-    """Raise KeyboardInterrupt at the k-th Python or C call (any call: json, numpy, os...)."""
-
-    def __init__(self, k):
-        self.k, self.count = k, 0
-
-    def __call__(self, frame, event, arg):
-        if event in ("call", "c_call"):
-            self.count += 1
-            if self.count == self.k:
-                raise KeyboardInterrupt
-
-
 @FUZZ
 @given(fraction=st.floats(0, 1))
 def test_1_an_interrupt_at_any_call_of_a_save_leaves_one_whole_model(tmp_path_factory,
                                                                      fraction):
     old, new = MODELS
     folder = old.save(tmp_path_factory.mktemp("save") / "model")
-    counter = _InterruptAtCall(None)
-    sys.setprofile(counter)
-    try:
-        new.save(folder)
-    finally:
-        sys.setprofile(None)
+    n_calls = count_events(lambda: new.save(folder))  # every Python and C call
     old.save(folder)
-    interrupt = _InterruptAtCall(max(1, int(fraction * counter.count)))
-    sys.setprofile(interrupt)
-    try:
-        new.save(folder)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sys.setprofile(None)
+    fails_at(lambda: new.save(folder), max(1, int(fraction * n_calls)), KeyboardInterrupt())
     _loads_as_one_of(folder, MODELS)
     assert [p.name for p in folder.parent.iterdir()] == ["model"]
 

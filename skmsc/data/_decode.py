@@ -39,7 +39,7 @@ __all__ = [
 
 #: Estimated bytes that images being decoded at once may take, all threads together
 #: (an image above it decodes alone). Read at each decode, so it can be changed.
-DECODE_MEMORY_BUDGET_BYTES = 1024 * 2**20
+DECODE_MEMORY_BUDGET_BYTES = 512 * 2**20
 # Rows of pixels copied out of Pillow at a time: a few MB, never a full-size copy.
 _STRIPE_BYTES = 4 * 2**20
 _EIGHT_BIT = {"1", "L", "P", "RGB", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LA", "La",

@@ -98,7 +98,7 @@ def decode_image(image, *, bit_depth=None):
     Only regular files are read: a FIFO, a device or a folder is refused at once (a FIFO
     would block forever). Decoding takes about 7 bytes a pixel (14 for 16-bit and float
     images); all threads together reserve at most
-    ``skmsc.data._decode.DECODE_MEMORY_BUDGET_BYTES`` (1 GiB) at once, so larger images
+    ``skmsc.data._decode.DECODE_MEMORY_BUDGET_BYTES`` (512 MiB) at once, so larger images
     decode one after the other. Pillow refuses images above twice
     ``PIL.Image.MAX_IMAGE_PIXELS`` (179 megapixels by default).
 
