@@ -387,7 +387,6 @@ FORMULA_NAMES = ["=HYPERLINK(\"evil\",\"x\").png", "=1+1.png", "+1.png", "-1.png
 
 def csv_injection(workdir: Path):
     import csv
-    import io
 
     from skmsc import MeanShiftedContrastiveDetector
 
@@ -403,8 +402,11 @@ def csv_injection(workdir: Path):
         code = _cli("score", "--csv", out, "-q", "--", model, *FORMULA_NAMES)
     finally:
         os.chdir(cwd)
-    cells = ([r[0] for r in csv.reader(io.StringIO(out.read_text()))][1:]
-             if code == 0 else [])
+    if code == 0:
+        with open(out, newline="") as file:  # as csv wants: a CR inside a cell stays a CR
+            cells = [row[0] for row in csv.reader(file)][1:]
+    else:
+        cells = []
     dangerous = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
     def escaped(i, name):
@@ -512,7 +514,8 @@ def pixel_depth(workdir: Path):
             channel = pixels[..., 0].astype(np.float64)
             top = 255.0 if pixels.dtype == np.uint8 else 1.0
             expected = data / white * top
-            tolerance = 0.5 if pixels.dtype == np.uint8 else 1e-6
+            # 8 bits: within one level (Pillow keeps the high byte of 16-bit colour).
+            tolerance = 1.0 if pixels.dtype == np.uint8 else 1e-6
             return (np.abs(channel - expected).max() <= tolerance
                     and np.mean(pixels >= top) < 0.01)
         return case

@@ -144,6 +144,12 @@ SLOW_TESTS = {
     "test_determinism_and_load.py::test_two_cpu_fits_with_an_int_seed_are_identical",
     "test_faults.py::test_out_of_memory_halves_the_fine_tuning_batch_and_finishes",
     "test_backbones.py::test_explicit_weight_path_with_or_without_classifier",
+    # Issue #16's reliability tests that run subprocesses or race threads for seconds.
+    "test_atomic_save.py::test_full_disk_in_a_subprocess_keeps_the_old_model",
+    "test_atomic_save.py::test_sigkill_between_the_renames_still_loads",
+    "test_fit_integrity.py::test_scoring_while_another_thread_refits_sees_one_model_or_the_other",
+    "test_fit_integrity.py::test_transform_and_save_while_another_thread_refits",
+    "test_fuzz_reliability.py::test_6_a_fit_is_finite_or_a_divergence_error_that_changes_nothing",
 }
 
 

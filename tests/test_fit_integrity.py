@@ -176,11 +176,11 @@ def test_transform_and_save_while_another_thread_refits(tmp_path):
     readers = [
         threading.Thread(target=_hammer, args=(lambda: features.transform(small), 100,
                                                transformed, stop)),
-        threading.Thread(target=_hammer, args=(save, 30, saved, stop)),
+        threading.Thread(target=_hammer, args=(save, 10, saved, stop)),
     ]
     for reader in readers:
         reader.start()
-    for _ in range(60):
+    for _ in range(25):
         features.fit(large)
         features.fit(small)
         knn.fit(large)
