@@ -125,7 +125,55 @@ def _parser() -> argparse.ArgumentParser:
         description="Print a fitted model's settings, training size and threshold.",
     )
     info.add_argument("model", metavar="MODEL", help="model folder written by 'skmsc fit'")
+    _add_export_parser(sub)
     return parser
+
+
+def _add_export_parser(sub) -> None:
+    export = sub.add_parser(
+        "export", help="write a fitted model as one ONNX file (scoring without torch)",
+        description="Write the model's scoring path (preprocessing, network, exact kNN "
+        "against its training features) as one ONNX file taking uint8 images "
+        "(N, H, W, 3) of one size. Score with skmsc.onnx.ONNXDetector, which needs only "
+        "numpy and onnxruntime. Needs pip install 'skmsc[onnx]'.",
+    )
+    export.add_argument("model", metavar="MODEL", help="model folder written by 'skmsc fit'")
+    export.add_argument("output", metavar="OUT.onnx", help="the ONNX file to write")
+    export.add_argument(
+        "--input-size", metavar="HxW",
+        help="height x width of the images the file will take (required for models fitted "
+        "on image files, which 'skmsc fit' makes; e.g. 256x256)",
+    )
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace OUT.onnx if it exists")
+
+
+def _export(args) -> int:
+    output = Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise UsageError(f"{args.output} exists; pass --overwrite to replace it")
+    if Path(args.model).resolve() in output.resolve().parents:
+        raise UsageError("OUT.onnx is inside the model folder; write it elsewhere")
+    size = None
+    if args.input_size is not None:
+        try:
+            size = tuple(int(v) for v in args.input_size.lower().split("x"))
+        except ValueError:
+            size = ()
+        if len(size) != 2 or min(size) < 1:
+            raise UsageError(f"--input-size: expected HxW such as 256x256, got "
+                             f"{args.input_size!r}")
+    detector = _load_model(args.model)
+    from .onnx import export_onnx
+
+    try:
+        export_onnx(detector, output, input_size=size)
+    except ImportError as exc:
+        raise RuntimeError(f"{exc}; pip install 'skmsc[onnx]'") from exc
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    print(f"skmsc: ONNX model written to {args.output}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _collect(arguments: list[str], args, *, folders_only: bool) -> list[str]:
@@ -303,7 +351,7 @@ def main(argv=None) -> int:
     1
     """
     args = _parser().parse_args(argv)  # exits with 2 on usage errors, 0 on --help
-    commands = {"fit": _fit, "score": _score, "info": _info}
+    commands = {"fit": _fit, "score": _score, "info": _info, "export": _export}
     try:
         return commands[args.command](args)
     except UsageError as exc:

@@ -144,6 +144,16 @@ SLOW_TESTS = {
     "test_determinism_and_load.py::test_two_cpu_fits_with_an_int_seed_are_identical",
     "test_faults.py::test_out_of_memory_halves_the_fine_tuning_batch_and_finishes",
     "test_backbones.py::test_explicit_weight_path_with_or_without_classifier",
+    # Each ONNX export takes 5-15 s (torch's exporter); only the resize checks are quick.
+    "test_onnx_export.py::test_lite0_export_scores_as_the_detector",
+    "test_onnx_export.py::test_resnet_export_scores_as_the_detector",
+    "test_onnx_export.py::test_exported_file_passes_the_checker_and_holds_its_metadata",
+    "test_onnx_export.py::test_runtime_needs_neither_torch_nor_scikit_learn",
+    "test_onnx_export.py::test_grayscale_nndescent_detector_exports_the_exact_search",
+    "test_onnx_export.py::test_bfloat16_gallery_exports_with_a_warning",
+    "test_onnx_export.py::test_export_refuses_what_it_cannot_export",
+    "test_onnx_export.py::test_runtime_refuses_bad_images_with_the_fix",
+    "test_onnx_export.py::test_cli_export_of_a_file_fitted_model",
 }
 
 
