@@ -84,6 +84,12 @@ def plot_nearest_normals(detector, X_query, X_train, *, n_neighbors=3, scores=No
             f"X_train has {len(X_train)} images but the detector was fitted on {n_train}: "
             "pass the training images in the order they were given to fit."
         )
+    if getattr(detector, "gallery_", None) is not getattr(detector, "train_features_", None):
+        raise ValueError(
+            f"This detector's gallery was reduced (gallery_size={detector.gallery_size!r}): "
+            "its nearest neighbours are k-means centres or coreset vectors, not training "
+            "images in order. Refit with gallery_size=None to plot the nearest normals."
+        )
     distances, indices = detector.kneighbors(X_query, n_neighbors)
     n_rows, n_cols = len(X_query), n_neighbors + 1
     fig, axes = plt.subplots(

@@ -85,7 +85,7 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
 
 # Lower layers never import upper ones (a layer may import itself and those below it).
 LAYERS = [
-    ("skmsc._version", "skmsc._moved", "skmsc._checks", "skmsc.neighbors"),
+    ("skmsc._version", "skmsc._moved", "skmsc._checks", "skmsc.neighbors", "skmsc._gallery"),
     ("skmsc.data",),
     ("skmsc.nn",),
     ("skmsc.persistence",),

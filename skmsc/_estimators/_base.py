@@ -19,10 +19,13 @@ import numpy as np
 import sklearn
 import torch
 import torchvision
+from sklearn.base import _fit_context
+from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .. import persistence
+from .._gallery import REDUCTIONS, gallery_rows, leave_one_out_distances, reduce_gallery
 from .._version import __version__
 from ..neighbors import knn_scores, make_index, resolve_knn_algorithm
 
@@ -40,6 +43,9 @@ KNN_PARAMETER_CONSTRAINTS: dict = {
     "n_neighbors": [Interval(Integral, 1, None, closed="left")],
     "knn_algorithm": [StrOptions({"auto", "exact", "nndescent"})],
     "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+    "gallery_size": [None, Interval(Integral, 1, None, closed="left"),
+                     Interval(Real, 0, 1, closed="right")],
+    "gallery_reduction": [StrOptions(set(REDUCTIONS))],
 }
 
 
@@ -228,18 +234,72 @@ class KNNScorerMixin:
     """
 
     def _fit_knn(self, features: np.ndarray, seed: int) -> None:
-        """Index ``features`` and set the threshold from their leave-one-out scores."""
-        algorithm = resolve_knn_algorithm(self.knn_algorithm, len(features))
-        index = make_index(features, algorithm, random_state=seed)
-        loo_distances, _ = index.kneighbors(features, self.n_neighbors, exclude_self=True)
-        train_scores = -loo_distances.sum(axis=1)
-        fraction = AUTO_CONTAMINATION if self.contamination == "auto" else self.contamination
+        """Index ``features`` (or the smaller gallery ``gallery_size`` asks for) and set the
+        threshold from the training samples' leave-one-out scores."""
+        n_gallery = gallery_rows(self.gallery_size, len(features))
+        if n_gallery <= self.n_neighbors:
+            raise ValueError(
+                f"gallery_size={self.gallery_size!r} keeps {n_gallery} of {len(features)} "
+                f"training samples; n_neighbors={self.n_neighbors} needs at least "
+                f"{self.n_neighbors + 1}. Raise gallery_size or lower n_neighbors."
+            )
+        reduced = None
+        if n_gallery < len(features):
+            reduced = reduce_gallery(features, n_gallery, self.gallery_reduction, seed)
+        gallery = features if reduced is None else reduced.vectors
+        algorithm = resolve_knn_algorithm(self.knn_algorithm, len(gallery))
+        index = make_index(gallery, algorithm, random_state=seed)
+        if reduced is None:
+            loo_distances, _ = index.kneighbors(features, self.n_neighbors, exclude_self=True)
+        else:
+            loo_distances = leave_one_out_distances(index, features, reduced, self.n_neighbors)
         self.train_features_ = features
-        self.train_scores_ = train_scores
-        self.offset_ = float(np.percentile(train_scores, 100.0 * fraction))
+        self.gallery_ = gallery
+        self._set_threshold(-loo_distances.sum(axis=1))
         self.knn_algorithm_ = algorithm
         self._index = index
         self._index_seed = int(seed)
+
+    def _set_threshold(self, train_scores: np.ndarray) -> None:
+        """The threshold rule: ``offset_`` flags the ``contamination`` fraction of the
+        training samples' leave-one-out scores."""
+        fraction = AUTO_CONTAMINATION if self.contamination == "auto" else self.contamination
+        self.train_scores_ = train_scores
+        self.offset_ = float(np.percentile(train_scores, 100.0 * fraction))
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Add the samples ``X`` to the gallery of normals; fit if not fitted yet.
+
+        On a fitted detector nothing is trained: the features of ``X`` (from the fitted
+        network, for images) join ``train_features_``, and the gallery, the leave-one-out
+        ``train_scores_`` and ``offset_`` are recomputed exactly as ``fit`` computes them
+        from the union (so the result equals a kNN fit on all the features; with
+        ``gallery_size`` the gallery is reduced again from the union). This costs one
+        leave-one-out search over the whole training set. On an unfitted detector it is
+        ``fit(X)``.
+
+        Parameters
+        ----------
+        X : array-like or sequence of image paths / PIL images
+            Normal samples shaped like the training data (see ``fit``).
+        y : Ignored
+            Present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted detector.
+        """
+        try:
+            check_is_fitted(self)
+        except NotFittedError:
+            return self.fit(X, y)
+        with self._all_or_nothing():
+            added = list(self._feature_chunks(X))
+            features = np.concatenate([self.train_features_, *added])
+            self._fit_knn(features, self._index_seed)
+        return self
 
     def score_samples(self, X):
         """Normality score: minus the summed squared distance to the nearest training features.
@@ -303,16 +363,15 @@ class KNNScorerMixin:
         distances : ndarray of shape (n_samples, n_neighbors)
             Squared Euclidean distances in feature space, ascending.
         indices : ndarray of shape (n_samples, n_neighbors)
-            Row indices into the training data.
+            Row indices into ``gallery_``: the training data, unless ``gallery_size``
+            reduced it.
         """
         features = np.concatenate(list(self._feature_chunks(X)))
         k = self.n_neighbors if n_neighbors is None else n_neighbors
         return self._index.kneighbors(features, k)
 
     def _rebuild_index(self) -> None:
-        self._index = make_index(
-            self.train_features_, self.knn_algorithm_, random_state=self._index_seed
-        )
+        self._index = make_index(self.gallery_, self.knn_algorithm_, random_state=self._index_seed)
 
     def __getstate__(self):
         # object.__getstate__ returns the live __dict__: copy before editing.
@@ -323,6 +382,8 @@ class KNNScorerMixin:
     def __setstate__(self, state):
         super().__setstate__(state)
         if "train_features_" in state:
+            if "gallery_" not in state:  # pickled before gallery_size existed
+                self.gallery_ = self.train_features_
             self._rebuild_index()
 
     def _saved_state(self) -> tuple[dict, dict]:
@@ -330,6 +391,8 @@ class KNNScorerMixin:
         fitted.update(offset_=float(self.offset_), knn_algorithm_=self.knn_algorithm_,
                       index_seed=int(self._index_seed))
         tensors.update(train_features_=self.train_features_, train_scores_=self.train_scores_)
+        if self.gallery_ is not self.train_features_:  # reduced by gallery_size
+            tensors["gallery_"] = self.gallery_
         return fitted, tensors
 
     def _restore_state(self, fitted: dict, tensors: dict) -> None:
@@ -351,4 +414,9 @@ class KNNScorerMixin:
         check(self.knn_algorithm_ in ("exact", "nndescent"), "unknown knn_algorithm_")
         self.train_features_ = features
         self.train_scores_ = scores.astype(np.float64)
+        gallery = tensors.get("gallery_", features)
+        check(gallery.ndim == 2 and gallery.dtype == np.float32
+              and gallery.shape[1] == features.shape[1], "gallery_ does not match train_features_")
+        check(len(gallery) > self.n_neighbors, "fewer gallery vectors than n_neighbors + 1")
+        self.gallery_ = gallery
         self._rebuild_index()

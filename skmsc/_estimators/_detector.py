@@ -76,6 +76,18 @@ class MeanShiftedContrastiveDetector(
         fraction of the leave-one-out training scores (each training image scored
         against the others, as a fresh normal image would be). ``"auto"`` uses 0.01, so
         about 1% of new normal images are flagged.
+    gallery_size : int, float or None, default=None
+        Shrink the searched gallery to this many vectors (an int) or this fraction of
+        the training samples (a float in (0, 1]); ``None`` searches every training
+        feature. Scoring time falls in proportion; ROC-AUC costs are measured in
+        ``docs/performance.md`` (``benchmarks/gallery.py``). The threshold still comes
+        from leave-one-out scores: each training sample is scored against the gallery it
+        would face without itself.
+    gallery_reduction : {"kmeans", "coreset"}, default="kmeans"
+        How ``gallery_size`` shrinks the gallery: k-means centres (Lloyd, 50 iterations;
+        the better ROC-AUC in ``docs/performance.md``, slower to fit), or a greedy
+        k-centre coreset of training features (PatchCore's; fast, keeps real training
+        samples).
     device : str, default="auto"
         ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     precision : {"auto", "float32", "bfloat16", "float16"}, default="auto"
@@ -115,6 +127,9 @@ class MeanShiftedContrastiveDetector(
         Centre of the pretrained training features (the mean shift).
     train_features_ : ndarray of shape (n_samples, n_features_out)
         Fine-tuned unit-norm features of the training images.
+    gallery_ : ndarray of shape (n_gallery, n_features_out)
+        The vectors searched when scoring: ``train_features_`` itself, or the k-means
+        centres or coreset ``gallery_size`` asked for. :meth:`kneighbors` indexes into it.
     train_scores_ : ndarray of shape (n_samples,)
         Leave-one-out ``score_samples`` of the training images: each scored against the
         others. ``train_scores_ < offset_`` marks the ``contamination`` fraction of them
@@ -190,6 +205,8 @@ class MeanShiftedContrastiveDetector(
         image_size=224,
         knn_algorithm="auto",
         contamination="auto",
+        gallery_size=None,
+        gallery_reduction="kmeans",
         device="auto",
         precision="auto",
         early_stopping=True,
@@ -211,6 +228,8 @@ class MeanShiftedContrastiveDetector(
         self.image_size = image_size
         self.knn_algorithm = knn_algorithm
         self.contamination = contamination
+        self.gallery_size = gallery_size
+        self.gallery_reduction = gallery_reduction
         self.device = device
         self.precision = precision
         self.early_stopping = early_stopping

@@ -35,13 +35,29 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
     contamination : "auto" or float, default="auto"
         Expected fraction of anomalies, in (0, 0.5]: ``offset_`` flags that fraction of
         the leave-one-out training scores. ``"auto"`` uses 0.01.
+    gallery_size : int, float or None, default=None
+        Shrink the searched gallery to this many vectors (an int) or this fraction of
+        the training samples (a float in (0, 1]); ``None`` searches every training
+        feature. Scoring time falls in proportion; ROC-AUC costs are measured in
+        ``docs/performance.md`` (``benchmarks/gallery.py``). The threshold still comes
+        from leave-one-out scores: each training sample is scored against the gallery it
+        would face without itself.
+    gallery_reduction : {"kmeans", "coreset"}, default="kmeans"
+        How ``gallery_size`` shrinks the gallery: k-means centres (Lloyd, 50 iterations;
+        the better ROC-AUC in ``docs/performance.md``, slower to fit), or a greedy
+        k-centre coreset of training features (PatchCore's; fast, keeps real training
+        samples).
     random_state : int, RandomState instance or None, default=None
-        Seeds the approximate index (exact search uses no randomness).
+        Seeds the approximate index and the gallery reduction (exact search of the whole
+        gallery uses no randomness).
 
     Attributes
     ----------
     train_features_ : ndarray of shape (n_samples, n_features)
-        The training vectors (float32); :meth:`kneighbors` indexes into them.
+        The training vectors (float32).
+    gallery_ : ndarray of shape (n_gallery, n_features)
+        The vectors searched when scoring: ``train_features_`` itself, or the k-means
+        centres or coreset ``gallery_size`` asked for. :meth:`kneighbors` indexes into it.
     train_scores_ : ndarray of shape (n_samples,)
         Leave-one-out ``score_samples`` of the training vectors.
     offset_ : float
@@ -74,10 +90,12 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
     }
 
     def __init__(self, n_neighbors=2, *, knn_algorithm="auto", contamination="auto",
-                 random_state=None):
+                 gallery_size=None, gallery_reduction="kmeans", random_state=None):
         self.n_neighbors = n_neighbors
         self.knn_algorithm = knn_algorithm
         self.contamination = contamination
+        self.gallery_size = gallery_size
+        self.gallery_reduction = gallery_reduction
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)

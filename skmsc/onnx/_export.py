@@ -78,7 +78,7 @@ def export_onnx(detector, path, *, input_size=None) -> Path:
             "no network to export. Fit a MeanShiftedContrastiveDetector on images."
         )
     size = _input_size(detector.input_shape_, input_size)
-    gallery = detector.train_features_
+    gallery = detector.gallery_
     if gallery.nbytes > _MAX_GALLERY_BYTES:
         raise ValueError(
             f"The gallery holds {gallery.nbytes / 2**30:.1f} GiB of features, more than one "
@@ -155,7 +155,8 @@ def _metadata(detector, size) -> dict:
         "offset": float(detector.offset_),
         "contamination": detector.contamination,
         "n_neighbors": int(detector.n_neighbors),
-        "n_gallery": int(len(detector.train_features_)),
+        "n_gallery": int(len(detector.gallery_)),
+        "n_training_samples": int(len(detector.train_features_)),
         "backbone": detector.backbone_spec_.name,
         "image_size": int(detector.image_size_),
         "batch_size": int(detector.batch_size),
