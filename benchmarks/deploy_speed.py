@@ -109,7 +109,7 @@ class OpenVINOScorer:
 def scoring_configs(det, path, batch_size, wanted):
     """(name, score function) of each configuration that can run here."""
     eager = det.encoder_
-    compiled = torch.compile(eager)
+    compiled = torch.compile(eager, dynamic=False)  # one graph per batch shape
 
     def torch_run(encoder, precision):
         def run(X):
@@ -194,7 +194,7 @@ def tuning_section(size, images, args, out):
         if center is None:
             center = network.center(images, batch_size=args.batch_size)
         if name == "torch.compile":
-            network.encoder = torch.compile(network.encoder)
+            network.encoder = torch.compile(network.encoder, dynamic=False)
         variants[name] = network
     epoch_times = {name: [] for name in variants}
     first_compiled = None
@@ -243,20 +243,22 @@ def main(argv=None):
     }
     text = (f"{data}: {len(train)} gallery and {len(test)} scored images; torch "
             f"{torch.__version__}, {torch.get_num_threads()} threads\n\n")
-    for size in args.sizes:
-        print(f"== scoring at {size} px", flush=True)
-        text += scoring_section(size, train, test, args, out) + "\n"
+    sections = [(f"scoring at {size} px", scoring_section, (size, train, test))
+                for size in args.sizes]
     if not args.no_tune:
-        for size, n_images in zip(args.sizes, args.tune_images, strict=False):
-            print(f"== fine-tuning at {size} px", flush=True)
-            text += tuning_section(size, train[:n_images], args, out) + "\n"
-    out["machine"]["load_average_end"] = load_average()
-    print(text)
-    if args.out:
-        target = Path(args.out)
-        target.mkdir(parents=True, exist_ok=True)
-        (target / "results.json").write_text(json.dumps(out, indent=1, default=str))
-        (target / "results.md").write_text(text)
+        sections += [(f"fine-tuning at {size} px", tuning_section, (size, train[:n_images]))
+                     for size, n_images in zip(args.sizes, args.tune_images, strict=False)]
+    for title, section, section_args in sections:
+        print(f"== {title}", flush=True)
+        part = section(*section_args, args, out) + "\n"
+        print(part, flush=True)
+        text += part
+        out["machine"]["load_average_end"] = load_average()
+        if args.out:  # after every section, so that a run cut short keeps what it did
+            target = Path(args.out)
+            target.mkdir(parents=True, exist_ok=True)
+            (target / "results.json").write_text(json.dumps(out, indent=1, default=str))
+            (target / "results.md").write_text(text)
 
 
 if __name__ == "__main__":

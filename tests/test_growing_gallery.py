@@ -67,6 +67,9 @@ def test_partial_fit_checks_its_input_and_changes_nothing_on_error(zeros_and_one
     assert len(image_det.train_features_) == len(first)
     with pytest.raises(NotFittedError):
         KNNDetector().score_samples(first.reshape(len(first), -1))
+    # Parameters changed after fit are checked by partial_fit too.
+    with pytest.raises(ValueError, match="gallery_size"):
+        det.set_params(gallery_size=-1).partial_fit(np.ones((3, 4)))
 
 
 # ------------------------------------------------------------------ gallery_size

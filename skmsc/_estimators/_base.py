@@ -295,6 +295,7 @@ class KNNScorerMixin:
             check_is_fitted(self)
         except NotFittedError:
             return self.fit(X, y)
+        self._validate_params()  # _fit_context skips this for a fitted partial_fit
         with self._all_or_nothing():
             added = list(self._feature_chunks(X))
             features = np.concatenate([self.train_features_, *added])

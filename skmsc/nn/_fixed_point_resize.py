@@ -87,8 +87,8 @@ class FixedPointPass:
 
     @property
     def float32_exact(self) -> bool:
-        return 255 * np.abs(self.weights).sum(axis=1).max() + (1 << self.precision) \
-            < _FLOAT32_EXACT
+        largest = 255 * np.abs(self.weights).sum(axis=1).max() + (1 << self.precision)
+        return bool(largest < _FLOAT32_EXACT)
 
     def apply(self, pixels: torch.Tensor, axis: int) -> torch.Tensor:
         """This pass along ``axis`` (-1: width, -2: height) of float integer-valued pixels.
