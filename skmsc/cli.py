@@ -23,6 +23,14 @@ from ._version import __version__  # noqa: E402
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
+def _count_or_fraction(text: str):
+    """``--gallery-size``: an integer count, or a float fraction."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)  # argparse reports a ValueError as "invalid value"
+
+
 # Estimator parameters exposed by `skmsc fit`: (flag, type, help). Unset flags keep the
 # estimator's defaults.
 FIT_PARAMETERS = [
@@ -41,7 +49,12 @@ FIT_PARAMETERS = [
     ("contamination", str, "'auto' or the expected anomaly fraction in (0, 0.5]"),
     ("device", str, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
     ("random_state", int, "seed, for reproducible fits"),
+    ("gallery_size", _count_or_fraction,
+     "searched gallery: a number of vectors (e.g. 600) or a fraction (e.g. 0.1); "
+     "default: every training image"),
+    ("gallery_reduction", str, "'kmeans' or 'coreset': how --gallery-size shrinks it"),
 ]
+
 
 
 class UsageError(Exception):

@@ -148,3 +148,17 @@ def test_nearest_normals_plot_refuses_a_reduced_gallery(zeros_and_ones):
     det = MeanShiftedContrastiveDetector(**NETWORK, gallery_size=10).fit(first)
     with pytest.raises(ValueError, match="gallery was reduced"):
         plot_nearest_normals(det, test[:2], first)
+
+
+def test_cli_fit_offers_gallery_size_as_a_count_or_a_fraction():
+    from skmsc.cli import _parser
+
+    def parsed(value):
+        return _parser().parse_args(["fit", "d", "-o", "m", "--gallery-size", value,
+                                     "--gallery-reduction", "coreset"])
+
+    assert parsed("600").gallery_size == 600 and isinstance(parsed("600").gallery_size, int)
+    assert parsed("0.1").gallery_size == 0.1
+    assert parsed("0.1").gallery_reduction == "coreset"
+    with pytest.raises(SystemExit):
+        parsed("a tenth")
