@@ -23,6 +23,7 @@ from ._version import __version__  # noqa: E402
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
+
 def _count_or_fraction(text: str):
     """``--gallery-size``: an integer count, or a float fraction."""
     try:
