@@ -12,9 +12,9 @@ and scores ``--n`` test images (28x28 uint8, resized inside every configuration)
 - ``torch.compile float32`` / ``torch.compile auto``: the same with the encoder wrapped
   in ``torch.compile`` (compiled during the warm-up run, not timed);
 - ``onnxruntime float32``: :class:`skmsc.onnx.ONNXDetector` on the exported file;
-- ``openvino default`` / ``openvino f32``: the same file compiled by OpenVINO for the CPU
-  (its default inference precision is bfloat16 on CPUs with native bfloat16), if the
-  ``openvino`` package is installed.
+- ``openvino default`` / ``openvino f32``: ``ONNXDetector(path, runtime="openvino")``
+  with ``precision="auto"`` (OpenVINO's default: bfloat16 on CPUs with native bfloat16)
+  and ``"float32"``, if the ``openvino`` package is installed.
 
 Configurations are run in turn (A B C ... A B C ...) ``--repeats`` times after one
 warm-up each, so that changes in machine load hit all alike; the medians are reported
@@ -88,24 +88,6 @@ def load_images(n_train, n_test):
         return "digits", np.resize(X, (n_train, 8, 8)), np.resize(X[::-1], (n_test, 8, 8))
 
 
-class OpenVINOScorer:
-    """Scores with the exported file compiled by OpenVINO (batches of ``batch_size``)."""
-
-    def __init__(self, path, batch_size, precision=None):
-        import openvino
-
-        config = {} if precision is None else {"INFERENCE_PRECISION_HINT": precision}
-        self.model = openvino.Core().compile_model(str(path), "CPU", config)
-        self.reference = ONNXDetector(path)  # for its input checks only
-        self.batch_size = batch_size
-
-    def score_samples(self, X):
-        images = self.reference._images(X)
-        parts = [self.model(images[i : i + self.batch_size])[0]
-                 for i in range(0, len(images), self.batch_size)]
-        return np.concatenate(parts).astype(np.float64)
-
-
 def scoring_configs(det, path, batch_size, wanted):
     """(name, score function) of each configuration that can run here."""
     eager = det.encoder_
@@ -130,8 +112,10 @@ def scoring_configs(det, path, batch_size, wanted):
     ]
     try:
         configs += [
-            ("openvino default", OpenVINOScorer(path, batch_size).score_samples),
-            ("openvino f32", OpenVINOScorer(path, batch_size, "f32").score_samples),
+            ("openvino default", ONNXDetector(path, runtime="openvino", precision="auto",
+                                              batch_size=batch_size).score_samples),
+            ("openvino f32", ONNXDetector(path, runtime="openvino",
+                                          batch_size=batch_size).score_samples),
         ]
     except ImportError:
         print("openvino is not installed: its rows are left out", flush=True)

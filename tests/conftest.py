@@ -147,6 +147,7 @@ SLOW_TESTS = {
     # Each ONNX export takes 5-15 s (torch's exporter); only the resize checks are quick.
     "test_onnx_export.py::test_lite0_export_scores_as_the_detector",
     "test_onnx_export.py::test_resnet_export_scores_as_the_detector",
+    "test_onnx_export.py::test_openvino_runs_the_file_with_the_same_scores",
     "test_onnx_export.py::test_exported_file_passes_the_checker_and_holds_its_metadata",
     "test_onnx_export.py::test_runtime_needs_neither_torch_nor_scikit_learn",
     "test_onnx_export.py::test_grayscale_nndescent_detector_exports_the_exact_search",

@@ -103,6 +103,22 @@ def test_lite0_export_scores_as_the_detector(lite0_export, photos):
     np.testing.assert_allclose(one_by_one, scores[:3], atol=1e-6)
 
 
+def test_openvino_runs_the_file_with_the_same_scores(lite0_export, photos):
+    pytest.importorskip("openvino")
+    det, path = lite0_export
+    _, X_test = photos
+    expected = det.score_samples(X_test)
+    exact = ONNXDetector(path, runtime="openvino")
+    assert np.abs(exact.score_samples(X_test) - expected).max() < TOLERANCE
+    assert exact.offset_ == det.offset_
+    fast = ONNXDetector(path, runtime="openvino", precision="auto")  # bfloat16 if native
+    assert np.abs(fast.score_samples(X_test) - expected).max() < 0.5
+    with pytest.raises(ValueError, match="needs runtime='openvino'"):
+        ONNXDetector(path, precision="auto")
+    with pytest.raises(ValueError, match="runtime="):
+        ONNXDetector(path, runtime="tensorrt")
+
+
 @pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])  # bicubic; bilinear, cropped
 def test_resnet_export_scores_as_the_detector(backbone, photos, tmp_path):
     X, X_test = photos
