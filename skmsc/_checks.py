@@ -4,7 +4,9 @@
   ``check_array``;
 - :func:`check_image_array`: an array of images the network can take;
 - :func:`check_enough_samples`: enough training samples for the leave-one-out scores;
-- :func:`check_fitted_sample_shape`: an array shaped like what the estimator was fitted on.
+- :func:`check_fitted_sample_shape`: an array shaped like what the estimator was fitted on;
+- :func:`warn_if_labelled_anomalies`: a ``y`` given to ``fit`` that marks some rows as
+  anomalies (which ``fit`` would train on all the same).
 
 ``check_array`` handles arrays well, but some inputs reach it in a form whose error names
 a numpy internal ("inhomogeneous shape") or silently changes meaning (a list mixing uint8
@@ -15,14 +17,19 @@ copies or modifies the caller's arrays.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import sklearn
 from scipy import sparse
 
 __all__ = [
-    "EXPECTED_INPUT", "check_enough_samples", "check_fitted_sample_shape", "check_image_array",
-    "check_input_container",
+    "EXPECTED_INPUT", "AnomaliesInTrainingWarning", "check_enough_samples",
+    "caller_stacklevel", "check_fitted_sample_shape", "check_image_array",
+    "check_input_container", "warn_if_labelled_anomalies",
 ]
 
 
@@ -173,3 +180,72 @@ def check_fitted_sample_shape(X: np.ndarray, input_shape, *, has_network: bool) 
             f"shape {input_shape}: pass a 2-D array (n_samples, "
             f"{input_shape[0]}), or refit on images to score images."
         )
+
+
+class AnomaliesInTrainingWarning(UserWarning):
+    """``fit`` was given labels saying some training rows are anomalies.
+
+    The detectors learn what is normal from every row of ``X``; ``y`` is not used to
+    leave rows out. The usual cause is scikit-learn's ``GridSearchCV(refit=True)``, which
+    refits the best candidate on all rows: use
+    :class:`skmsc.model_selection.OneClassGridSearchCV` instead, or fit on ``X[y == 1]``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from skmsc import AnomaliesInTrainingWarning, KNNDetector
+    >>> X, y = np.random.default_rng(0).normal(size=(6, 2)), [1, 1, 1, 1, 0, 0]
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = KNNDetector().fit(X, y)
+    >>> [type(w.message).__name__ for w in caught]
+    ['AnomaliesInTrainingWarning']
+    """
+
+
+# Warnings about how a fit was called point at the caller's line, outside skmsc and
+# scikit-learn (e.g. the user's search.fit, not GridSearchCV's refit inside it).
+_LIBRARY_DIRS = tuple(
+    os.path.dirname(module.__file__) + os.sep for module in (sys.modules[__package__], sklearn)
+)
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` (called by the caller of this function) that
+    names the first frame outside skmsc and scikit-learn."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_if_labelled_anomalies(y, n_samples: int, estimator_name: str) -> None:
+    """Warn when ``y`` (given to ``fit``) marks rows as anomalies that ``fit`` trains on.
+
+    Only labels in skmsc's convention count (1 normal; 0, -1 or False anomaly, with at
+    least one of each); any other ``y`` is ignored silently, as scikit-learn's outlier
+    detectors ignore it.
+    """
+    if y is None:
+        return
+    try:
+        labels = np.asarray(y)
+    except (TypeError, ValueError):  # ragged or odd objects: not labels in our convention
+        return
+    if labels.ndim != 1 or len(labels) != n_samples or labels.dtype.kind not in "biuf":
+        return
+    values = set(np.unique(labels).tolist())
+    if not values <= {-1, 0, 1} or 1 not in values or values == {1}:
+        return
+    n_anomalies = int(np.sum(labels != 1))
+    warnings.warn(
+        f"{estimator_name}.fit got y marking {n_anomalies} of {n_samples} rows as anomalies "
+        "(label 0 or -1), but fit trains on every row of X: y does not leave rows out. "
+        "Fit on the normal rows only, X[y == 1]. In a parameter search use "
+        "skmsc.model_selection.OneClassGridSearchCV (or OneClassRandomizedSearchCV), whose "
+        "refit trains on the normal rows; scikit-learn's GridSearchCV(refit=True) refits "
+        "on all of X.",
+        AnomaliesInTrainingWarning,
+        stacklevel=caller_stacklevel(),
+    )

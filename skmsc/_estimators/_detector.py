@@ -231,8 +231,10 @@ class MeanShiftedContrastiveDetector(
             tuple or 1-D array of image file paths or PIL images (or a
             :class:`skmsc.data.files.ImageFiles`), of any sizes, decoded lazily in
             batches. An unreadable file raises an error naming it.
-        y : Ignored
-            Present for API consistency.
+        y : array-like of shape (n_samples,), default=None
+            Not used for training: every row of ``X`` is trained on. Present for API
+            consistency; if it marks rows as anomalies (labels 0 or -1 beside 1), an
+            :class:`~skmsc.AnomaliesInTrainingWarning` says so.
 
         Returns
         -------
@@ -240,7 +242,7 @@ class MeanShiftedContrastiveDetector(
             The fitted detector.
         """
         with self._all_or_nothing():
-            source = self._fit_source(X, self.n_neighbors)
+            source = self._fit_source(X, self.n_neighbors, y)
             seeds = fit_seeds(self.random_state)
             features = self._fit_network(source, seeds)
             self._fit_knn(features, seed=int(seeds[3]))

@@ -138,8 +138,10 @@ n_iter_no_change, random_state, verbose
         ----------
         X : array-like of shape (n_samples, height, width[, 3]) or (n_samples, n_features)
             Normal images (uint8 0-255 or float in [0, 1]), or feature vectors.
-        y : Ignored
-            Present for API consistency.
+        y : array-like of shape (n_samples,), default=None
+            Not used for training: every row of ``X`` is trained on. If it marks rows as
+            anomalies (labels 0 or -1 beside 1), an
+            :class:`~skmsc.AnomaliesInTrainingWarning` says so.
 
         Returns
         -------
@@ -148,7 +150,7 @@ n_iter_no_change, random_state, verbose
         """
         with self._all_or_nothing():
             # Two samples at least, as the detector with n_neighbors=1 needs.
-            source = self._fit_source(X, min_neighbors=1)
+            source = self._fit_source(X, 1, y)
             features = self._fit_network(source, fit_seeds(self.random_state))
             self._n_features_out = features.shape[1]
             self._record_versions()

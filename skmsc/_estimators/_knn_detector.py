@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._checks import check_enough_samples
+from .._checks import check_enough_samples, warn_if_labelled_anomalies
 from ._base import KNN_PARAMETER_CONSTRAINTS, KNNScorerMixin, SkmscEstimatorMixin
 
 __all__ = ["KNNDetector"]
@@ -88,8 +88,10 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         ----------
         X : array-like of shape (n_samples, n_features)
             Features of normal samples.
-        y : Ignored
-            Present for API consistency.
+        y : array-like of shape (n_samples,), default=None
+            Not used for training: every row of ``X`` is trained on. If it marks rows as
+            anomalies (labels 0 or -1 beside 1), an
+            :class:`~skmsc.AnomaliesInTrainingWarning` says so.
 
         Returns
         -------
@@ -98,6 +100,7 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         """
         with self._all_or_nothing():
             X = validate_data(self, X, dtype="numeric", ensure_min_samples=1)
+            warn_if_labelled_anomalies(y, len(X), type(self).__name__)
             check_enough_samples(len(X), self.n_neighbors)
             seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
             self._fit_knn(np.asarray(X, dtype=np.float32), seed)

@@ -23,6 +23,7 @@ from .._checks import (
     check_fitted_sample_shape,
     check_image_array,
     check_input_container,
+    warn_if_labelled_anomalies,
 )
 from ..data._batches import ArrayBatches, file_batches
 from ..nn import MeanShiftedNetwork
@@ -67,8 +68,10 @@ class NetworkEstimatorMixin:
     """Fits the network on images (or passes 2-D feature vectors through) and extracts."""
 
     # ------------------------------------------------------------------ fit
-    def _fit_source(self, X, min_neighbors: int):
-        """``X`` checked for ``fit`` as a batch source; records what scoring checks against."""
+    def _fit_source(self, X, min_neighbors: int, y=None):
+        """``X`` checked for ``fit`` as a batch source; records what scoring checks against.
+
+        ``y`` is only looked at to warn when it marks training rows as anomalies."""
         source = file_batches(X)
         if source is None:
             check_input_container(X)
@@ -78,6 +81,7 @@ class NetworkEstimatorMixin:
             # Files have no common shape: there is no n_features_in_ to record, and a
             # stale one from an earlier array fit must not constrain scoring.
             self.__dict__.pop("n_features_in_", None)
+        warn_if_labelled_anomalies(y, len(source), type(self).__name__)
         check_enough_samples(len(source), min_neighbors)
         if source.sample_shape is not None and len(source.sample_shape) > 1:
             check_image_array(source.X)
