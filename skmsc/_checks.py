@@ -48,6 +48,7 @@ def check_input_container(X, *, min_samples: int = 1) -> None:
     """
     if sparse.issparse(X):
         return  # check_array explains that sparse input is not supported
+    _check_not_torch_dataset(X)
     if X is None or isinstance(X, str | bytes | dict) or np.isscalar(X):
         raise TypeError(
             f"X must be an array of samples (images or feature vectors), got "
@@ -74,6 +75,34 @@ def check_input_container(X, *, min_samples: int = 1) -> None:
             f"Complex data not supported: X has dtype {dtype}. Pass real values, e.g. "
             "np.abs(X) or X.real."
         )
+
+
+def _torch_data_class(X) -> str | None:
+    """The torch.utils.data class ``X`` is an instance of (Dataset, DataLoader...), if any;
+    found by name, so this module needs no torch."""
+    for cls in type(X).__mro__:
+        if cls.__module__.startswith("torch.utils.data"):
+            return cls.__name__
+    return None
+
+
+def _check_not_torch_dataset(X) -> None:
+    kind = _torch_data_class(X)
+    if kind is None:
+        return
+    samples = getattr(X, "samples", None)
+    if isinstance(samples, list) and samples and isinstance(samples[0], tuple):
+        how = ("It lists its files: pass them, e.g. det.fit([path for path, _ in "
+               "dataset.samples]).")
+    else:
+        how = ("Pass its image files as a list of paths, or its images as one uint8 array "
+               "(n, height, width[, 3]) made from a dataset without transforms, e.g. "
+               "np.stack([np.asarray(dataset[i][0]) for i in range(len(dataset))]).")
+    raise TypeError(
+        f"X is a torch {kind} ({type(X).__name__}). skmsc decodes, resizes and normalises "
+        f"images itself (its transforms must match the backbone's), so it takes the raw "
+        f"images, not tensors a torch pipeline made. {how}"
+    )
 
 
 def _check_sequence(X: Sequence, min_samples: int) -> None:
@@ -164,6 +193,23 @@ def check_enough_samples(n_samples: int, n_neighbors: int) -> None:
         )
 
 
+def _check_not_one_image(X: np.ndarray) -> None:
+    """For a detector fitted on image files (any size): refuse an array that reads as one
+    image rather than a batch, with the rule the array-fitted detector applies."""
+    if X.ndim == 2:
+        raise ValueError(
+            f"X has shape {X.shape}: one grayscale image, not a batch of images. For a "
+            "single image pass X[None]."
+        )
+    if X.ndim == 3 and X.shape[-1] in (3, 4):
+        raise ValueError(
+            f"X has shape {X.shape}, which reads as one image with {X.shape[-1]} channels, "
+            f"not a batch of {X.shape[0]} grayscale images {X.shape[-1]} pixels wide. For a "
+            "single image pass X[None] (or [path] for a file). For grayscale images that "
+            "narrow, pass them as RGB: np.repeat(X[..., None], 3, axis=-1)."
+        )
+
+
 def check_fitted_sample_shape(X: np.ndarray, input_shape, *, has_network: bool) -> None:
     """A ``ValueError`` when ``X`` (an array) cannot be scored by an estimator fitted on
     samples of shape ``input_shape`` (``None``: fitted on files, any image size)."""
@@ -174,6 +220,8 @@ def check_fitted_sample_shape(X: np.ndarray, input_shape, *, has_network: bool) 
             f"on images of shape {input_shape}. Pass data shaped like the "
             f"training data (resize images to the training size), or refit.{single}"
         )
+    if has_network and input_shape is None:
+        _check_not_one_image(X)
     if not has_network and X.ndim != 2:
         raise ValueError(
             f"X has shape {X.shape}, but this detector was fitted on feature vectors of "
