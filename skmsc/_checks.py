@@ -121,6 +121,11 @@ def _check_sequence(X: Sequence, min_samples: int) -> None:
             "arrays of one shape and dtype, or one stacked numpy array."
         )
     first = arrays[0]
+    if isinstance(first.dtype, np.dtype) and first.dtype.kind == "c":
+        raise ValueError(
+            f"Complex data not supported: X is a list of arrays of dtype {first.dtype}. "
+            "Pass real values, e.g. [np.abs(x) for x in X] or [x.real for x in X]."
+        )
     for i, x in enumerate(arrays[1:], start=1):
         if tuple(x.shape) != tuple(first.shape):
             raise ValueError(

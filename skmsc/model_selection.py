@@ -43,6 +43,7 @@ __all__ = [
     "is_normal",
     "normal_average_precision_score",
     "normal_average_precision_scorer",
+    "normal_roc_auc_by_group",
     "normal_roc_auc_score",
     "normal_roc_auc_scorer",
 ]
@@ -193,6 +194,49 @@ def normal_roc_auc_score(y_true, y_score):
     0.75
     """
     return roc_auc_score(is_normal(y_true), y_score)
+
+
+def normal_roc_auc_by_group(y_true, y_score, groups):
+    """ROC-AUC (normal = positive) of each kind of anomaly against all normal samples.
+
+    For a defect benchmark: how well each defect type is told from the good images.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        1 for normal samples, 0 or -1 for anomalies.
+    y_score : array-like of shape (n_samples,)
+        Higher = more normal.
+    groups : array-like of shape (n_samples,)
+        The kind of each anomaly (e.g. its defect type); ignored for normal samples.
+
+    Returns
+    -------
+    aucs : dict
+        ``{group: ROC-AUC of that group's anomalies against every normal sample}``, in
+        sorted order, then ``"all"``: every anomaly against every normal sample.
+
+    Examples
+    --------
+    >>> from skmsc.model_selection import normal_roc_auc_by_group
+    >>> normal_roc_auc_by_group([1, 1, 0, 0], [0.9, 0.4, 0.5, -1.0],
+    ...                         ["good", "good", "crack", "scratch"])
+    {'crack': 0.5, 'scratch': 1.0, 'all': 0.75}
+    """
+    normal = is_normal(y_true)
+    scores = np.asarray(y_score, dtype=np.float64)
+    groups = np.asarray(groups)
+    if not (len(normal) == len(scores) == len(groups)):
+        raise ValueError(f"y_true, y_score and groups have {len(normal)}, {len(scores)} and "
+                         f"{len(groups)} values; they must be the same length.")
+    if normal.all() or not normal.any():
+        raise ValueError("y_true needs both normal samples (1) and anomalies (0 or -1).")
+    aucs = {}
+    for group in sorted(set(groups[~normal].tolist())):
+        rows = normal | (groups == group)
+        aucs[group] = float(roc_auc_score(normal[rows], scores[rows]))
+    aucs["all"] = float(roc_auc_score(normal, scores))
+    return aucs
 
 
 def normal_average_precision_score(y_true, y_score):

@@ -17,8 +17,11 @@ or ``contamination`` calls.
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
+import time
 import warnings
+from datetime import datetime, timezone
 from numbers import Integral, Real
 
 import numpy
@@ -224,6 +227,21 @@ class SkmscEstimatorMixin:
     def _record_versions(self) -> None:
         self.versions_ = current_versions()
 
+    @staticmethod
+    def _fit_clock() -> tuple[float, float]:
+        """(wall-clock time, monotonic time) at the start of ``fit``, for ``_record_fit``."""
+        return time.time(), time.perf_counter()
+
+    def _record_fit(self, clock: tuple[float, float], source: str, n_samples: int) -> None:
+        """The facts of this fit a model card shows: versions, data, date, duration."""
+        started, start = clock
+        self._record_versions()
+        self.training_source_ = str(source)
+        self.n_samples_fit_ = int(n_samples)
+        self.fit_started_ = datetime.fromtimestamp(started, timezone.utc).isoformat(
+            timespec="seconds")
+        self.fit_seconds_ = float(time.perf_counter() - start)
+
     def __setstate__(self, state):
         super().__setstate__(state)
         if "versions_" in state:
@@ -240,6 +258,7 @@ class SkmscEstimatorMixin:
         }
         if hasattr(self, "feature_names_in_"):
             fitted["feature_names_in_"] = [str(n) for n in self.feature_names_in_]
+        fitted.update({name: getattr(self, name, None) for name in _FIT_RECORD})
         return fitted, {}
 
     def _restore_state(self, fitted: dict, tensors: dict) -> None:
@@ -249,6 +268,29 @@ class SkmscEstimatorMixin:
             self.n_features_in_ = int(fitted["n_features_in_"])
         if "feature_names_in_" in fitted:
             self.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+        self._restore_fit_record(fitted)
+
+    def _restore_fit_record(self, fitted: dict) -> None:
+        """``training_source_``, ``n_samples_fit_``, ``fit_started_``, ``fit_seconds_``,
+        checked; ``None`` each for saves made before they were recorded."""
+        check = persistence.check
+        record = {name: fitted.get(name) for name in _FIT_RECORD}
+        source, n_samples = record["training_source_"], record["n_samples_fit_"]
+        started, seconds = record["fit_started_"], record["fit_seconds_"]
+        check(source is None or isinstance(source, str), "training_source_ is not a string")
+        check(n_samples is None or (isinstance(n_samples, int)
+                                    and not isinstance(n_samples, bool) and n_samples >= 1),
+              f"n_samples_fit_ {n_samples!r} is not a positive integer")
+        if started is not None:
+            try:
+                datetime.fromisoformat(started)
+            except (TypeError, ValueError):
+                check(False, f"fit_started_ {started!r} is not an ISO 8601 date")
+        check(seconds is None or (isinstance(seconds, int | float) and not isinstance(
+            seconds, bool) and math.isfinite(seconds) and seconds >= 0),
+              f"fit_seconds_ {seconds!r} is not a duration in seconds")
+        for name, value in record.items():
+            setattr(self, name, value)
 
     def save(self, path):
         """Save to the folder ``path`` without pickle (see :mod:`skmsc.persistence`).
@@ -304,6 +346,11 @@ class SkmscEstimatorMixin:
             ) from exc
         warn_on_version_mismatch(estimator.versions_, cls.__name__)
         return estimator
+
+
+# Facts about a fit kept for its model card (``skmsc info``): set by
+# ``SkmscEstimatorMixin._record_fit``, saved and checked on load.
+_FIT_RECORD = ("training_source_", "n_samples_fit_", "fit_started_", "fit_seconds_")
 
 
 def scoring_chunk_rows(n_features: int, batch_size: int) -> int:
@@ -629,6 +676,8 @@ class KNNScorerMixin:
         check(self.knn_algorithm_ in ("exact", "nndescent"), "unknown knn_algorithm_")
         self.train_features_ = features
         self.train_scores_ = scores.astype(np.float64)
+        check(self.n_samples_fit_ in (None, len(features)),
+              "n_samples_fit_ does not match train_features_")
         self._restore_threshold(fitted)
         self._rebuild_index()
 

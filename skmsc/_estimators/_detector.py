@@ -242,11 +242,12 @@ class MeanShiftedContrastiveDetector(
             The fitted detector.
         """
         with self._all_or_nothing():
+            clock = self._fit_clock()
             source = self._fit_source(X, self.n_neighbors, y)
             seeds = fit_seeds(self.random_state)
             features = self._fit_network(source, seeds)
             self._fit_knn(features, seed=int(seeds[3]))
-            self._record_versions()
+            self._record_fit(clock, source.describe(), len(source))
         return self
 
     def _feature_chunks(self, X):

@@ -149,11 +149,12 @@ n_iter_no_change, random_state, verbose
             The fitted transformer.
         """
         with self._all_or_nothing():
+            clock = self._fit_clock()
             # Two samples at least, as the detector with n_neighbors=1 needs.
             source = self._fit_source(X, 1, y)
             features = self._fit_network(source, fit_seeds(self.random_state))
             self._n_features_out = features.shape[1]
-            self._record_versions()
+            self._record_fit(clock, source.describe(), len(source))
         return self
 
     def transform(self, X):

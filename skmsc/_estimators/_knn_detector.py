@@ -99,12 +99,13 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
             The fitted detector.
         """
         with self._all_or_nothing():
+            clock = self._fit_clock()
             X = validate_data(self, X, dtype="numeric", ensure_min_samples=1)
             warn_if_labelled_anomalies(y, len(X), type(self).__name__)
             check_enough_samples(len(X), self.n_neighbors)
             seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
             self._fit_knn(np.asarray(X, dtype=np.float32), seed)
-            self._record_versions()
+            self._record_fit(clock, f"feature vectors of shape {X.shape}", len(X))
         return self
 
     def _feature_chunks(self, X):

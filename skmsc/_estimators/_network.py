@@ -28,6 +28,9 @@ from .._checks import (
 from ..data._batches import ArrayBatches, file_batches
 from ..nn import MeanShiftedNetwork
 from ..nn._runtime import PRECISIONS, loadable_device
+
+# What precision_ may hold: "auto" resolved on a device.
+RESOLVED_PRECISIONS = frozenset(PRECISIONS) - {"auto"}
 from ..nn.backbones import BACKBONES
 
 #: Constraints of the parameters that shape the features (shared by both estimators).
@@ -51,6 +54,19 @@ NETWORK_PARAMETER_CONSTRAINTS: dict = {
     "verbose": ["verbose"],
 }
 _ENCODER_PREFIX = "encoder."
+
+
+def _restored_precision(saved) -> dict | None:
+    """A saved ``precision_`` checked: two keys, each a resolved precision name."""
+    if saved is None:
+        return None
+    persistence.check(
+        isinstance(saved, dict) and set(saved) == {"fine_tuning", "features"}
+        and all(value in RESOLVED_PRECISIONS for value in saved.values()),
+        f"precision_ {saved!r} is not {{'fine_tuning': ..., 'features': ...}} with values "
+        f"in {sorted(RESOLVED_PRECISIONS)}",
+    )
+    return dict(saved)
 
 
 def fit_seeds(random_state) -> np.ndarray:
@@ -204,6 +220,7 @@ class NetworkEstimatorMixin:
             best_epoch_=int(self.best_epoch_),
             input_shape_=None if self.input_shape_ is None else list(self.input_shape_),
             device_=str(self.device_),
+            precision_=dict(self.precision_),
             backbone=None if self.backbone_spec_ is None else self.backbone_spec_.name,
         )
         tensors["center_"] = self.center_
@@ -252,7 +269,9 @@ class NetworkEstimatorMixin:
                 f"The saved network weights do not fit backbone {backbone!r}: {exc}"
             ) from exc
         self.encoder_ = network.encoder
-        self.precision_ = {
+        # What fit ran in, as saved; saves from before precision_ was kept: what the
+        # parameter means on the device loaded to (the best that is known).
+        self.precision_ = _restored_precision(fitted.get("precision_")) or {
             "fine_tuning": network.precision(self.precision, training=True),
             "features": network.precision(self.precision, training=False),
         }

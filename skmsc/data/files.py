@@ -289,6 +289,27 @@ class ImageFiles(Sequence):
     def __repr__(self) -> str:
         return f"ImageFiles(<{len(self)} images>, n_workers={self.n_workers})"
 
+    def describe(self) -> str:
+        """What the collection holds, in words: how many files, and the folder they share.
+
+        Examples
+        --------
+        >>> from skmsc.data.files import ImageFiles
+        >>> ImageFiles(["/data/good/a.png", "/data/good/b/c.png"]).describe()
+        '2 image files under /data/good'
+        """
+        paths = [os.path.abspath(os.fspath(item)) for item in self.items
+                 if isinstance(item, str | os.PathLike)]
+        n_pil = len(self.items) - len(paths)
+        parts = []
+        if paths:
+            folder = os.path.commonpath([os.path.dirname(p) for p in paths])
+            parts.append(f"{len(paths)} image file{'s' if len(paths) != 1 else ''} under "
+                         f"{folder}")
+        if n_pil:
+            parts.append(f"{n_pil} PIL image{'s' if n_pil != 1 else ''}")
+        return " and ".join(parts)
+
     @property
     def names(self) -> list[str]:
         """The file path of each item (``"PIL image #i"`` for PIL images)."""
