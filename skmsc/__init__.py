@@ -9,6 +9,7 @@ __all__ = [
     "KNNDetector",
     "MeanShiftedContrastiveDetector",
     "MeanShiftedFeatures",
+    "SlowFitWarning",
     "__version__",
 ]
 
@@ -21,6 +22,7 @@ _LAZY = {
     "KNNDetector": "._estimators",
     "MeanShiftedContrastiveDetector": "._estimators",
     "MeanShiftedFeatures": "._estimators",
+    "SlowFitWarning": ".nn._eta",
 }
 
 

@@ -23,7 +23,6 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-import sklearn
 from scipy import sparse
 
 __all__ = [
@@ -257,18 +256,23 @@ class AnomaliesInTrainingWarning(UserWarning):
     """
 
 
-# Warnings about how a fit was called point at the caller's line, outside skmsc and
-# scikit-learn (e.g. the user's search.fit, not GridSearchCV's refit inside it).
-_LIBRARY_DIRS = tuple(
-    os.path.dirname(module.__file__) + os.sep for module in (sys.modules[__package__], sklearn)
-)
+# Warnings about a fit point at the caller's line, outside skmsc and the libraries it runs
+# in (e.g. the user's search.fit, not GridSearchCV's refit or torch's decorators inside it).
+_LIBRARIES = ("skmsc", "sklearn", "torch")
+
+
+def _library_dirs() -> tuple[str, ...]:
+    modules = [sys.modules.get(name) for name in _LIBRARIES]
+    return tuple(os.path.dirname(m.__file__) + os.sep for m in modules
+                 if m is not None and getattr(m, "__file__", None))
 
 
 def caller_stacklevel() -> int:
     """The ``stacklevel`` for ``warnings.warn`` (called by the caller of this function) that
-    names the first frame outside skmsc and scikit-learn."""
+    names the first frame outside skmsc, scikit-learn and torch."""
+    libraries = _library_dirs()
     frame, level = sys._getframe(2), 2
-    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_DIRS):
+    while frame is not None and frame.f_code.co_filename.startswith(libraries):
         frame, level = frame.f_back, level + 1
     return level
 

@@ -27,6 +27,7 @@ from .._checks import (
 )
 from ..data._batches import ArrayBatches, file_batches
 from ..nn import MeanShiftedNetwork
+from ..nn._eta import FitTimer
 from ..nn._runtime import PRECISIONS, loadable_device
 
 # What precision_ may hold: "auto" resolved on a device.
@@ -124,7 +125,12 @@ class NetworkEstimatorMixin:
             "fine_tuning": network.precision(self.precision, training=True),
             "features": network.precision(self.precision, training=False),
         }
-        run = dict(batch_size=self.batch_size, verbose=self.verbose)
+        timer = FitTimer(
+            n_images=len(source), epochs=self.epochs, batch_size=self.batch_size,
+            early_stopping=self.early_stopping, backbone=self.backbone,
+            image_size=self.image_size, device=network.device,
+        )  # warns with an estimate when the fit will take more than a few minutes
+        run = dict(batch_size=self.batch_size, verbose=self.verbose, timer=timer)
         # The centre comes from the pretrained network in eval mode, before training.
         pretrained = network.extract(source, precision=precision["features"], **run)
         center = network.mean_shift(pretrained, angular=self.angular)
