@@ -78,7 +78,8 @@ def test_info_on_a_knn_detector(tmp_path, capsys):
     KNNDetector().fit(np.random.default_rng(0).normal(size=(20, 3))).save(tmp_path / "k")
     code, out, err = run(capsys, "info", tmp_path / "k")
     assert code == 0, err
-    assert "class: KNNDetector" in out and "training_source: feature vectors of shape (20, 3)" in out
+    assert "class: KNNDetector" in out
+    assert "training_source: feature vectors of shape (20, 3)" in out
 
 
 def _scores(text):

@@ -70,7 +70,8 @@ def visa(tmp_path_factory):
         _save(root / image, zeros[i])
         rows.append(["candle", "train" if i < 28 else "test", "normal", image, ""])
     for i in range(6):
-        image, mask = f"candle/Data/Images/Anomaly/{i:03d}.JPG", f"candle/Data/Masks/Anomaly/{i:03d}.png"
+        image = f"candle/Data/Images/Anomaly/{i:03d}.JPG"
+        mask = f"candle/Data/Masks/Anomaly/{i:03d}.png"
         _save(root / image, fours[i])
         (root / mask).parent.mkdir(parents=True, exist_ok=True)
         (root / mask).write_bytes(GARBAGE)

@@ -2,7 +2,6 @@
 first steps and the settings that fit faster. The clock is faked (``skmsc.nn._eta.clock``):
 no test waits."""
 
-import itertools
 import warnings
 
 import numpy as np

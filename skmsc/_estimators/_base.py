@@ -21,7 +21,7 @@ import math
 import numbers
 import time
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from numbers import Integral, Real
 
 import numpy
@@ -204,9 +204,10 @@ class SkmscEstimatorMixin:
     owns them.
     """
 
-    # The "?" icon of the estimator's HTML repr (Jupyter) points at skmsc's API page.
+    # The "?" icon of the estimator's HTML repr (Jupyter) points at skmsc's API page, where
+    # the docs build writes it (docs/_ext/api_pages.py: api/<module>.rst, toctree generated/).
     _doc_link_module = "skmsc"
-    _doc_link_template = DOCS_URL + "generated/{estimator_module}.{estimator_name}.html"
+    _doc_link_template = DOCS_URL + "api/generated/{estimator_module}.{estimator_name}.html"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -238,7 +239,7 @@ class SkmscEstimatorMixin:
         self._record_versions()
         self.training_source_ = str(source)
         self.n_samples_fit_ = int(n_samples)
-        self.fit_started_ = datetime.fromtimestamp(started, timezone.utc).isoformat(
+        self.fit_started_ = datetime.fromtimestamp(started, UTC).isoformat(
             timespec="seconds")
         self.fit_seconds_ = float(time.perf_counter() - start)
 

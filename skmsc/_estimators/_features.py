@@ -71,6 +71,8 @@ n_iter_no_change, random_state, verbose
         Shape of one sample seen in ``fit`` (``None`` when fitted on image files).
     n_features_in_ : int
         ``X.shape[1]`` in ``fit``, as scikit-learn defines it.
+    training_source_, n_samples_fit_, fit_started_, fit_seconds_
+        What ``fit`` got, how many images, when and how long (as the detector's).
 
     See Also
     --------

@@ -33,8 +33,9 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         Exact chunked search, or pynndescent's approximate index. ``"auto"`` is exact up
         to 20,000 training samples.
     contamination : "auto" or float, default="auto"
-        Expected fraction of anomalies, in (0, 0.5]: ``offset_`` flags that fraction of
-        the leave-one-out training scores. ``"auto"`` uses 0.01.
+        Fraction of new *normal* samples to flag (the false-alarm rate), in (0, 0.5]:
+        ``offset_`` is that quantile of the leave-one-out training scores. ``"auto"`` uses
+        0.01. Move it after fitting with :meth:`set_threshold` (no refit).
     random_state : int, RandomState instance or None, default=None
         Seeds the approximate index (exact search uses no randomness).
 
@@ -46,12 +47,16 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         Leave-one-out ``score_samples`` of the training vectors.
     offset_ : float
         Threshold: ``decision_function = score_samples - offset_``.
+    contamination_ : float
+        The fraction ``offset_`` is set for (``"auto"`` resolved).
     knn_algorithm_ : {"exact", "nndescent"}
         The neighbour search in use.
     versions_ : dict
         Versions of skmsc and its main dependencies at fit time.
     n_features_in_ : int
         Number of features seen in ``fit``.
+    training_source_, n_samples_fit_, fit_started_, fit_seconds_
+        What ``fit`` got, how many samples, when and how long (as the detector's).
 
     See Also
     --------

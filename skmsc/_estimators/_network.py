@@ -29,10 +29,10 @@ from ..data._batches import ArrayBatches, file_batches
 from ..nn import MeanShiftedNetwork
 from ..nn._eta import FitTimer
 from ..nn._runtime import PRECISIONS, loadable_device
+from ..nn.backbones import BACKBONES
 
 # What precision_ may hold: "auto" resolved on a device.
 RESOLVED_PRECISIONS = frozenset(PRECISIONS) - {"auto"}
-from ..nn.backbones import BACKBONES
 
 #: Constraints of the parameters that shape the features (shared by both estimators).
 NETWORK_PARAMETER_CONSTRAINTS: dict = {
