@@ -347,16 +347,6 @@ class _NormalRowsRefit:
             self.feature_names_in_ = self.best_estimator_.feature_names_in_
 
 
-_ONE_CLASS_SEARCH_DOC = """
-
-    Differences from scikit-learn's class: the refit trains ``best_estimator_`` on the
-    normal rows only (``y == 1``), ``y`` is required (1 normal, 0 or -1 anomaly), and
-    the defaults are ``cv=OneClassKFold(5)`` and ``scoring=normal_roc_auc_scorer``.
-    Everything else (parameters, ``cv_results_``, ``best_params_``, ``n_jobs``) is
-    scikit-learn's.
-"""
-
-
 class OneClassGridSearchCV(_NormalRowsRefit, GridSearchCV):
     """Grid search for a detector, whose refit trains only on the normal samples.
 
