@@ -118,7 +118,7 @@ def plot_nearest_normals(detector, X_query, X_train, *, n_neighbors=3, scores=No
     >>> fig = plot_nearest_normals(det, digits.images[60:62] / 16, X_train, n_neighbors=2,
     ...                            labels=digits.target[60:62], query_index=[60, 61])
     >>> len(fig.axes), fig.axes[0].get_title().splitlines()[0]
-    (6, 'query #60 (label 2)')
+    (6, 'query #60 (label 3)')
     """
     plt = _pyplot()
     final, features_of = _final_step(detector)
@@ -256,8 +256,8 @@ def plot_detector_scores(detector, X, y=None, *, method="decision_function", bin
     >>> rng = np.random.default_rng(0)
     >>> det = KNNDetector(contamination=0.1).fit(rng.normal(size=(500, 2)))
     >>> ax = plot_detector_scores(det, rng.normal(size=(2000, 2)), method="score_samples")
-    >>> ax.lines[0].get_xdata()[0] == det.offset_, ax.get_xlabel()
-    (np.True_, 'score_samples (higher = more normal)')
+    >>> bool(ax.lines[0].get_xdata()[0] == det.offset_), ax.get_xlabel()
+    (True, 'score_samples (higher = more normal)')
     """
     if method not in ("decision_function", "score_samples"):
         raise ValueError(f"method must be 'decision_function' or 'score_samples', "
