@@ -1,4 +1,5 @@
-"""The ``skmsc`` command line: fit a detector on a folder of images, score image files.
+"""The ``skmsc`` command line: fit a detector on a folder of images, score image files,
+print a model's card, evaluate on an MVTec-AD or VisA category.
 
 Exit codes: 0 success; 2 usage error (bad arguments, missing folder or model, no images
 found, invalid parameter value); 1 any other failure (unreadable image, model that cannot
