@@ -365,7 +365,7 @@ class OneClassGridSearchCV(_NormalRowsRefit, GridSearchCV):
         ``None`` means :data:`normal_roc_auc_scorer` (ROC-AUC, normal = positive).
     n_jobs, refit, verbose, pre_dispatch, error_score, return_train_score
         As in :class:`~sklearn.model_selection.GridSearchCV`.
-    cv : int, cross-validation generator or iterable, default=None
+    cv : int, splitter or iterable of splits, default=None
         ``None`` means ``OneClassKFold(5)``; an int ``k`` means ``OneClassKFold(k)``. A
         splitter of your own must keep anomalies out of the training folds.
 
@@ -422,7 +422,7 @@ class OneClassRandomizedSearchCV(_NormalRowsRefit, RandomizedSearchCV):
         ``None`` means :data:`normal_roc_auc_scorer` (ROC-AUC, normal = positive).
     n_jobs, refit, verbose, pre_dispatch, random_state, error_score, return_train_score
         As in :class:`~sklearn.model_selection.RandomizedSearchCV`.
-    cv : int, cross-validation generator or iterable, default=None
+    cv : int, splitter or iterable of splits, default=None
         ``None`` means ``OneClassKFold(5)``; an int ``k`` means ``OneClassKFold(k)``.
 
     Attributes
