@@ -231,6 +231,15 @@ def _defect_images(path: Path, training: bool) -> list[str] | None:
 
     layout = find_defect_layout(path) if path.is_dir() else None
     if layout is None:
+        if path.is_dir():
+            categories = [p.name for p in sorted(path.iterdir())
+                          if p.is_dir() and find_defect_layout(p)]
+            if categories:  # listing it would mix categories, test images and masks
+                raise UsageError(
+                    f"{path} holds MVTec-AD/VisA categories ({', '.join(categories[:4])}"
+                    f"{', ...' if len(categories) > 4 else ''}): pass one category folder, "
+                    f"e.g. {path / categories[0]}"
+                )
         return None
     split = load_defect_folder(path)
     name = "MVTec-AD" if layout == "mvtec" else "VisA"

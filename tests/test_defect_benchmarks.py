@@ -158,6 +158,13 @@ def test_cli_fit_on_raw_visa(visa, tmp_path, capsys):
     assert list(_table(out)) == ["anomaly", "all"]
 
 
+def test_cli_refuses_the_benchmarks_top_folder(mvtec, tmp_path, capsys):
+    code = main(["fit", str(mvtec), "-o", str(tmp_path / "m"), *FLAGS])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds MVTec-AD/VisA categories (bottle, cable)" in err
+    assert not (tmp_path / "m").exists()
+
+
 def test_evaluate_needs_a_category_folder(mvtec, tmp_path, capsys):
     code = main(["fit", str(mvtec / "bottle" / "train"), "-o", str(tmp_path / "m"), *FLAGS,
                  "--evaluate"])
