@@ -159,6 +159,9 @@ SLOW_TESTS = {
     "test_deploy_benchmarks.py::*",
     "test_growing_gallery.py::test_partial_fit_equals_a_fresh_knn_fit_on_the_union",
     "test_growing_gallery.py::test_nearest_normals_plot_refuses_a_reduced_gallery",
+    # Real data sets scored in full to check the conformal guarantee (5-17 s each).
+    "test_conformal.py::test_false_alarm_guarantee_on_held_out_fashion_mnist_trousers",
+    "test_conformal.py::test_false_alarm_guarantee_on_held_out_defect_free_solar_cells",
 }
 
 
