@@ -183,8 +183,8 @@ def test_grayscale_nndescent_detector_exports_the_exact_search(digits, tmp_path)
 
 def test_bfloat16_gallery_exports_with_a_warning(photos, tmp_path):
     X, _ = photos
-    det = MeanShiftedContrastiveDetector(**{**EXACT, "backbone": "resnet18"}, weights=None,
-                                         epochs=0, precision="bfloat16").fit(X[:20])
+    settings = {**EXACT, "backbone": "resnet18", "epochs": 0, "precision": "bfloat16"}
+    det = MeanShiftedContrastiveDetector(**settings, weights=None).fit(X[:20])
     with pytest.warns(UserWarning, match="extracted in bfloat16"):
         export_onnx(det, tmp_path / "bf16.onnx")
 
