@@ -150,6 +150,24 @@ SLOW_TESTS = {
     "test_fit_integrity.py::test_scoring_while_another_thread_refits_sees_one_model_or_the_other",
     "test_fit_integrity.py::test_transform_and_save_while_another_thread_refits",
     "test_fuzz_reliability.py::test_6_a_fit_is_finite_or_a_divergence_error_that_changes_nothing",
+    # Each ONNX export takes 5-15 s (torch's exporter); only the resize checks are quick.
+    "test_onnx_export.py::test_lite0_export_scores_as_the_detector",
+    "test_onnx_export.py::test_resnet_export_scores_as_the_detector",
+    "test_onnx_export.py::test_openvino_runs_the_file_with_the_same_scores",
+    "test_onnx_export.py::test_exported_file_passes_the_checker_and_holds_its_metadata",
+    "test_onnx_export.py::test_runtime_needs_neither_torch_nor_scikit_learn",
+    "test_onnx_export.py::test_grayscale_nndescent_detector_exports_the_exact_search",
+    "test_onnx_export.py::test_bfloat16_gallery_exports_with_a_warning",
+    "test_onnx_export.py::test_export_refuses_what_it_cannot_export",
+    "test_onnx_export.py::test_runtime_refuses_bad_images_with_the_fix",
+    "test_onnx_export.py::test_cli_export_of_a_file_fitted_model",
+    "test_gpu_check.py::test_gpu_check_dry_run_records_every_step",
+    "test_deploy_benchmarks.py::*",
+    "test_growing_gallery.py::test_partial_fit_equals_a_fresh_knn_fit_on_the_union",
+    "test_growing_gallery.py::test_nearest_normals_plot_refuses_a_reduced_gallery",
+    # Real data sets scored in full to check the conformal guarantee (5-17 s each).
+    "test_conformal.py::test_false_alarm_guarantee_on_held_out_fashion_mnist_trousers",
+    "test_conformal.py::test_false_alarm_guarantee_on_held_out_defect_free_solar_cells",
 }
 
 

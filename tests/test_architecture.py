@@ -85,7 +85,8 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
 
 # Lower layers never import upper ones (a layer may import itself and those below it).
 LAYERS = [
-    ("skmsc._version", "skmsc._moved", "skmsc._checks", "skmsc._fileio", "skmsc.neighbors"),
+    ("skmsc._version", "skmsc._moved", "skmsc._checks", "skmsc._fileio", "skmsc.neighbors",
+     "skmsc._gallery"),
     ("skmsc.data",),
     ("skmsc.nn",),
     ("skmsc.persistence",),

@@ -73,10 +73,25 @@ class MeanShiftedContrastiveDetector(
         Neighbour search: exact chunked matrix products, or pynndescent's approximate
         index. ``"auto"`` is exact up to 20,000 training images.
     contamination : "auto" or float, default="auto"
-        Expected fraction of anomalies, in (0, 0.5]: the threshold ``offset_`` flags that
-        fraction of the leave-one-out training scores (each training image scored
-        against the others, as a fresh normal image would be). ``"auto"`` uses 0.01, so
-        about 1% of new normal images are flagged.
+        Fraction of new *normal* images to flag, in (0, 0.5]: the false-alarm rate the
+        threshold ``offset_`` is set for. ``offset_`` is that quantile of the
+        leave-one-out training scores (each training image scored against the others, as
+        a fresh normal image would be). ``"auto"`` uses 0.01, so about 1% of new normal
+        images are flagged. It is not the share of anomalies expected, nor the share
+        caught (that depends on the anomalies). Move it after fitting with
+        :meth:`set_threshold`, which needs no refit.
+    gallery_size : int, float or None, default=None
+        Shrink the searched gallery to this many vectors (an int) or this fraction of
+        the training samples (a float in (0, 1]); ``None`` searches every training
+        feature. Scoring time falls in proportion; ROC-AUC costs are measured in
+        ``docs/performance.md`` (``benchmarks/gallery.py``). The threshold still comes
+        from leave-one-out scores: each training sample is scored against the gallery it
+        would face without itself.
+    gallery_reduction : {"kmeans", "coreset"}, default="kmeans"
+        How ``gallery_size`` shrinks the gallery: k-means centres (Lloyd, 50 iterations;
+        the better ROC-AUC in ``docs/performance.md``, slower to fit), or a greedy
+        k-centre coreset of training features (PatchCore's; fast, keeps real training
+        samples).
     device : str, default="auto"
         ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     precision : {"auto", "float32", "bfloat16", "float16"}, default="auto"
@@ -116,12 +131,19 @@ class MeanShiftedContrastiveDetector(
         Centre of the pretrained training features (the mean shift).
     train_features_ : ndarray of shape (n_samples, n_features_out)
         Fine-tuned unit-norm features of the training images.
+    gallery_ : ndarray of shape (n_gallery, n_features_out)
+        The vectors searched when scoring: ``train_features_`` itself, or the k-means
+        centres or coreset ``gallery_size`` asked for. :meth:`kneighbors` indexes into it.
     train_scores_ : ndarray of shape (n_samples,)
         Leave-one-out ``score_samples`` of the training images: each scored against the
         others. ``train_scores_ < offset_`` marks the ``contamination`` fraction of them
         (``predict(X_train)`` flags fewer, since there each is its own nearest neighbour).
     offset_ : float
         Threshold: ``decision_function = score_samples - offset_``.
+    contamination_ : float
+        The fraction ``offset_`` is set for (``contamination`` with ``"auto"`` resolved);
+        ``decision_function`` and ``predict`` refuse to run if ``contamination`` was changed
+        without :meth:`set_threshold`.
     loss_curve_ : list of float
         Mean loss of each fine-tuning epoch (fewer than ``epochs`` if early stopping
         ended training).
@@ -149,6 +171,15 @@ class MeanShiftedContrastiveDetector(
         image files).
     encoder_ : torch.nn.Module or None
         The fine-tuned network (``None`` for feature-vector input).
+    training_source_ : str
+        What ``fit`` got, e.g. ``"209 image files under /data/bottle/train/good"`` or
+        ``"array of shape (500, 28, 28), dtype uint8"``.
+    n_samples_fit_ : int
+        Number of training samples (those added by ``partial_fit`` included).
+    fit_started_ : str
+        When ``fit`` started, ISO 8601 in UTC.
+    fit_seconds_ : float
+        How long ``fit`` took.
 
     See Also
     --------
@@ -191,6 +222,8 @@ class MeanShiftedContrastiveDetector(
         image_size=224,
         knn_algorithm="auto",
         contamination="auto",
+        gallery_size=None,
+        gallery_reduction="kmeans",
         device="auto",
         precision="auto",
         early_stopping=True,
@@ -212,6 +245,8 @@ class MeanShiftedContrastiveDetector(
         self.image_size = image_size
         self.knn_algorithm = knn_algorithm
         self.contamination = contamination
+        self.gallery_size = gallery_size
+        self.gallery_reduction = gallery_reduction
         self.device = device
         self.precision = precision
         self.early_stopping = early_stopping
@@ -233,8 +268,10 @@ class MeanShiftedContrastiveDetector(
             tuple or 1-D array of image file paths or PIL images (or a
             :class:`skmsc.data.files.ImageFiles`), of any sizes, decoded lazily in
             batches. An unreadable file raises an error naming it.
-        y : Ignored
-            Present for API consistency.
+        y : array-like of shape (n_samples,), default=None
+            Not used for training: every row of ``X`` is trained on. Present for API
+            consistency; if it marks rows as anomalies (labels 0 or -1 beside 1), an
+            :class:`~skmsc.AnomaliesInTrainingWarning` says so.
 
         Returns
         -------
@@ -243,11 +280,12 @@ class MeanShiftedContrastiveDetector(
         """
         # All or nothing: this runs on a stand-in whose state replaces the detector's
         # only when fit returns (see fits_aside).
-        source = self._fit_source(X, self.n_neighbors)
+        clock = self._fit_clock()
+        source = self._fit_source(X, self.n_neighbors, y)
         seeds = fit_seeds(self.random_state)
         features = self._fit_network(source, seeds)
         self._fit_knn(features, seed=int(seeds[3]))
-        self._record_versions()
+        self._record_fit(clock, source.describe(), len(source))
         return self
 
     def _feature_chunks(self, X):

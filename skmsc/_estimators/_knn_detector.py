@@ -12,7 +12,12 @@ from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._checks import check_enough_samples, check_feature_range, check_input_container
+from .._checks import (
+    check_enough_samples,
+    check_feature_range,
+    check_input_container,
+    warn_if_labelled_anomalies,
+)
 from ._base import KNN_PARAMETER_CONSTRAINTS, KNNScorerMixin, SkmscEstimatorMixin
 from ._saved_fields import require
 from ._state import fits_aside
@@ -35,25 +40,46 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         Exact chunked search, or pynndescent's approximate index. ``"auto"`` is exact up
         to 20,000 training samples.
     contamination : "auto" or float, default="auto"
-        Expected fraction of anomalies, in (0, 0.5]: ``offset_`` flags that fraction of
-        the leave-one-out training scores. ``"auto"`` uses 0.01.
+        Fraction of new *normal* samples to flag (the false-alarm rate), in (0, 0.5]:
+        ``offset_`` is that quantile of the leave-one-out training scores. ``"auto"`` uses
+        0.01. Move it after fitting with :meth:`set_threshold` (no refit).
+    gallery_size : int, float or None, default=None
+        Shrink the searched gallery to this many vectors (an int) or this fraction of
+        the training samples (a float in (0, 1]); ``None`` searches every training
+        feature. Scoring time falls in proportion; ROC-AUC costs are measured in
+        ``docs/performance.md`` (``benchmarks/gallery.py``). The threshold still comes
+        from leave-one-out scores: each training sample is scored against the gallery it
+        would face without itself.
+    gallery_reduction : {"kmeans", "coreset"}, default="kmeans"
+        How ``gallery_size`` shrinks the gallery: k-means centres (Lloyd, 50 iterations;
+        the better ROC-AUC in ``docs/performance.md``, slower to fit), or a greedy
+        k-centre coreset of training features (PatchCore's; fast, keeps real training
+        samples).
     random_state : int, RandomState instance or None, default=None
-        Seeds the approximate index (exact search uses no randomness).
+        Seeds the approximate index and the gallery reduction (exact search of the whole
+        gallery uses no randomness).
 
     Attributes
     ----------
     train_features_ : ndarray of shape (n_samples, n_features)
-        The training vectors (float32); :meth:`kneighbors` indexes into them.
+        The training vectors (float32).
+    gallery_ : ndarray of shape (n_gallery, n_features)
+        The vectors searched when scoring: ``train_features_`` itself, or the k-means
+        centres or coreset ``gallery_size`` asked for. :meth:`kneighbors` indexes into it.
     train_scores_ : ndarray of shape (n_samples,)
         Leave-one-out ``score_samples`` of the training vectors.
     offset_ : float
         Threshold: ``decision_function = score_samples - offset_``.
+    contamination_ : float
+        The fraction ``offset_`` is set for (``"auto"`` resolved).
     knn_algorithm_ : {"exact", "nndescent"}
         The neighbour search in use.
     versions_ : dict
         Versions of skmsc and its main dependencies at fit time.
     n_features_in_ : int
         Number of features seen in ``fit``.
+    training_source_, n_samples_fit_, fit_started_, fit_seconds_
+        What ``fit`` got, how many samples, when and how long (as the detector's).
 
     See Also
     --------
@@ -76,10 +102,12 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
     }
 
     def __init__(self, n_neighbors=2, *, knn_algorithm="auto", contamination="auto",
-                 random_state=None):
+                 gallery_size=None, gallery_reduction="kmeans", random_state=None):
         self.n_neighbors = n_neighbors
         self.knn_algorithm = knn_algorithm
         self.contamination = contamination
+        self.gallery_size = gallery_size
+        self.gallery_reduction = gallery_reduction
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -91,8 +119,10 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         ----------
         X : array-like of shape (n_samples, n_features)
             Features of normal samples.
-        y : Ignored
-            Present for API consistency.
+        y : array-like of shape (n_samples,), default=None
+            Not used for training: every row of ``X`` is trained on. If it marks rows as
+            anomalies (labels 0 or -1 beside 1), an
+            :class:`~skmsc.AnomaliesInTrainingWarning` says so.
 
         Returns
         -------
@@ -100,15 +130,17 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
             The fitted detector.
         """
         # All or nothing (see fits_aside).
+        clock = self._fit_clock()
         check_input_container(X)
         X = validate_data(self, X, dtype="numeric", ensure_min_samples=1)
+        warn_if_labelled_anomalies(y, len(X), type(self).__name__)
         check_enough_samples(len(X), self.n_neighbors)
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         # A copy of the caller's data, never a view of it (also of a float32 memmap).
         features = np.array(X, dtype=np.float32, copy=True)
         check_feature_range(features)
         self._fit_knn(features, seed)
-        self._record_versions()
+        self._record_fit(clock, f"feature vectors of shape {X.shape}", len(X))
         return self
 
     def _feature_chunks(self, X):

@@ -1,0 +1,43 @@
+"""The deployment benchmarks run and write what they measured (tiny sizes)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def test_deploy_speed_writes_each_configuration(tmp_path):
+    pytest.importorskip("onnxruntime")
+    import deploy_speed
+
+    deploy_speed.main(["--sizes", "32", "--n", "16", "--train", "16", "--repeats", "1",
+                       "--no-tune", "--configs", "torch float32,torch auto,onnxruntime float32",
+                       "--out", str(tmp_path)])
+    results = json.loads((tmp_path / "results.json").read_text())
+    rows = {row["config"]: row for row in results["scoring"]}
+    assert set(rows) == {"torch float32", "torch auto", "onnxruntime float32"}
+    assert rows["torch float32"]["vs_float32"] == 1.0
+    assert rows["onnxruntime float32"]["max_abs_score_diff_vs_float32"] < 1e-4
+    assert "x torch auto" in (tmp_path / "results.md").read_text()
+
+
+def test_gallery_benchmark_writes_its_table(tmp_path):
+    from skmsc.datasets import load_fashion_mnist
+
+    try:
+        load_fashion_mnist("test")
+    except FileNotFoundError:
+        pytest.skip("Fashion-MNIST is not installed")
+    import gallery
+
+    gallery.main(["--classes", "0", "--n-train", "300", "--n-test", "200", "--fractions",
+                  "0.1", "--repeats", "1", "--bootstrap", "5", "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [(r["setting"], r["gallery"]) for r in rows] == [
+        ("whole", 300), ("kmeans 0.1", 30), ("coreset 0.1", 30)]
+    assert all(0.5 < r["roc_auc"] <= 1 and 0 <= r["normal_test_flagged"] <= 1 for r in rows)
+    assert "normal test flagged" in (tmp_path / "results.md").read_text()
