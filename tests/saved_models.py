@@ -33,3 +33,13 @@ def record_tensor_hash(folder):
     document = json.loads((folder / JSON_NAME).read_text())
     document["tensors_sha256"] = hashlib.sha256((folder / TENSORS_NAME).read_bytes()).hexdigest()
     (folder / JSON_NAME).write_text(json.dumps(document))
+
+
+def write_document(folder, document):
+    """Replace the saved JSON document by ``document`` and bind the files to it again."""
+
+    def edit(saved, tensors):
+        saved.clear()
+        saved.update(json.loads(json.dumps(document)))
+
+    rebind(folder, edit)

@@ -119,7 +119,8 @@ def test_score_moves_the_threshold_on_request(model, image_folder, capsys):
 def test_skip_unreadable_hint_only_for_images(model, image_folder, tmp_path, capsys):
     code, _, err = run(capsys, "score", model, image_folder.test[0], "--csv",
                        tmp_path / "no" / "such" / "folder" / "out.csv", "-q")
-    assert code == 1 and "--skip-unreadable" not in err
+    # A CSV target in a missing folder is checked before any work (issue #16): exit 2.
+    assert code == 2 and "--skip-unreadable" not in err
     code, _, err = run(capsys, "score", model, image_folder.garbage, "-q")
     assert code == 1 and "(--skip-unreadable leaves such files out)" in err
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from conftest import FAST
+from saved_models import write_document
 from sklearn.pipeline import Pipeline
 
 import skmsc.nn._network
@@ -56,7 +57,7 @@ def test_malformed_fit_facts_are_refused_on_load(image_folder, tmp_path, key, va
         image_folder.normal_array).save(tmp_path / "m")
     document = json.loads((folder / JSON_NAME).read_text())
     document["fitted"][key] = value
-    (folder / JSON_NAME).write_text(json.dumps(document))
+    write_document(folder, document)  # the files bound to the edit: the value is checked
     with pytest.raises(ValueError, match=match):
         load(folder)
 
@@ -66,7 +67,7 @@ def test_a_save_from_before_the_fit_facts_loads_with_them_unknown(tmp_path):
     document = json.loads((folder / JSON_NAME).read_text())
     for key in ("training_source_", "n_samples_fit_", "fit_started_", "fit_seconds_"):
         del document["fitted"][key]
-    (folder / JSON_NAME).write_text(json.dumps(document))
+    write_document(folder, document)
     loaded = load(folder)
     assert loaded.training_source_ is None and loaded.fit_seconds_ is None
 

@@ -11,6 +11,7 @@ import pickle
 
 import numpy as np
 import pytest
+from saved_models import write_document
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -113,13 +114,13 @@ def test_load_checks_the_threshold_against_the_training_scores(tmp_path):
     ]:
         broken = json.loads(json.dumps(document))
         broken["fitted"][key] = value
-        (folder / JSON_NAME).write_text(json.dumps(broken))
+        write_document(folder, broken)  # bound to the edit: the value itself is checked
         with pytest.raises(ValueError, match=match):
             load(folder)
     # A save from before contamination_ existed: the parameter says what offset_ was for.
     old = json.loads(json.dumps(document))
     del old["fitted"]["contamination_"]
-    (folder / JSON_NAME).write_text(json.dumps(old))
+    write_document(folder, old)
     assert load(folder).contamination_ == 0.1
 
 
