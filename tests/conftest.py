@@ -144,6 +144,8 @@ SLOW_TESTS = {
     "test_determinism_and_load.py::test_two_cpu_fits_with_an_int_seed_are_identical",
     "test_faults.py::test_out_of_memory_halves_the_fine_tuning_batch_and_finishes",
     "test_backbones.py::test_explicit_weight_path_with_or_without_classifier",
+    "test_anomaly_maps.py::test_two_fits_with_one_random_state_give_identical_maps",
+    "test_cli_maps.py::*",
 }
 
 
