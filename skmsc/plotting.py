@@ -1,4 +1,4 @@
-"""Figures for inspecting a detector: nearest normal images, score histogram, ROC curve.
+"""Figures for inspecting a detector: nearest normals, anomaly maps, scores, ROC curve.
 
 Needs matplotlib (``pip install "skmsc[plot]"``); imported only when a function is called.
 Every function returns the matplotlib object it drew on, for further styling or saving.
@@ -6,11 +6,15 @@ Every function returns the matplotlib object it drew on, for further styling or 
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from .model_selection import is_normal
 
-__all__ = ["plot_nearest_normals", "plot_roc_curve", "plot_score_histogram"]
+__all__ = [
+    "plot_anomaly_maps", "plot_nearest_normals", "plot_roc_curve", "plot_score_histogram",
+]
 
 
 def _pyplot():
@@ -190,3 +194,131 @@ def plot_roc_curve(y, scores, *, ax=None, name=None):
     ax.set_xlabel("false positive rate (anomalies passed as normal)")
     ax.set_ylabel("true positive rate (normals kept)")
     return display
+
+
+def _pixels(images, index: int) -> np.ndarray:
+    """Image ``index`` of an array or an image collection (files, PIL images) for display."""
+    from .data.files import as_image_files
+
+    files = as_image_files(images)
+    return np.asarray(images[index]) if files is None else files.decode(index)
+
+
+def _image_name(images, index: int) -> str:
+    from pathlib import Path
+
+    from .data.files import as_image_files
+
+    files = as_image_files(images)
+    return f"image {index}" if files is None else Path(files.names[index]).name
+
+
+def _overlay(ax, image_map: np.ndarray, cmap: str, alpha: float) -> None:
+    """The map drawn over the image, scaled to its maximum; transparent where it is 0."""
+    import matplotlib
+
+    peak = float(image_map.max())
+    scaled = image_map / peak if peak > 0 else np.zeros_like(image_map)
+    rgba = matplotlib.colormaps[cmap](scaled)
+    rgba[..., 3] = alpha * scaled
+    ax.imshow(rgba, interpolation="bilinear")
+
+
+def plot_anomaly_maps(detector, X, X_train=None, *, method=None, maps=None, decisions=None,
+                      alpha=0.7, cmap="inferno", figsize=None):
+    """Each image with its anomaly map, its score and decision, and its nearest normal image.
+
+    Row ``i`` shows ``X[i]`` (titled with its score), the same image overlaid with the map
+    of where that score comes from (titled with the threshold decision: ``anomaly`` when
+    ``decision_function < 0``), and, given ``X_train``, its nearest training image with
+    the squared feature distance. Each map is scaled to its own maximum (given in the
+    title) and drawn transparent where it is 0, such as outside the central crop the
+    network sees.
+
+    Parameters
+    ----------
+    detector : fitted MeanShiftedContrastiveDetector
+        Fitted on images (an array or files).
+    X : array-like of shape (n_images, height, width[, 3]), or sequence of image paths / \
+            PIL images
+        The images to explain (for instance the ones flagged as anomalous).
+    X_train : array-like or sequence of image paths / PIL images, default=None
+        The images the detector was fitted on, in the order given to ``fit`` (only the
+        nearest ones are read). ``None`` leaves the nearest-normal column out.
+    method : {"gradient", "occlusion"}, default=None
+        How the maps are computed (see
+        :meth:`~skmsc.MeanShiftedContrastiveDetector.anomaly_maps`); ``None`` means its
+        default.
+    maps : sequence of ndarray, default=None
+        Maps already computed by ``detector.anomaly_maps(X)``; ``None`` computes them.
+    decisions : array-like of shape (n_images,), default=None
+        ``detector.decision_function(X)`` if already computed (so a figure shows exactly
+        the values a report lists); ``None`` computes it.
+    alpha : float, default=0.7
+        Opacity of the map where it is largest.
+    cmap : str, default="inferno"
+        Matplotlib colour map of the maps.
+    figsize : tuple, default=None
+        Figure size in inches; by default 2.2 inches per image.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from skmsc import MeanShiftedContrastiveDetector
+    >>> from skmsc.plotting import plot_anomaly_maps
+    >>> rng = np.random.default_rng(0)
+    >>> X_train = rng.integers(100, 140, size=(12, 64, 64), dtype=np.uint8)
+    >>> det = MeanShiftedContrastiveDetector(
+    ...     "efficientnet_lite0", epochs=0, image_size=64, batch_size=16, random_state=0
+    ... ).fit(X_train)
+    >>> scratched = X_train[:1].copy()
+    >>> scratched[0, 30:33, 8:56] = 255
+    >>> fig = plot_anomaly_maps(det, scratched, X_train)
+    >>> len(fig.axes)  # image, image with map, nearest normal image
+    3
+    """
+    plt = _pyplot()
+    n_images = len(X)
+    if X_train is not None and len(X_train) != len(detector.train_scores_):
+        raise ValueError(
+            f"X_train has {len(X_train)} images but the detector was fitted on "
+            f"{len(detector.train_scores_)}: pass the training images in the order they "
+            "were given to fit, or X_train=None to leave the nearest normal image out."
+        )
+    if method is None:  # the detector's default, named in the titles
+        method = inspect.signature(detector.anomaly_maps).parameters["method"].default
+    if maps is None:
+        maps = detector.anomaly_maps(X, method=method)
+    decisions = (detector.decision_function(X) if decisions is None
+                 else np.asarray(decisions, dtype=float))
+    for name, values in (("maps", maps), ("decisions", decisions)):
+        if len(values) != n_images:
+            raise ValueError(f"{name} has {len(values)} entries but X has {n_images} images.")
+    n_cols = 2 if X_train is None else 3
+    if X_train is not None:
+        distances, indices = detector.kneighbors(X, 1)
+    fig, axes = plt.subplots(n_images, n_cols, squeeze=False,
+                             figsize=figsize or (2.2 * n_cols, 2.4 * n_images))
+    for row in range(n_images):
+        image = _pixels(X, row)
+        decision = decisions[row]
+        verdict = "anomaly" if decision < 0 else "normal"
+        _show(axes[row, 0], image, f"{_image_name(X, row)}\n"
+              f"score {decision + detector.offset_:.3g}")
+        _show(axes[row, 1], image, f"{method} map (max {float(np.max(maps[row])):.2g})\n"
+              f"{verdict}: decision {decision:+.3g}")
+        _overlay(axes[row, 1], np.asarray(maps[row]), cmap, alpha)
+        if verdict == "anomaly":
+            axes[row, 1].title.set_color("tab:red")
+        if X_train is not None:
+            index = int(indices[row, 0])
+            _show(axes[row, 2], _pixels(X_train, index),
+                  f"nearest normal #{index}\nd²={distances[row, 0]:.3g}")
+    fig.tight_layout()
+    return fig
