@@ -198,7 +198,10 @@ def occlusion_maps(encoder: MeanShiftedEncoder, inputs: torch.Tensor, score: KNN
             occluded = torch.where(mask, fills[image], inputs[image])
             with autocast(precision, inputs.device):
                 drop = base[image] - score(encoder(channels_last(occluded)))
-            drops.index_add_(0, image, drop.view(-1, 1, 1) * mask[:, 0])
+            spread = drop.view(-1, 1, 1) * mask[:, 0]
+            # A sum per image rather than index_add_, whose CUDA kernel adds in any order.
+            for i in image.unique().tolist():
+                drops[i] += spread[image == i].sum(dim=0)
         coverage = patches.sum(dim=0, dtype=torch.float32)
     mean_drops = drops / coverage
     return mean_drops - mean_drops.amin(dim=(1, 2), keepdim=True)
