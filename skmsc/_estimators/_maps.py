@@ -67,7 +67,7 @@ class AnomalyMapMixin:
         >>> rng = np.random.default_rng(0)
         >>> X = rng.integers(100, 140, size=(12, 64, 64), dtype=np.uint8)  # plain grey
         >>> det = MeanShiftedContrastiveDetector(
-        ...     "efficientnet_lite0", epochs=0, image_size=64, batch_size=16, random_state=0
+        ...     "efficientnet_lite0", epochs=0, image_size=128, batch_size=16, random_state=0
         ... ).fit(X)
         >>> scratched = X[:1].copy()
         >>> scratched[0, 4:7, 8:56] = 255  # a bright scratch in the top rows
