@@ -3,20 +3,26 @@
 from ._version import __version__
 
 __all__ = [
+    "AnomaliesInTrainingWarning",
+    "ConformalGuaranteeWarning",
     "InconsistentVersionWarning",
     "KNNDetector",
     "MeanShiftedContrastiveDetector",
     "MeanShiftedFeatures",
+    "SlowFitWarning",
     "__version__",
 ]
 
 # Public names are imported on first use, so that `skmsc.cli` can set OpenMP's
 # environment before torch loads (the estimators import torch).
 _LAZY = {
+    "AnomaliesInTrainingWarning": "._checks",
+    "ConformalGuaranteeWarning": "._estimators",
     "InconsistentVersionWarning": "._estimators",
     "KNNDetector": "._estimators",
     "MeanShiftedContrastiveDetector": "._estimators",
     "MeanShiftedFeatures": "._estimators",
+    "SlowFitWarning": ".nn._eta",
 }
 
 

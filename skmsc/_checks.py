@@ -4,7 +4,9 @@
   ``check_array``;
 - :func:`check_image_array`: an array of images the network can take;
 - :func:`check_enough_samples`: enough training samples for the leave-one-out scores;
-- :func:`check_fitted_sample_shape`: an array shaped like what the estimator was fitted on.
+- :func:`check_fitted_sample_shape`: an array shaped like what the estimator was fitted on;
+- :func:`warn_if_labelled_anomalies`: a ``y`` given to ``fit`` that marks some rows as
+  anomalies (which ``fit`` would train on all the same).
 
 ``check_array`` handles arrays well, but some inputs reach it in a form whose error names
 a numpy internal ("inhomogeneous shape") or silently changes meaning (a list mixing uint8
@@ -15,14 +17,18 @@ copies or modifies the caller's arrays.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import sparse
 
 __all__ = [
-    "EXPECTED_INPUT", "check_enough_samples", "check_fitted_sample_shape", "check_image_array",
-    "check_input_container",
+    "EXPECTED_INPUT", "AnomaliesInTrainingWarning", "check_enough_samples",
+    "caller_stacklevel", "check_fitted_sample_shape", "check_image_array",
+    "check_input_container", "warn_if_labelled_anomalies",
 ]
 
 
@@ -41,6 +47,7 @@ def check_input_container(X, *, min_samples: int = 1) -> None:
     """
     if sparse.issparse(X):
         return  # check_array explains that sparse input is not supported
+    _check_not_torch_dataset(X)
     if X is None or isinstance(X, str | bytes | dict) or np.isscalar(X):
         raise TypeError(
             f"X must be an array of samples (images or feature vectors), got "
@@ -69,6 +76,34 @@ def check_input_container(X, *, min_samples: int = 1) -> None:
         )
 
 
+def _torch_data_class(X) -> str | None:
+    """The torch.utils.data class ``X`` is an instance of (Dataset, DataLoader...), if any;
+    found by name, so this module needs no torch."""
+    for cls in type(X).__mro__:
+        if cls.__module__.startswith("torch.utils.data"):
+            return cls.__name__
+    return None
+
+
+def _check_not_torch_dataset(X) -> None:
+    kind = _torch_data_class(X)
+    if kind is None:
+        return
+    samples = getattr(X, "samples", None)
+    if isinstance(samples, list) and samples and isinstance(samples[0], tuple):
+        how = ("It lists its files: pass them, e.g. det.fit([path for path, _ in "
+               "dataset.samples]).")
+    else:
+        how = ("Pass its image files as a list of paths, or its images as one uint8 array "
+               "(n, height, width[, 3]) made from a dataset without transforms, e.g. "
+               "np.stack([np.asarray(dataset[i][0]) for i in range(len(dataset))]).")
+    raise TypeError(
+        f"X is a torch {kind} ({type(X).__name__}). skmsc decodes, resizes and normalises "
+        f"images itself (its transforms must match the backbone's), so it takes the raw "
+        f"images, not tensors a torch pipeline made. {how}"
+    )
+
+
 def _check_sequence(X: Sequence, min_samples: int) -> None:
     if len(X) < min_samples:
         raise ValueError(
@@ -85,6 +120,11 @@ def _check_sequence(X: Sequence, min_samples: int) -> None:
             "arrays of one shape and dtype, or one stacked numpy array."
         )
     first = arrays[0]
+    if isinstance(first.dtype, np.dtype) and first.dtype.kind == "c":
+        raise ValueError(
+            f"Complex data not supported: X is a list of arrays of dtype {first.dtype}. "
+            "Pass real values, e.g. [np.abs(x) for x in X] or [x.real for x in X]."
+        )
     for i, x in enumerate(arrays[1:], start=1):
         if tuple(x.shape) != tuple(first.shape):
             raise ValueError(
@@ -157,6 +197,23 @@ def check_enough_samples(n_samples: int, n_neighbors: int) -> None:
         )
 
 
+def _check_not_one_image(X: np.ndarray) -> None:
+    """For a detector fitted on image files (any size): refuse an array that reads as one
+    image rather than a batch, with the rule the array-fitted detector applies."""
+    if X.ndim == 2:
+        raise ValueError(
+            f"X has shape {X.shape}: one grayscale image, not a batch of images. For a "
+            "single image pass X[None]."
+        )
+    if X.ndim == 3 and X.shape[-1] in (3, 4):
+        raise ValueError(
+            f"X has shape {X.shape}, which reads as one image with {X.shape[-1]} channels, "
+            f"not a batch of {X.shape[0]} grayscale images {X.shape[-1]} pixels wide. For a "
+            "single image pass X[None] (or [path] for a file). For grayscale images that "
+            "narrow, pass them as RGB: np.repeat(X[..., None], 3, axis=-1)."
+        )
+
+
 def check_fitted_sample_shape(X: np.ndarray, input_shape, *, has_network: bool) -> None:
     """A ``ValueError`` when ``X`` (an array) cannot be scored by an estimator fitted on
     samples of shape ``input_shape`` (``None``: fitted on files, any image size)."""
@@ -167,9 +224,85 @@ def check_fitted_sample_shape(X: np.ndarray, input_shape, *, has_network: bool) 
             f"on images of shape {input_shape}. Pass data shaped like the "
             f"training data (resize images to the training size), or refit.{single}"
         )
+    if has_network and input_shape is None:
+        _check_not_one_image(X)
     if not has_network and X.ndim != 2:
         raise ValueError(
             f"X has shape {X.shape}, but this detector was fitted on feature vectors of "
             f"shape {input_shape}: pass a 2-D array (n_samples, "
             f"{input_shape[0]}), or refit on images to score images."
         )
+
+
+class AnomaliesInTrainingWarning(UserWarning):
+    """``fit`` was given labels saying some training rows are anomalies.
+
+    The detectors learn what is normal from every row of ``X``; ``y`` is not used to
+    leave rows out. The usual cause is scikit-learn's ``GridSearchCV(refit=True)``, which
+    refits the best candidate on all rows: use
+    :class:`skmsc.model_selection.OneClassGridSearchCV` instead, or fit on ``X[y == 1]``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np
+    >>> from skmsc import AnomaliesInTrainingWarning, KNNDetector
+    >>> X, y = np.random.default_rng(0).normal(size=(6, 2)), [1, 1, 1, 1, 0, 0]
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = KNNDetector().fit(X, y)
+    >>> [type(w.message).__name__ for w in caught]
+    ['AnomaliesInTrainingWarning']
+    """
+
+
+# Warnings about a fit point at the caller's line, outside skmsc and the libraries it runs
+# in (e.g. the user's search.fit, not GridSearchCV's refit or torch's decorators inside it).
+_LIBRARIES = ("skmsc", "sklearn", "torch")
+
+
+def _library_dirs() -> tuple[str, ...]:
+    modules = [sys.modules.get(name) for name in _LIBRARIES]
+    return tuple(os.path.dirname(m.__file__) + os.sep for m in modules
+                 if m is not None and getattr(m, "__file__", None))
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` (called by the caller of this function) that
+    names the first frame outside skmsc, scikit-learn and torch."""
+    libraries = _library_dirs()
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(libraries):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_if_labelled_anomalies(y, n_samples: int, estimator_name: str) -> None:
+    """Warn when ``y`` (given to ``fit``) marks rows as anomalies that ``fit`` trains on.
+
+    Only labels in skmsc's convention count (1 normal; 0, -1 or False anomaly, with at
+    least one of each); any other ``y`` is ignored silently, as scikit-learn's outlier
+    detectors ignore it.
+    """
+    if y is None:
+        return
+    try:
+        labels = np.asarray(y)
+    except (TypeError, ValueError):  # ragged or odd objects: not labels in our convention
+        return
+    if labels.ndim != 1 or len(labels) != n_samples or labels.dtype.kind not in "biuf":
+        return
+    values = set(np.unique(labels).tolist())
+    if not values <= {-1, 0, 1} or 1 not in values or values == {1}:
+        return
+    n_anomalies = int(np.sum(labels != 1))
+    warnings.warn(
+        f"{estimator_name}.fit got y marking {n_anomalies} of {n_samples} rows as anomalies "
+        "(label 0 or -1), but fit trains on every row of X: y does not leave rows out. "
+        "Fit on the normal rows only, X[y == 1]. In a parameter search use "
+        "skmsc.model_selection.OneClassGridSearchCV (or OneClassRandomizedSearchCV), whose "
+        "refit trains on the normal rows; scikit-learn's GridSearchCV(refit=True) refits "
+        "on all of X.",
+        AnomaliesInTrainingWarning,
+        stacklevel=caller_stacklevel(),
+    )

@@ -1,4 +1,5 @@
-"""The ``skmsc`` command line: fit a detector on a folder of images, score image files.
+"""The ``skmsc`` command line: fit a detector on a folder of images, score image files,
+print a model's card, evaluate on an MVTec-AD or VisA category.
 
 Exit codes: 0 success; 2 usage error (bad arguments, missing folder or model, no images
 found, invalid parameter value); 1 any other failure (unreadable image, model that cannot
@@ -15,9 +16,13 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import csv  # noqa: E402
 import sys  # noqa: E402
+import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 from ._version import __version__  # noqa: E402
 
@@ -26,8 +31,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 # Estimator parameters exposed by `skmsc fit`: (flag, type, help). Unset flags keep the
 # estimator's defaults.
 FIT_PARAMETERS = [
-    ("backbone", str, "pretrained network (estimator default: resnet152; "
-     "efficientnet_lite0 works offline)"),
+    ("backbone", str, "pretrained network (efficientnet_lite0 works offline and is the "
+     "fast one on a CPU)"),
     ("weights", str, "'imagenet', a state-dict file, or 'none' for random weights"),
     ("frozen_stages", str, "'auto' or the number of leading stages kept frozen"),
     ("epochs", int, "fine-tuning epochs (0: pretrained features only)"),
@@ -38,10 +43,21 @@ FIT_PARAMETERS = [
     ("n_neighbors", int, "neighbours summed in the anomaly score"),
     ("image_size", int, "side of the square the network sees"),
     ("knn_algorithm", str, "'auto', 'exact' or 'nndescent'"),
-    ("contamination", str, "'auto' or the expected anomaly fraction in (0, 0.5]"),
+    ("contamination", str, "fraction of new normal images to flag (false-alarm rate), "
+     "'auto' (0.01) or a number in (0, 0.5]"),
     ("device", str, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ("precision", str, "'auto', 'float32', 'bfloat16' or 'float16' (network arithmetic)"),
     ("random_state", int, "seed, for reproducible fits"),
 ]
+#: The estimator's defaults of the ``fit`` flags, shown by ``--help`` (checked against
+#: ``MeanShiftedContrastiveDetector().get_params()`` by the tests; the CLI does not import
+#: the estimator before it must, so that ``--help`` is instant).
+FIT_DEFAULTS = {
+    "backbone": "resnet152", "weights": "imagenet", "frozen_stages": "auto", "epochs": 20,
+    "batch_size": 64, "learning_rate": 1e-5, "weight_decay": 5e-5, "temperature": 0.25,
+    "n_neighbors": 2, "image_size": 224, "knn_algorithm": "auto", "contamination": "auto",
+    "device": "auto", "precision": "auto", "random_state": None, "angular": False,
+}
 
 
 class UsageError(Exception):
@@ -98,9 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("-o", "--output", required=True, metavar="MODEL",
                      help="folder to save the fitted model to")
     for name, kind, text in FIT_PARAMETERS:
-        fit.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
+        fit.add_argument("--" + name.replace("_", "-"), dest=name, type=kind,
+                         help=_with_default(text, name))
     fit.add_argument("--angular", action="store_true", default=None,
-                     help="add the angular centre loss")
+                     help="add the angular centre loss (default: off)")
+    _add_fit_report_flags(fit)
 
     score = sub.add_parser(
         "score", parents=[files], help="score images with a fitted detector",
@@ -117,27 +135,83 @@ def _parser() -> argparse.ArgumentParser:
         help="row order: input order (default), by score ascending (most anomalous "
         "first), or by path",
     )
-    score.add_argument("--batch-size", type=int, help="images per scoring batch")
+    score.add_argument("--batch-size", type=int,
+                       help="images per scoring batch (default: as saved)")
     score.add_argument("--device", help="'cpu', 'cuda', 'cuda:N' (default: as saved, if here)")
+    _add_threshold_flags(score)
     _add_map_options(score)
 
     info = sub.add_parser(
-        "info", help="describe a fitted model",
-        description="Print a fitted model's settings, training size and threshold.",
+        "info", help="print a fitted model's card",
+        description="Print a fitted model's card: what it was trained on (source, number of "
+        "images, date, duration), its settings, loss curve, kept epoch, precision, "
+        "threshold and the package versions it was fitted with.",
     )
     info.add_argument("model", metavar="MODEL", help="model folder written by 'skmsc fit'")
+    _add_evaluate_command(sub, files)
     return parser
+
+
+def _with_default(text: str, name: str) -> str:
+    default = FIT_DEFAULTS.get(name)
+    return f"{text} (default: {'none' if default is None else default})"
+
+
+def _add_fit_report_flags(fit) -> None:
+    fit.add_argument("-v", "--verbose", action="store_true",
+                     help="print the model card (as 'skmsc info' does) after fitting")
+    fit.add_argument(
+        "--evaluate", action="store_true",
+        help="for an MVTec-AD or VisA category folder: after fitting on its normal "
+        "training images, score its test images and print the ROC-AUC of each defect type",
+    )
+
+
+def _add_threshold_flags(score) -> None:
+    threshold = score.add_mutually_exclusive_group()
+    threshold.add_argument(
+        "--contamination", metavar="FRACTION",
+        help="move the threshold to flag this fraction of new normal images, 'auto' (0.01) "
+        "or a number in (0, 0.5]; computed from the saved training scores, no refit "
+        "(default: the model's)",
+    )
+    threshold.add_argument(
+        "--threshold", type=float, metavar="SCORE",
+        help="flag images whose score is below SCORE (a score_samples value; default: the "
+        "model's offset_)",
+    )
+
+
+def _add_evaluate_command(sub, files) -> None:
+    evaluate = sub.add_parser(
+        "evaluate", parents=[files],
+        help="ROC-AUC of a model on an MVTec-AD or VisA category's test images",
+        description="Score the test images of an MVTec-AD or VisA category folder (test/ "
+        "in the MVTec-AD layout, the test split of VisA's split_csv/1cls.csv) and print, "
+        "as CSV, the ROC-AUC (normal = positive) of each defect type against the good "
+        "images, then of all defects. Mask folders are never read as images.",
+    )
+    evaluate.add_argument("model", metavar="MODEL", help="model folder written by 'skmsc fit'")
+    evaluate.add_argument("folder", metavar="CATEGORY", help="an MVTec-AD or VisA category folder")
+    evaluate.add_argument("--batch-size", type=int,
+                          help="images per scoring batch (default: as saved)")
 
 
 def _collect(arguments: list[str], args, *, folders_only: bool) -> list[str]:
     """Image paths from folders (filtered by extension) and, for scoring, single files."""
     extensions = None if args.ext is None else [e for e in args.ext.split(",") if e.strip()]
-    from .data.files import list_image_files
+    from .data.files import is_url, list_image_files
 
     paths = []
     for argument in arguments:
         path = Path(argument)
-        if path.is_dir():
+        if is_url(argument):
+            raise UsageError(f"URLs are not fetched: {argument}. Download the images first "
+                             "and pass the local files or folder.")
+        layout = _defect_images(path, folders_only)
+        if layout is not None:
+            paths += layout
+        elif path.is_dir():
             paths += list_image_files(path, recursive=args.recursive, extensions=extensions)
         elif folders_only:
             raise UsageError(f"not a folder: {argument}")
@@ -148,6 +222,37 @@ def _collect(arguments: list[str], args, *, folders_only: bool) -> list[str]:
     if not paths:
         raise UsageError(f"no image files found in {' '.join(arguments)}")
     return paths
+
+
+def _defect_images(path: Path, training: bool) -> list[str] | None:
+    """For an MVTec-AD or VisA category folder: its normal training images (``fit``) or its
+    test images (``score``), with a note on stderr; ``None`` for any other path. Mask
+    folders are never listed as images."""
+    from .datasets import find_defect_layout, load_defect_folder
+
+    layout = find_defect_layout(path) if path.is_dir() else None
+    if layout is None:
+        if path.is_dir():
+            categories = [p.name for p in sorted(path.iterdir())
+                          if p.is_dir() and find_defect_layout(p)]
+            if categories:  # listing it would mix categories, test images and masks
+                raise UsageError(
+                    f"{path} holds MVTec-AD/VisA categories ({', '.join(categories[:4])}"
+                    f"{', ...' if len(categories) > 4 else ''}): pass one category folder, "
+                    f"e.g. {path / categories[0]}"
+                )
+        return None
+    split = load_defect_folder(path)
+    name = "MVTec-AD" if layout == "mvtec" else "VisA"
+    if training:
+        where = path / "train" / "good" if layout == "mvtec" else "the training split"
+        print(f"skmsc: {path} is an {name} category: fitting on the {len(split.X_train)} "
+              f"normal images of {where} (test images and masks are left out)",
+              file=sys.stderr)
+        return split.X_train.tolist()
+    print(f"skmsc: {path} is an {name} category: scoring its {len(split.X_test)} test "
+          "images (not the training images, not the masks)", file=sys.stderr)
+    return split.X_test.tolist()
 
 
 def _readable(paths: list[str], args) -> list[str]:
@@ -181,6 +286,8 @@ def _load_model(path: str):
 
 def _fit(args) -> int:
     # Files are listed and checked before torch is imported: mistakes show at once.
+    if args.evaluate:
+        _check_evaluable(args.normal_dir)
     paths = _readable(_collect(args.normal_dir, args, folders_only=True), args)
 
     from ._estimators import MeanShiftedContrastiveDetector
@@ -201,6 +308,10 @@ def _fit(args) -> int:
     detector.set_params(verbose=False)
     detector.save(args.output)
     print(f"skmsc: model written to {args.output}", file=sys.stderr)
+    if args.verbose:
+        _print_card(detector, args.output, file=sys.stderr)
+    if args.evaluate:
+        return _evaluate_on(detector, args.normal_dir, args)
     return EXIT_OK
 
 
@@ -216,8 +327,9 @@ def _score(args) -> int:
         detector._validate_params()
     if args.device is not None:
         _move(detector, args.device)
+    offset = _score_threshold(detector, args)
     scores = detector.score_samples(ImageFiles(paths, n_workers=args.workers))
-    decisions = scores - detector.offset_
+    decisions = scores - offset
     rows = list(zip(paths, scores, decisions, strict=True))
     if args.sort == "score":
         rows.sort(key=lambda row: row[1])
@@ -237,7 +349,7 @@ def _score(args) -> int:
     n_anomalies = int((decisions < 0).sum())
     print(f"skmsc: scored {len(rows)} images, {n_anomalies} flagged as anomalies",
           file=sys.stderr)
-    _write_maps(detector, paths, decisions, args)
+    _write_maps(detector, paths, scores, offset, args)
     return EXIT_OK
 
 
@@ -291,8 +403,9 @@ def _map_file_names(paths: list[str]) -> list[str]:
     return names
 
 
-def _write_maps(detector, paths: list[str], decisions, args) -> None:
-    """One overlay PNG per flagged image (decision < 0), one image at a time."""
+def _write_maps(detector, paths: list[str], scores, threshold: float, args) -> None:
+    """One overlay PNG per flagged image (score below ``threshold``, as in the CSV), one
+    image at a time; each shows the score the CSV lists."""
     if args.maps is None:
         return
     import matplotlib
@@ -313,37 +426,133 @@ def _write_maps(detector, paths: list[str], decisions, args) -> None:
                 f"{len(detector.train_features_)}: give the folders (and --ext) it was "
                 "fitted with"
             )
-    flagged = [(path, decision) for path, decision in zip(paths, decisions, strict=True)
-               if decision < 0]
+    flagged = [(path, score) for path, score in zip(paths, scores, strict=True)
+               if score - threshold < 0]
     out = Path(args.maps)
     out.mkdir(parents=True, exist_ok=True)
     detector.set_params(verbose=False)
-    for (path, decision), name in zip(flagged, _map_file_names([p for p, _ in flagged]),
-                                      strict=True):
+    for (path, score), name in zip(flagged, _map_file_names([p for p, _ in flagged]),
+                                   strict=True):
         fig = plot_anomaly_maps(detector, ImageFiles([path], n_workers=0), normal,
-                                method=args.map_method, decisions=[decision])
+                                method=args.map_method, scores=[score], threshold=threshold)
         fig.savefig(out / name, dpi=110, bbox_inches="tight")
         plt.close(fig)
     print(f"skmsc: wrote {len(flagged)} anomaly maps to {out}", file=sys.stderr)
 
 
 def _info(args) -> int:
+    _print_card(_load_model(args.model), args.model, file=sys.stdout)
+    return EXIT_OK
+
+
+def _card(detector) -> dict:
+    """The model card of a fitted estimator: what it learnt from, how, and its threshold."""
+    def have(name):
+        return getattr(detector, name, None)
+
+    spec = have("backbone_spec_")
+    card = {"class": type(detector).__name__}
+    if hasattr(detector, "backbone_spec_"):
+        card["backbone"] = spec.name if spec is not None else "none (feature vectors)"
+        card["image_size"] = detector.image_size_
+    card["training_source"] = have("training_source_") or "not recorded"
+    n_train = have("n_samples_fit_")
+    if n_train is None and hasattr(detector, "train_features_"):
+        n_train = len(detector.train_features_)
+    card["n_training_images"] = n_train if n_train is not None else "not recorded"
+    card["fitted_at"] = have("fit_started_") or "not recorded"
+    seconds = have("fit_seconds_")
+    card["fit_duration"] = "not recorded" if seconds is None else _duration(seconds)
+    if hasattr(detector, "loss_curve_"):
+        card["epochs"] = (f"{len(detector.loss_curve_)} run of {detector.epochs}; kept "
+                          f"epoch {detector.best_epoch_} (0 = pretrained network)")
+        card["loss_curve"] = ", ".join(f"{v:.4f}" for v in detector.loss_curve_) or "none"
+        scores = detector.validation_scores_
+        card["safeguard_scores"] = ("off" if scores is None else
+                                    ", ".join(f"{v:.4f}" for v in scores))
+        card["precision"] = ", ".join(f"{k} {v}" for k, v in detector.precision_.items())
+        card["device"] = detector.device_
+    if hasattr(detector, "offset_"):
+        card["n_neighbors"] = detector.n_neighbors
+        card["knn_algorithm"] = detector.knn_algorithm_
+        card["contamination"] = (f"{detector.contamination} (flags "
+                                 f"{detector.contamination_:g} of new normal images)")
+        card["offset"] = detector.offset_
+    card["versions"] = ", ".join(f"{k} {v}" for k, v in detector.versions_.items())
+    return card
+
+
+def _print_card(detector, folder, *, file) -> None:
+    print(f"model: {folder}", file=file)
+    for key, value in _card(detector).items():
+        print(f"{key}: {value}", file=file)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{seconds:.1f} s"
+
+
+def _score_threshold(detector, args) -> float:
+    """The threshold in score units: the model's, or the one --contamination/--threshold
+    asks for."""
+    if getattr(args, "threshold", None) is not None:
+        return float(args.threshold)
+    contamination = getattr(args, "contamination", None)
+    if contamination is not None:
+        value = contamination if contamination == "auto" else _number(
+            contamination, float, "--contamination")
+        from sklearn.utils._param_validation import InvalidParameterError
+
+        try:
+            detector.set_threshold(value)
+        except InvalidParameterError as exc:
+            raise UsageError(f"--contamination: {exc}") from None
+    return detector.offset_
+
+
+def _evaluate(args) -> int:
+    _check_evaluable([args.folder])
     detector = _load_model(args.model)
-    spec = detector.backbone_spec_
-    lines = {
-        "backbone": spec.name if spec is not None else "none (feature vectors)",
-        "image_size": detector.image_size_,
-        "epochs": detector.epochs,
-        "n_training_images": len(detector.train_features_),
-        "n_neighbors": detector.n_neighbors,
-        "contamination": detector.contamination,
-        "offset": detector.offset_,
-        "knn_algorithm": detector.knn_algorithm_,
-        "device": detector.device_,
-        "versions": ", ".join(f"{k} {v}" for k, v in detector.versions_.items()),
-    }
-    for key, value in lines.items():
-        print(f"{key}: {value}")
+    detector.set_params(verbose=not args.quiet)
+    if args.batch_size is not None:
+        detector.set_params(batch_size=args.batch_size)
+        detector._validate_params()
+    return _evaluate_on(detector, [args.folder], args)
+
+
+def _check_evaluable(folders) -> None:
+    from .datasets import find_defect_layout
+
+    if len(folders) != 1 or find_defect_layout(Path(folders[0])) is None:
+        raise UsageError(f"not an MVTec-AD or VisA category folder: {' '.join(folders)} "
+                         "(expected train/good/ and test/<defect>/, or VisA's Data/Images/)")
+
+
+def _evaluate_on(detector, folders, args) -> int:
+    """Print the per-defect ROC-AUC of ``detector`` on the test images of a category."""
+    from .data.files import ImageFiles
+    from .datasets import load_defect_folder
+    from .model_selection import normal_roc_auc_by_group
+
+    _check_evaluable(folders)
+    split = load_defect_folder(folders[0])
+    if split.y_test.all() or not split.y_test.any():
+        raise UsageError(f"{folders[0]}: the test images must include good and defective ones")
+    scores = detector.score_samples(ImageFiles(split.X_test.tolist(), n_workers=args.workers))
+    aucs = normal_roc_auc_by_group(split.y_test, scores, split.defect_type)
+    counts = {d: int(np.sum(split.defect_type == d)) for d in aucs if d != "all"}
+    counts["all"] = int(np.sum(split.y_test == 0))
+    n_good = int(split.y_test.sum())
+    writer = csv.writer(sys.stdout)
+    writer.writerow(["defect", "n_defective", "n_good", "roc_auc"])
+    for defect, auc in aucs.items():
+        writer.writerow([defect, counts[defect], n_good, f"{auc:.4f}"])
+    print(f"skmsc: ROC-AUC (normal = positive) on {split.category}: {aucs['all']:.4f} over "
+          f"{len(split.X_test)} test images", file=sys.stderr)
     return EXIT_OK
 
 
@@ -366,6 +575,22 @@ def _number(text: str, kind, flag: str):
         return kind(text)
     except ValueError:
         raise UsageError(f"{flag}: expected 'auto' or a number, got {text!r}") from None
+
+
+@contextlib.contextmanager
+def _warnings_as_messages():
+    """Warnings as one ``skmsc: <Category>: message`` line each on stderr (not Python's
+    file:line format); the process's own settings come back after the command."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"skmsc: {category.__name__}: {_one_line(message)}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def _one_line(text: str) -> str:
@@ -392,9 +617,10 @@ def main(argv=None) -> int:
     1
     """
     args = _parser().parse_args(argv)  # exits with 2 on usage errors, 0 on --help
-    commands = {"fit": _fit, "score": _score, "info": _info}
+    commands = {"fit": _fit, "score": _score, "info": _info, "evaluate": _evaluate}
     try:
-        return commands[args.command](args)
+        with _warnings_as_messages():
+            return commands[args.command](args)
     except UsageError as exc:
         print(f"skmsc {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
@@ -408,9 +634,9 @@ def main(argv=None) -> int:
             print(f"skmsc {args.command}: error: {_one_line(exc)}", file=sys.stderr)
             return EXIT_USAGE
         hint = ""
-        from .data.files import UnreadableImageError
+        from .data.files import ImageNotFoundError, UnreadableImageError
 
-        if isinstance(exc, UnreadableImageError | FileNotFoundError):
+        if isinstance(exc, UnreadableImageError | ImageNotFoundError):
             hint = " (--skip-unreadable leaves such files out)"
         print(f"skmsc {args.command}: error: {_one_line(exc)}{hint}", file=sys.stderr)
         return EXIT_FAILURE

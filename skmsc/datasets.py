@@ -24,22 +24,36 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.utils import check_random_state
 
+# Industrial defect benchmarks (MVTec-AD, VisA) live in their own module.
+from ._defect_folders import (
+    DefectSplit,
+    find_defect_layout,
+    load_defect_folder,
+    load_mvtec,
+    load_visa,
+)
+
 # Decoding and the accepted file types belong to the data layer; the loaders use them.
 from .data.files import IMAGE_EXTENSIONS, decode_image
 
 __all__ = [
     "CIFAR10_CLASSES",
+    "DefectSplit",
     "FASHION_MNIST_CLASSES",
     "ImageDataset",
     "ImageFileDataset",
     "OneClassSplit",
     "UnsafePickleError",
     "ELPVSplit",
+    "find_defect_layout",
+    "load_defect_folder",
     "load_elpv",
     "load_cifar10",
     "load_cifar100",
     "load_fashion_mnist",
     "load_image_folder",
+    "load_mvtec",
+    "load_visa",
     "one_class_split",
     "read_images",
     "subsample",

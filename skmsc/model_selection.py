@@ -2,33 +2,48 @@
 
 Labels follow one convention throughout: ``1`` = normal, ``0`` or ``-1`` = anomaly.
 
+* :class:`OneClassGridSearchCV` and :class:`OneClassRandomizedSearchCV` are scikit-learn's
+  searches whose final refit trains on the normal rows only (scikit-learn's own refit
+  would train ``best_estimator_`` on every row, anomalies included); by default they
+  split with :class:`OneClassKFold` and score with :data:`normal_roc_auc_scorer`.
 * :class:`OneClassKFold` splits the normal samples into folds; each training set holds
   only normals and each test set holds held-out normals plus a share of the anomalies.
 * The scorers rank with ``decision_function``, which is *higher for normal samples*, so
   "normal" is the positive class: ``roc_auc`` or ``average_precision`` from scikit-learn
   would silently score the wrong way round (or fail on ``{-1, 0, 1}`` labels).
 
->>> from sklearn.model_selection import GridSearchCV
 >>> from skmsc import MeanShiftedContrastiveDetector
->>> from skmsc.model_selection import OneClassKFold, normal_roc_auc_scorer
->>> search = GridSearchCV(
+>>> from skmsc.model_selection import OneClassGridSearchCV
+>>> search = OneClassGridSearchCV(
 ...     MeanShiftedContrastiveDetector("efficientnet_lite0"), {"n_neighbors": [1, 2, 5]},
-...     cv=OneClassKFold(3), scoring=normal_roc_auc_scorer,
 ... )  # search.fit(X, y) with y = 1 for normal images, 0 for anomalies
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+from sklearn.base import clone
 from sklearn.metrics import average_precision_score, make_scorer, roc_auc_score
-from sklearn.model_selection import BaseCrossValidator, KFold
+from sklearn.model_selection import (
+    BaseCrossValidator,
+    GridSearchCV,
+    KFold,
+    RandomizedSearchCV,
+)
+from sklearn.utils import _safe_indexing
+from sklearn.utils.validation import _check_method_params, _num_samples
 
 __all__ = [
     "NOVELTY_SCORING",
+    "OneClassGridSearchCV",
     "OneClassKFold",
+    "OneClassRandomizedSearchCV",
     "is_normal",
     "normal_average_precision_score",
     "normal_average_precision_scorer",
+    "normal_roc_auc_by_group",
     "normal_roc_auc_score",
     "normal_roc_auc_scorer",
 ]
@@ -181,6 +196,49 @@ def normal_roc_auc_score(y_true, y_score):
     return roc_auc_score(is_normal(y_true), y_score)
 
 
+def normal_roc_auc_by_group(y_true, y_score, groups):
+    """ROC-AUC (normal = positive) of each kind of anomaly against all normal samples.
+
+    For a defect benchmark: how well each defect type is told from the good images.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples,)
+        1 for normal samples, 0 or -1 for anomalies.
+    y_score : array-like of shape (n_samples,)
+        Higher = more normal.
+    groups : array-like of shape (n_samples,)
+        The kind of each anomaly (e.g. its defect type); ignored for normal samples.
+
+    Returns
+    -------
+    aucs : dict
+        ``{group: ROC-AUC of that group's anomalies against every normal sample}``, in
+        sorted order, then ``"all"``: every anomaly against every normal sample.
+
+    Examples
+    --------
+    >>> from skmsc.model_selection import normal_roc_auc_by_group
+    >>> normal_roc_auc_by_group([1, 1, 0, 0], [0.9, 0.4, 0.5, -1.0],
+    ...                         ["good", "good", "crack", "scratch"])
+    {'crack': 0.5, 'scratch': 1.0, 'all': 0.75}
+    """
+    normal = is_normal(y_true)
+    scores = np.asarray(y_score, dtype=np.float64)
+    groups = np.asarray(groups)
+    if not (len(normal) == len(scores) == len(groups)):
+        raise ValueError(f"y_true, y_score and groups have {len(normal)}, {len(scores)} and "
+                         f"{len(groups)} values; they must be the same length.")
+    if normal.all() or not normal.any():
+        raise ValueError("y_true needs both normal samples (1) and anomalies (0 or -1).")
+    aucs = {}
+    for group in sorted(set(groups[~normal].tolist())):
+        rows = normal | (groups == group)
+        aucs[group] = float(roc_auc_score(normal[rows], scores[rows]))
+    aucs["all"] = float(roc_auc_score(normal, scores))
+    return aucs
+
+
 def normal_average_precision_score(y_true, y_score):
     """Average precision with "normal" (label 1) as the positive class.
 
@@ -211,7 +269,9 @@ _RESPONSE = ("decision_function", "score_samples")
 #: estimator's ``decision_function``.
 normal_roc_auc_scorer = make_scorer(normal_roc_auc_score, response_method=_RESPONSE)
 #: Scorer for ``GridSearchCV(scoring=...)``: :func:`normal_average_precision_score` of the
-#: estimator's ``decision_function``.
+#: estimator's ``decision_function``. Its positive class is "normal", so its baseline
+#: (a detector that ranks at random) is the share of normal samples in the test set, not
+#: the share of anomalies: report it as "average precision (normal = positive)".
 normal_average_precision_scorer = make_scorer(
     normal_average_precision_score, response_method=_RESPONSE
 )
@@ -220,3 +280,184 @@ NOVELTY_SCORING = {
     "roc_auc": normal_roc_auc_scorer,
     "average_precision": normal_average_precision_scorer,
 }
+
+
+class _NormalRowsRefit:
+    """The search of the class it is mixed into, with the final refit on ``y == 1`` only.
+
+    The search itself runs unchanged (with ``refit=False``); then the best candidate is
+    chosen exactly as scikit-learn chooses it and refitted on the normal rows.
+    """
+
+    def fit(self, X, y=None, **params):
+        """Run the search, then refit the best candidate on the normal rows of ``X``.
+
+        Parameters
+        ----------
+        X : array-like or sequence of image paths
+            Normal samples and labelled anomalies.
+        y : array-like of shape (n_samples,)
+            1 for normal samples, 0 or -1 for anomalies. Required.
+        **params : dict
+            Passed to the estimator's ``fit`` (sample-aligned arrays are subset with
+            the rows).
+
+        Returns
+        -------
+        self : object
+            Fitted; ``best_estimator_`` (when ``refit``) is trained on ``X[y == 1]``.
+        """
+        normal = is_normal(y)
+        if _num_samples(X) != len(normal):
+            raise ValueError(f"X has {_num_samples(X)} samples but y has {len(normal)} labels.")
+        self._validate_params()
+        refit, cv, scoring = self.refit, self.cv, self.scoring
+        # The search runs with the one-class defaults and without its refit (done below,
+        # on the normal rows); the parameters are restored whatever happens.
+        self.refit = False
+        self.cv = OneClassKFold(5 if cv is None else cv) if cv is None or isinstance(
+            cv, int | np.integer) else cv
+        self.scoring = normal_roc_auc_scorer if scoring is None else scoring
+        try:
+            super().fit(X, y, **params)
+        finally:
+            self.refit, self.cv, self.scoring = refit, cv, scoring
+        if refit is not False:
+            self._refit_on_normal_rows(X, y, np.flatnonzero(normal), params)
+        return self
+
+    def _refit_on_normal_rows(self, X, y, rows, params) -> None:
+        refit = self.refit
+        if self.multimetric_:
+            self._check_refit_for_multimetric(self.scorer_)
+        refit_metric = refit if self.multimetric_ else "score"
+        self.best_index_ = self._select_best_index(refit, refit_metric, self.cv_results_)
+        if not callable(refit):
+            self.best_score_ = self.cv_results_[f"mean_test_{refit_metric}"][self.best_index_]
+        self.best_params_ = self.cv_results_["params"][self.best_index_]
+        self.best_estimator_ = clone(self.estimator).set_params(
+            **clone(self.best_params_, safe=False)
+        )
+        fit_params = _check_method_params(X, params, indices=rows)
+        start = time.time()
+        self.best_estimator_.fit(_safe_indexing(X, rows), _safe_indexing(y, rows),
+                                 **fit_params)
+        self.refit_time_ = time.time() - start
+        if hasattr(self.best_estimator_, "feature_names_in_"):
+            self.feature_names_in_ = self.best_estimator_.feature_names_in_
+
+
+class OneClassGridSearchCV(_NormalRowsRefit, GridSearchCV):
+    """Grid search for a detector, whose refit trains only on the normal samples.
+
+    :class:`sklearn.model_selection.GridSearchCV` refits ``best_estimator_`` on every
+    row of ``X``, anomalies included, because a detector's ``fit`` does not use ``y``.
+    This subclass refits on ``X[y == 1]``; splitting (:class:`OneClassKFold` by default)
+    keeps the anomalies out of every training fold as well.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        A detector, or a :class:`~sklearn.pipeline.Pipeline` ending in one.
+    param_grid : dict or list of dicts
+        As in :class:`~sklearn.model_selection.GridSearchCV`.
+    scoring : str, callable, list, tuple or dict, default=None
+        ``None`` means :data:`normal_roc_auc_scorer` (ROC-AUC, normal = positive).
+    n_jobs, refit, verbose, pre_dispatch, error_score, return_train_score
+        As in :class:`~sklearn.model_selection.GridSearchCV`.
+    cv : int, splitter or iterable of splits, default=None
+        ``None`` means ``OneClassKFold(5)``; an int ``k`` means ``OneClassKFold(k)``. A
+        splitter of your own must keep anomalies out of the training folds.
+
+    Attributes
+    ----------
+    best_estimator_ : estimator
+        The best candidate, fitted on the normal rows of ``X`` (when ``refit``).
+    cv_results_, best_params_, best_score_, best_index_, refit_time_, multimetric_
+        As in :class:`~sklearn.model_selection.GridSearchCV`.
+
+    See Also
+    --------
+    OneClassRandomizedSearchCV : The same for randomized search.
+    OneClassKFold : The default splitter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmsc import KNNDetector
+    >>> from skmsc.model_selection import OneClassGridSearchCV
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(size=(150, 4)), rng.normal(size=(50, 4)) + 3])
+    >>> y = np.r_[np.ones(150), np.zeros(50)].astype(int)   # 1 = normal
+    >>> search = OneClassGridSearchCV(KNNDetector(), {"n_neighbors": [1, 5]}, cv=3).fit(X, y)
+    >>> search.best_estimator_.train_features_.shape   # the 150 normal rows only
+    (150, 4)
+    """
+
+    def __init__(self, estimator, param_grid, *, scoring=None, n_jobs=None, refit=True,
+                 cv=None, verbose=0, pre_dispatch="2*n_jobs", error_score=np.nan,
+                 return_train_score=False):
+        super().__init__(
+            estimator, param_grid, scoring=scoring, n_jobs=n_jobs, refit=refit, cv=cv,
+            verbose=verbose, pre_dispatch=pre_dispatch, error_score=error_score,
+            return_train_score=return_train_score,
+        )
+
+
+class OneClassRandomizedSearchCV(_NormalRowsRefit, RandomizedSearchCV):
+    """Randomized search for a detector, whose refit trains only on the normal samples.
+
+    :class:`sklearn.model_selection.RandomizedSearchCV` with the refit of
+    :class:`OneClassGridSearchCV`: ``best_estimator_`` is trained on ``X[y == 1]``.
+
+    Parameters
+    ----------
+    estimator : estimator object
+        A detector, or a :class:`~sklearn.pipeline.Pipeline` ending in one.
+    param_distributions : dict or list of dicts
+        As in :class:`~sklearn.model_selection.RandomizedSearchCV`.
+    n_iter : int, default=10
+        Parameter settings sampled.
+    scoring : str, callable, list, tuple or dict, default=None
+        ``None`` means :data:`normal_roc_auc_scorer` (ROC-AUC, normal = positive).
+    n_jobs, refit, verbose, pre_dispatch, random_state, error_score, return_train_score
+        As in :class:`~sklearn.model_selection.RandomizedSearchCV`.
+    cv : int, splitter or iterable of splits, default=None
+        ``None`` means ``OneClassKFold(5)``; an int ``k`` means ``OneClassKFold(k)``.
+
+    Attributes
+    ----------
+    best_estimator_ : estimator
+        The best candidate, fitted on the normal rows of ``X`` (when ``refit``).
+    cv_results_, best_params_, best_score_, best_index_, refit_time_, multimetric_
+        As in :class:`~sklearn.model_selection.RandomizedSearchCV`.
+
+    See Also
+    --------
+    OneClassGridSearchCV : The same for an exhaustive grid.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.stats import randint
+    >>> from skmsc import KNNDetector
+    >>> from skmsc.model_selection import OneClassRandomizedSearchCV
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.normal(size=(150, 4)), rng.normal(size=(50, 4)) + 3])
+    >>> y = np.r_[np.ones(150), np.zeros(50)].astype(int)
+    >>> search = OneClassRandomizedSearchCV(
+    ...     KNNDetector(), {"n_neighbors": randint(1, 10)}, n_iter=3, cv=3, random_state=0
+    ... ).fit(X, y)
+    >>> len(search.best_estimator_.train_features_)
+    150
+    """
+
+    def __init__(self, estimator, param_distributions, *, n_iter=10, scoring=None,
+                 n_jobs=None, refit=True, cv=None, verbose=0, pre_dispatch="2*n_jobs",
+                 random_state=None, error_score=np.nan, return_train_score=False):
+        super().__init__(
+            estimator, param_distributions, n_iter=n_iter, scoring=scoring, n_jobs=n_jobs,
+            refit=refit, cv=cv, verbose=verbose, pre_dispatch=pre_dispatch,
+            random_state=random_state, error_score=error_score,
+            return_train_score=return_train_score,
+        )

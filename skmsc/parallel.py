@@ -15,7 +15,7 @@ runs on ``dask.distributed`` through its Dask backend::
 
     client = Client("scheduler-address:8786")      # or Client(LocalCluster(...))
     with joblib.parallel_config(backend="dask"):
-        search.fit(X, y)                            # GridSearchCV(..., n_jobs=-1)
+        search.fit(X, y)                            # OneClassGridSearchCV(..., n_jobs=-1)
 
 **One GPU per worker.** Fine-tuning fills a GPU; two fits sharing one run out of memory
 and gain nothing. Give each Dask worker one GPU and one thread, and keep

@@ -144,6 +144,9 @@ SLOW_TESTS = {
     "test_determinism_and_load.py::test_two_cpu_fits_with_an_int_seed_are_identical",
     "test_faults.py::test_out_of_memory_halves_the_fine_tuning_batch_and_finishes",
     "test_backbones.py::test_explicit_weight_path_with_or_without_classifier",
+    # Real data sets scored in full to check the conformal guarantee (5-17 s each).
+    "test_conformal.py::test_false_alarm_guarantee_on_held_out_fashion_mnist_trousers",
+    "test_conformal.py::test_false_alarm_guarantee_on_held_out_defect_free_solar_cells",
     "test_anomaly_maps.py::test_two_fits_with_one_random_state_give_identical_maps",
     "test_cli_maps.py::*",
 }

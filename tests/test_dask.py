@@ -1,14 +1,13 @@
-"""Dask: GridSearchCV on a dask.distributed LocalCluster through joblib's Dask backend, and
+"""Dask: OneClassGridSearchCV on a dask.distributed LocalCluster (joblib's Dask backend), and
 scoring Dask arrays of images chunk by chunk."""
 
 import joblib
 import numpy as np
 import pytest
 from conftest import FAST
-from sklearn.model_selection import GridSearchCV
 
 from skmsc import MeanShiftedContrastiveDetector, MeanShiftedFeatures
-from skmsc.model_selection import OneClassKFold, normal_roc_auc_scorer
+from skmsc.model_selection import OneClassGridSearchCV, OneClassKFold, normal_roc_auc_scorer
 from skmsc.parallel import score_dask_array
 
 da = pytest.importorskip("dask.array")
@@ -32,7 +31,7 @@ def test_grid_search_runs_on_the_cluster(client, digits):
     labels = np.r_[np.ones(24), np.zeros(12)].astype(int)
 
     def search(n_jobs):
-        return GridSearchCV(
+        return OneClassGridSearchCV(
             MeanShiftedContrastiveDetector(**FAST, epochs=1), {"n_neighbors": [1, 3]},
             cv=OneClassKFold(2), scoring=normal_roc_auc_scorer, n_jobs=n_jobs,
         )
@@ -47,6 +46,7 @@ def test_grid_search_runs_on_the_cluster(client, digits):
         on_cluster.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"]
     )
     assert on_cluster.best_score_ > 0.8
+    assert len(on_cluster.best_estimator_.train_features_) == 24  # refit on the normals
 
 
 @pytest.mark.parametrize("method", ["decision_function", "score_samples", "predict"])

@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 from conftest import FAST
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import GridSearchCV, cross_validate
+from sklearn.model_selection import cross_validate
 
 from skmsc import MeanShiftedContrastiveDetector
 from skmsc.model_selection import (
     NOVELTY_SCORING,
+    OneClassGridSearchCV,
     OneClassKFold,
     normal_average_precision_score,
     normal_roc_auc_score,
@@ -88,12 +89,12 @@ def _digit_task(digits, n_normal=36, n_other=18):
 
 @pytest.mark.slow
 def test_grid_search_on_images_with_parallel_workers(digits):
-    """GridSearchCV on image arrays with OneClassKFold and the scorer; n_jobs=2 (loky
-    processes) gives exactly the sequential results. Slow only because each worker
+    """OneClassGridSearchCV on image arrays with OneClassKFold and the scorer; n_jobs=2
+    (loky processes) gives exactly the sequential results. Slow only because each worker
     process imports torch."""
     X, y = _digit_task(digits, n_normal=24, n_other=12)
     searches = [
-        GridSearchCV(
+        OneClassGridSearchCV(
             MeanShiftedContrastiveDetector(**FAST, epochs=1),
             {"n_neighbors": [1, 3]},
             cv=OneClassKFold(2),
@@ -108,3 +109,4 @@ def test_grid_search_on_images_with_parallel_workers(digits):
     )
     assert parallel.best_score_ > 0.8  # digit 0 against others; chance is 0.5
     assert parallel.best_estimator_.predict(X[:2]).shape == (2,)
+    assert len(parallel.best_estimator_.train_features_) == 24  # refit on the normals only

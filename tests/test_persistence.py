@@ -112,13 +112,14 @@ def test_consistently_rehashed_but_wrong_tensors_are_refused(saved):
     from safetensors.numpy import load_file, save_file
 
     tensors = load_file(str(saved / TENSORS_NAME))
-    tensors["train_scores_"] = tensors["train_scores_"][:-1]
+    scores = tensors["train_scores_"]
+    tensors["train_scores_"] = scores[:-1]
     save_file(tensors, str(saved / TENSORS_NAME))
     _rehash(saved)
     with pytest.raises(ValueError, match="train_scores_ does not match"):
         load(saved)
     tensors = load_file(str(saved / TENSORS_NAME))
-    tensors["train_scores_"] = np.zeros(48)
+    tensors["train_scores_"] = scores  # consistent with offset_ again: only the weights are wrong
     tensors["encoder.backbone.conv_head.weight"] = np.zeros((3, 3), np.float32)
     save_file(tensors, str(saved / TENSORS_NAME))
     _rehash(saved)

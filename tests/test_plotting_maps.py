@@ -62,15 +62,17 @@ def test_rows_show_image_map_score_decision_and_nearest_normal(textures):
     assert axes[1, 1].title.get_color() == "tab:red"
 
 
-def test_given_maps_and_decisions_are_drawn_as_given(textures):
+def test_given_maps_scores_and_threshold_are_drawn_as_given(textures):
     det, _, queries = textures
     maps = np.zeros((2, 48, 48), np.float32)
     maps[:, 5, 5] = 2.0
-    fig = plot_anomaly_maps(det, queries, maps=maps, decisions=[-1.5, 0.25], method="occlusion")
+    fig = plot_anomaly_maps(det, queries, maps=maps, scores=[-1.5, 0.25], threshold=-1.0,
+                            method="occlusion")
     assert len(fig.axes) == 4  # no nearest-normal column without X_train
-    assert "anomaly: decision -1.5" in fig.axes[1].get_title()
+    assert "score -1.5" in fig.axes[0].get_title()
+    assert "anomaly: decision -0.5" in fig.axes[1].get_title()
     assert "occlusion map (max 2)" in fig.axes[1].get_title()
-    assert "normal: decision +0.25" in fig.axes[3].get_title()
+    assert "normal: decision +1.25" in fig.axes[3].get_title()
     alpha = np.asarray(fig.axes[1].images[1].get_array())[..., 3]
     assert alpha[5, 5] == pytest.approx(0.7) and alpha.sum() == pytest.approx(0.7)
 
@@ -93,3 +95,7 @@ def test_wrong_inputs_are_refused(textures):
         plot_anomaly_maps(det, queries, maps=[np.zeros((48, 48))])
     with pytest.raises(ValueError, match="method="):
         plot_anomaly_maps(det, queries, method="saliency")
+    from skmsc import KNNDetector
+
+    with pytest.raises(TypeError, match="needs a MeanShiftedContrastiveDetector"):
+        plot_anomaly_maps(KNNDetector().fit(np.zeros((5, 3))), queries)

@@ -75,9 +75,23 @@ def test_feature_transformer_round_trip(digits, tmp_path):
                                        MeanShiftedFeatures()])
 def test_html_repr_links_to_our_docs(estimator):
     name = type(estimator).__name__
-    url = f"https://skmsc.readthedocs.io/en/latest/generated/skmsc.{name}.html"
+    url = f"https://skmsc.readthedocs.io/en/latest/api/generated/skmsc.{name}.html"
     assert estimator._get_doc_link() == url
     assert url in estimator._repr_html_()
+
+
+@pytest.mark.parametrize("estimator", [MeanShiftedContrastiveDetector(), KNNDetector(),
+                                       MeanShiftedFeatures()])
+def test_html_repr_link_is_a_page_the_docs_build_writes(estimator):
+    from pathlib import Path
+
+    from skmsc._estimators._base import DOCS_URL
+
+    html = Path(__file__).resolve().parents[1] / "docs" / "_build" / "html"
+    if not (html / "index.html").is_file():
+        pytest.skip("docs not built: run the Sphinx build first")
+    page = estimator._get_doc_link().removeprefix(DOCS_URL)
+    assert (html / page).is_file(), page
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device to fit on")

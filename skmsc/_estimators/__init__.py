@@ -7,13 +7,14 @@
 All three are importable from :mod:`skmsc` itself, which is where to import them from.
 """
 
-from ._base import AUTO_CONTAMINATION, InconsistentVersionWarning
+from ._base import AUTO_CONTAMINATION, ConformalGuaranteeWarning, InconsistentVersionWarning
 from ._detector import MeanShiftedContrastiveDetector
 from ._features import MeanShiftedFeatures
 from ._knn_detector import KNNDetector
 
 __all__ = [
     "AUTO_CONTAMINATION",
+    "ConformalGuaranteeWarning",
     "InconsistentVersionWarning",
     "KNNDetector",
     "MeanShiftedContrastiveDetector",

@@ -74,10 +74,13 @@ class MeanShiftedContrastiveDetector(
         Neighbour search: exact chunked matrix products, or pynndescent's approximate
         index. ``"auto"`` is exact up to 20,000 training images.
     contamination : "auto" or float, default="auto"
-        Expected fraction of anomalies, in (0, 0.5]: the threshold ``offset_`` flags that
-        fraction of the leave-one-out training scores (each training image scored
-        against the others, as a fresh normal image would be). ``"auto"`` uses 0.01, so
-        about 1% of new normal images are flagged.
+        Fraction of new *normal* images to flag, in (0, 0.5]: the false-alarm rate the
+        threshold ``offset_`` is set for. ``offset_`` is that quantile of the
+        leave-one-out training scores (each training image scored against the others, as
+        a fresh normal image would be). ``"auto"`` uses 0.01, so about 1% of new normal
+        images are flagged. It is not the share of anomalies expected, nor the share
+        caught (that depends on the anomalies). Move it after fitting with
+        :meth:`set_threshold`, which needs no refit.
     device : str, default="auto"
         ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     precision : {"auto", "float32", "bfloat16", "float16"}, default="auto"
@@ -123,6 +126,10 @@ class MeanShiftedContrastiveDetector(
         (``predict(X_train)`` flags fewer, since there each is its own nearest neighbour).
     offset_ : float
         Threshold: ``decision_function = score_samples - offset_``.
+    contamination_ : float
+        The fraction ``offset_`` is set for (``contamination`` with ``"auto"`` resolved);
+        ``decision_function`` and ``predict`` refuse to run if ``contamination`` was changed
+        without :meth:`set_threshold`.
     loss_curve_ : list of float
         Mean loss of each fine-tuning epoch (fewer than ``epochs`` if early stopping
         ended training).
@@ -150,6 +157,15 @@ class MeanShiftedContrastiveDetector(
         image files).
     encoder_ : torch.nn.Module or None
         The fine-tuned network (``None`` for feature-vector input).
+    training_source_ : str
+        What ``fit`` got, e.g. ``"209 image files under /data/bottle/train/good"`` or
+        ``"array of shape (500, 28, 28), dtype uint8"``.
+    n_samples_fit_ : int
+        Number of training samples.
+    fit_started_ : str
+        When ``fit`` started, ISO 8601 in UTC.
+    fit_seconds_ : float
+        How long ``fit`` took.
 
     See Also
     --------
@@ -234,8 +250,10 @@ class MeanShiftedContrastiveDetector(
             tuple or 1-D array of image file paths or PIL images (or a
             :class:`skmsc.data.files.ImageFiles`), of any sizes, decoded lazily in
             batches. An unreadable file raises an error naming it.
-        y : Ignored
-            Present for API consistency.
+        y : array-like of shape (n_samples,), default=None
+            Not used for training: every row of ``X`` is trained on. Present for API
+            consistency; if it marks rows as anomalies (labels 0 or -1 beside 1), an
+            :class:`~skmsc.AnomaliesInTrainingWarning` says so.
 
         Returns
         -------
@@ -243,11 +261,12 @@ class MeanShiftedContrastiveDetector(
             The fitted detector.
         """
         with self._all_or_nothing():
-            source = self._fit_source(X, self.n_neighbors)
+            clock = self._fit_clock()
+            source = self._fit_source(X, self.n_neighbors, y)
             seeds = fit_seeds(self.random_state)
             features = self._fit_network(source, seeds)
             self._fit_knn(features, seed=int(seeds[3]))
-            self._record_versions()
+            self._record_fit(clock, source.describe(), len(source))
         return self
 
     def _feature_chunks(self, X):

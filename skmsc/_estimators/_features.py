@@ -71,6 +71,8 @@ n_iter_no_change, random_state, verbose
         Shape of one sample seen in ``fit`` (``None`` when fitted on image files).
     n_features_in_ : int
         ``X.shape[1]`` in ``fit``, as scikit-learn defines it.
+    training_source_, n_samples_fit_, fit_started_, fit_seconds_
+        What ``fit`` got, how many images, when and how long (as the detector's).
 
     See Also
     --------
@@ -138,8 +140,10 @@ n_iter_no_change, random_state, verbose
         ----------
         X : array-like of shape (n_samples, height, width[, 3]) or (n_samples, n_features)
             Normal images (uint8 0-255 or float in [0, 1]), or feature vectors.
-        y : Ignored
-            Present for API consistency.
+        y : array-like of shape (n_samples,), default=None
+            Not used for training: every row of ``X`` is trained on. If it marks rows as
+            anomalies (labels 0 or -1 beside 1), an
+            :class:`~skmsc.AnomaliesInTrainingWarning` says so.
 
         Returns
         -------
@@ -147,11 +151,12 @@ n_iter_no_change, random_state, verbose
             The fitted transformer.
         """
         with self._all_or_nothing():
+            clock = self._fit_clock()
             # Two samples at least, as the detector with n_neighbors=1 needs.
-            source = self._fit_source(X, min_neighbors=1)
+            source = self._fit_source(X, 1, y)
             features = self._fit_network(source, fit_seeds(self.random_state))
             self._n_features_out = features.shape[1]
-            self._record_versions()
+            self._record_fit(clock, source.describe(), len(source))
         return self
 
     def transform(self, X):

@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._checks import check_enough_samples
+from .._checks import check_enough_samples, warn_if_labelled_anomalies
 from ._base import KNN_PARAMETER_CONSTRAINTS, KNNScorerMixin, SkmscEstimatorMixin
 
 __all__ = ["KNNDetector"]
@@ -33,8 +33,9 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         Exact chunked search, or pynndescent's approximate index. ``"auto"`` is exact up
         to 20,000 training samples.
     contamination : "auto" or float, default="auto"
-        Expected fraction of anomalies, in (0, 0.5]: ``offset_`` flags that fraction of
-        the leave-one-out training scores. ``"auto"`` uses 0.01.
+        Fraction of new *normal* samples to flag (the false-alarm rate), in (0, 0.5]:
+        ``offset_`` is that quantile of the leave-one-out training scores. ``"auto"`` uses
+        0.01. Move it after fitting with :meth:`set_threshold` (no refit).
     random_state : int, RandomState instance or None, default=None
         Seeds the approximate index (exact search uses no randomness).
 
@@ -46,12 +47,16 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         Leave-one-out ``score_samples`` of the training vectors.
     offset_ : float
         Threshold: ``decision_function = score_samples - offset_``.
+    contamination_ : float
+        The fraction ``offset_`` is set for (``"auto"`` resolved).
     knn_algorithm_ : {"exact", "nndescent"}
         The neighbour search in use.
     versions_ : dict
         Versions of skmsc and its main dependencies at fit time.
     n_features_in_ : int
         Number of features seen in ``fit``.
+    training_source_, n_samples_fit_, fit_started_, fit_seconds_
+        What ``fit`` got, how many samples, when and how long (as the detector's).
 
     See Also
     --------
@@ -88,8 +93,10 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         ----------
         X : array-like of shape (n_samples, n_features)
             Features of normal samples.
-        y : Ignored
-            Present for API consistency.
+        y : array-like of shape (n_samples,), default=None
+            Not used for training: every row of ``X`` is trained on. If it marks rows as
+            anomalies (labels 0 or -1 beside 1), an
+            :class:`~skmsc.AnomaliesInTrainingWarning` says so.
 
         Returns
         -------
@@ -97,11 +104,13 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
             The fitted detector.
         """
         with self._all_or_nothing():
+            clock = self._fit_clock()
             X = validate_data(self, X, dtype="numeric", ensure_min_samples=1)
+            warn_if_labelled_anomalies(y, len(X), type(self).__name__)
             check_enough_samples(len(X), self.n_neighbors)
             seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
             self._fit_knn(np.asarray(X, dtype=np.float32), seed)
-            self._record_versions()
+            self._record_fit(clock, f"feature vectors of shape {X.shape}", len(X))
         return self
 
     def _feature_chunks(self, X):

@@ -23,11 +23,16 @@ from .._checks import (
     check_fitted_sample_shape,
     check_image_array,
     check_input_container,
+    warn_if_labelled_anomalies,
 )
 from ..data._batches import ArrayBatches, file_batches
 from ..nn import MeanShiftedNetwork
+from ..nn._eta import FitTimer
 from ..nn._runtime import PRECISIONS, loadable_device
 from ..nn.backbones import BACKBONES
+
+# What precision_ may hold: "auto" resolved on a device.
+RESOLVED_PRECISIONS = frozenset(PRECISIONS) - {"auto"}
 
 #: Constraints of the parameters that shape the features (shared by both estimators).
 NETWORK_PARAMETER_CONSTRAINTS: dict = {
@@ -52,6 +57,19 @@ NETWORK_PARAMETER_CONSTRAINTS: dict = {
 _ENCODER_PREFIX = "encoder."
 
 
+def _restored_precision(saved) -> dict | None:
+    """A saved ``precision_`` checked: two keys, each a resolved precision name."""
+    if saved is None:
+        return None
+    persistence.check(
+        isinstance(saved, dict) and set(saved) == {"fine_tuning", "features"}
+        and all(value in RESOLVED_PRECISIONS for value in saved.values()),
+        f"precision_ {saved!r} is not {{'fine_tuning': ..., 'features': ...}} with values "
+        f"in {sorted(RESOLVED_PRECISIONS)}",
+    )
+    return dict(saved)
+
+
 def fit_seeds(random_state) -> np.ndarray:
     """Four seeds (weights, augmentation, data order, kNN index) from ``random_state``.
 
@@ -67,8 +85,10 @@ class NetworkEstimatorMixin:
     """Fits the network on images (or passes 2-D feature vectors through) and extracts."""
 
     # ------------------------------------------------------------------ fit
-    def _fit_source(self, X, min_neighbors: int):
-        """``X`` checked for ``fit`` as a batch source; records what scoring checks against."""
+    def _fit_source(self, X, min_neighbors: int, y=None):
+        """``X`` checked for ``fit`` as a batch source; records what scoring checks against.
+
+        ``y`` is only looked at to warn when it marks training rows as anomalies."""
         source = file_batches(X)
         if source is None:
             check_input_container(X)
@@ -78,6 +98,7 @@ class NetworkEstimatorMixin:
             # Files have no common shape: there is no n_features_in_ to record, and a
             # stale one from an earlier array fit must not constrain scoring.
             self.__dict__.pop("n_features_in_", None)
+        warn_if_labelled_anomalies(y, len(source), type(self).__name__)
         check_enough_samples(len(source), min_neighbors)
         if source.sample_shape is not None and len(source.sample_shape) > 1:
             check_image_array(source.X)
@@ -104,7 +125,12 @@ class NetworkEstimatorMixin:
             "fine_tuning": network.precision(self.precision, training=True),
             "features": network.precision(self.precision, training=False),
         }
-        run = dict(batch_size=self.batch_size, verbose=self.verbose)
+        timer = FitTimer(
+            n_images=len(source), epochs=self.epochs, batch_size=self.batch_size,
+            early_stopping=self.early_stopping, backbone=self.backbone,
+            image_size=self.image_size, device=network.device,
+        )  # warns with an estimate when the fit will take more than a few minutes
+        run = dict(batch_size=self.batch_size, verbose=self.verbose, timer=timer)
         # The centre comes from the pretrained network in eval mode, before training.
         pretrained = network.extract(source, precision=precision["features"], **run)
         center = network.mean_shift(pretrained, angular=self.angular)
@@ -200,6 +226,7 @@ class NetworkEstimatorMixin:
             best_epoch_=int(self.best_epoch_),
             input_shape_=None if self.input_shape_ is None else list(self.input_shape_),
             device_=str(self.device_),
+            precision_=dict(self.precision_),
             backbone=None if self.backbone_spec_ is None else self.backbone_spec_.name,
         )
         tensors["center_"] = self.center_
@@ -248,7 +275,9 @@ class NetworkEstimatorMixin:
                 f"The saved network weights do not fit backbone {backbone!r}: {exc}"
             ) from exc
         self.encoder_ = network.encoder
-        self.precision_ = {
+        # What fit ran in, as saved; saves from before precision_ was kept: what the
+        # parameter means on the device loaded to (the best that is known).
+        self.precision_ = _restored_precision(fitted.get("precision_")) or {
             "fine_tuning": network.precision(self.precision, training=True),
             "features": network.precision(self.precision, training=False),
         }

@@ -83,6 +83,10 @@ class ArrayBatches:
         """Pixels of one image as the source holds it (its own size)."""
         return int(np.prod(self.X.shape[1:3]))
 
+    def describe(self) -> str:
+        """What the samples are, for a model card: ``"array of shape (n, ...), dtype ..."``."""
+        return f"array of shape {tuple(self.X.shape)}, dtype {self.X.dtype}"
+
     def subset(self, rows) -> ArrayBatches:
         """The samples at ``rows`` (a slice keeps a view of the array)."""
         return ArrayBatches(self.X[rows])
@@ -126,6 +130,10 @@ class FileBatches:
     def pixels_per_image(self, image_size: int) -> int:
         """Pixels of one image as the network sees it: files are transformed one by one."""
         return image_size**2
+
+    def describe(self) -> str:
+        """What the images are, for a model card (see ``ImageFiles.describe``)."""
+        return self.files.describe()
 
     def subset(self, rows) -> FileBatches:
         """The files at ``rows``, with the same decoding workers."""

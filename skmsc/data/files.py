@@ -24,6 +24,7 @@ central square of that side is kept (the region the evaluation transform looks a
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,7 +41,9 @@ __all__ = [
     "UnreadableImageError",
     "decode_image",
     "find_unreadable",
+    "ImageNotFoundError",
     "is_image_collection",
+    "is_url",
     "list_image_files",
 ]
 
@@ -71,8 +74,61 @@ class UnreadableImageError(ValueError):
     """
 
 
+class ImageNotFoundError(FileNotFoundError):
+    """An image file of a collection does not exist; the message names it.
+
+    Examples
+    --------
+    >>> from skmsc.data.files import ImageFiles, ImageNotFoundError
+    >>> try:
+    ...     ImageFiles(["no/such/image.png"]).decode(0)
+    ... except ImageNotFoundError as exc:  # a FileNotFoundError too
+    ...     print(exc)
+    image file not found: no/such/image.png
+    """
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(item) -> bool:
+    """Whether ``item`` is a URL (``scheme://...``) rather than a local path.
+
+    Examples
+    --------
+    >>> from skmsc.data.files import is_url
+    >>> is_url("https://example.com/a.png"), is_url("s3://bucket/a.png"), is_url("C:/a.png")
+    (True, True, False)
+    """
+    return isinstance(item, str) and _URL.match(item) is not None
+
+
 def _is_image_item(item) -> bool:
     return isinstance(item, str | os.PathLike | Image.Image)
+
+
+def _column_of_items(X):
+    """The items of a one-column container that is not a list, tuple or numpy array (a
+    pandas or polars Series, a one-column DataFrame, a Dask array, ...) as a 1-D numpy
+    array; ``None`` for anything else, or for numeric dtypes (those hold pixels or
+    features, and are left to the array path without being converted here)."""
+    if isinstance(X, list | tuple | np.ndarray | str | bytes):
+        return None
+    shape = getattr(X, "shape", None)
+    if not isinstance(shape, tuple) or len(shape) not in (1, 2):
+        return None
+    if len(shape) == 2 and shape[1] != 1:
+        return None
+    dtype = getattr(X, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind in "biufcmM":
+        return None  # e.g. a Dask array of numbers: not computed here
+    try:
+        values = np.asarray(X)  # computes a Dask array of paths (small); copies a Series
+    except (TypeError, ValueError):
+        return None
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    return values if values.ndim == 1 else None
 
 
 def decode_image(image):
@@ -120,7 +176,8 @@ def is_image_collection(X) -> bool:
     """Whether ``X`` is a collection of image files / PIL images rather than an array.
 
     True for an :class:`ImageFiles`, and for a non-empty list, tuple or 1-D numpy array of
-    str, os.PathLike or PIL images (all elements of those types).
+    str, os.PathLike or PIL images (all elements of those types); also for such items in a
+    pandas or polars ``Series``, a one-column ``DataFrame`` or a 1-D Dask array.
 
     Parameters
     ----------
@@ -140,6 +197,9 @@ def is_image_collection(X) -> bool:
     """
     if isinstance(X, ImageFiles):
         return True
+    column = _column_of_items(X)
+    if column is not None:
+        X = column
     if isinstance(X, np.ndarray):
         if X.ndim != 1 or X.dtype.kind not in "OU":
             return False
@@ -149,10 +209,17 @@ def is_image_collection(X) -> bool:
 
 
 def as_image_files(X) -> ImageFiles | None:
-    """``X`` as an :class:`ImageFiles` if it is an image collection, else ``None``."""
+    """``X`` as an :class:`ImageFiles` if it is an image collection, else ``None``.
+
+    A pandas/polars Series, one-column DataFrame or Dask array of paths gives its items
+    (the Dask array is computed: it holds paths, not pixels).
+    """
     if isinstance(X, ImageFiles):
         return X
-    return ImageFiles(X) if is_image_collection(X) else None
+    if not is_image_collection(X):
+        return None
+    column = _column_of_items(X)
+    return ImageFiles(X if column is None else column.tolist())
 
 
 def _name(item, index: int) -> str:
@@ -197,6 +264,14 @@ class ImageFiles(Sequence):
                 f"ImageFiles takes file paths or PIL images; item {bad[0]} is "
                 f"{type(self.items[bad[0]]).__name__}."
             )
+        urls = [i for i, item in enumerate(self.items) if is_url(item)]
+        if urls:
+            raise ValueError(
+                f"URLs are not fetched: item {urls[0]} is {self.items[urls[0]]!r}"
+                f"{f' ({len(urls)} URLs in all)' if len(urls) > 1 else ''}. skmsc reads "
+                "local files only: download the images first (e.g. with "
+                "urllib.request.urlretrieve) and pass the local paths."
+            )
         if n_workers is not None and (not isinstance(n_workers, int) or n_workers < 0):
             raise ValueError(f"n_workers must be None or an int >= 0, got {n_workers!r}.")
         self.n_workers = n_workers
@@ -214,6 +289,27 @@ class ImageFiles(Sequence):
     def __repr__(self) -> str:
         return f"ImageFiles(<{len(self)} images>, n_workers={self.n_workers})"
 
+    def describe(self) -> str:
+        """What the collection holds, in words: how many files, and the folder they share.
+
+        Examples
+        --------
+        >>> from skmsc.data.files import ImageFiles
+        >>> ImageFiles(["/data/good/a.png", "/data/good/b/c.png"]).describe()
+        '2 image files under /data/good'
+        """
+        paths = [os.path.abspath(os.fspath(item)) for item in self.items
+                 if isinstance(item, str | os.PathLike)]
+        n_pil = len(self.items) - len(paths)
+        parts = []
+        if paths:
+            folder = os.path.commonpath([os.path.dirname(p) for p in paths])
+            parts.append(f"{len(paths)} image file{'s' if len(paths) != 1 else ''} under "
+                         f"{folder}")
+        if n_pil:
+            parts.append(f"{n_pil} PIL image{'s' if n_pil != 1 else ''}")
+        return " and ".join(parts)
+
     @property
     def names(self) -> list[str]:
         """The file path of each item (``"PIL image #i"`` for PIL images)."""
@@ -225,7 +321,7 @@ class ImageFiles(Sequence):
         try:
             return decode_image(item)
         except FileNotFoundError as exc:
-            raise FileNotFoundError(f"image file not found: {_name(item, index)}") from exc
+            raise ImageNotFoundError(f"image file not found: {_name(item, index)}") from exc
         except ValueError as exc:
             reason = str(exc.__cause__ or exc)
             raise UnreadableImageError(
@@ -245,7 +341,7 @@ class ImageFiles(Sequence):
                 if img is not item:
                     img.close()
         except FileNotFoundError as exc:
-            raise FileNotFoundError(f"image file not found: {_name(item, index)}") from exc
+            raise ImageNotFoundError(f"image file not found: {_name(item, index)}") from exc
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             raise UnreadableImageError(f"cannot read image {_name(item, index)}: {exc}") from exc
         return height, width
@@ -303,7 +399,7 @@ def find_unreadable(items, *, n_workers=None) -> list[tuple[str, str]]:
     def check(index: int):
         try:
             files.decode(index)
-        except (FileNotFoundError, UnreadableImageError) as exc:
+        except (ImageNotFoundError, UnreadableImageError) as exc:
             return files.names[index], str(exc)
         return None
 

@@ -131,15 +131,16 @@ class MeanShiftedNetwork:
 
     # ------------------------------------------------------------------ using it
     def extract(self, X, *, batch_size: int = 64, precision: str = "float32",
-                verbose=False) -> np.ndarray:
+                verbose=False, timer=None) -> np.ndarray:
         """Unit-norm features ``(n, feature_dim)`` float32 of images ``X`` (eval mode).
 
         ``precision`` is ``"auto"`` or a resolved name (``"float32"``, ``"bfloat16"``,
-        ``"float16"``).
+        ``"float16"``). ``timer``: a ``skmsc.nn._eta.FitTimer`` told of every batch.
         """
         return extract_features(
             self.encoder, batch_source(X), self.spec, self.image_size, batch_size,
             self.device, verbose=verbose, precision=self.precision(precision, training=False),
+            timer=timer,
         )
 
     def center(self, X, *, batch_size: int = 64, precision: str = "float32", angular=False,
@@ -160,7 +161,7 @@ class MeanShiftedNetwork:
         return np.asarray(center, dtype=np.float32)
 
     def _tune_kwargs(self, *, epochs, batch_size, learning_rate, weight_decay, temperature,
-                     angular, seed, precision, verbose) -> dict:
+                     angular, seed, precision, verbose, timer=None) -> dict:
         augment_seed, order_seed = (seed, seed) if np.isscalar(seed) else seed
         return dict(
             spec=self.spec, image_size=self.image_size, epochs=epochs,
@@ -168,7 +169,7 @@ class MeanShiftedNetwork:
             temperature=temperature, angular=angular, device=self.device,
             order_rng=np.random.default_rng(int(order_seed)),
             augment_generator=torch.Generator().manual_seed(int(augment_seed)),
-            verbose=verbose, precision=self.precision(precision, training=True),
+            verbose=verbose, precision=self.precision(precision, training=True), timer=timer,
         )
 
     def fine_tune(
@@ -221,6 +222,7 @@ class MeanShiftedNetwork:
         n_iter_no_change: int = 3,
         verbose=False,
         on_epoch=None,
+        timer=None,
     ):
         """Fine-tune, keep the right epoch, freeze, and return the kept network's features.
 
@@ -229,15 +231,16 @@ class MeanShiftedNetwork:
         choose the epoch to keep, the pretrained network included (seeded by the
         augmentation seed); else the last epoch is kept. ``on_epoch(epoch, features)``
         sees each evaluated epoch. Returns ``(loss_curve, features, validation_scores,
-        kept_epoch)``; ``validation_scores`` is ``None`` without the safeguard.
+        kept_epoch)``; ``validation_scores`` is ``None`` without the safeguard. ``timer``:
+        a ``skmsc.nn._eta.FitTimer`` told of every batch.
         """
         tune = self._tune_kwargs(
             epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
             weight_decay=weight_decay, temperature=temperature, angular=angular, seed=seed,
-            precision=precision, verbose=verbose,
+            precision=precision, verbose=verbose, timer=timer,
         )
         extract = dict(spec=self.spec, image_size=self.image_size, batch_size=batch_size,
-                       device=self.device, verbose=verbose,
+                       device=self.device, verbose=verbose, timer=timer,
                        precision=self.precision(features_precision, training=False))
         augment_seed = seed if np.isscalar(seed) else seed[0]
         return fine_tune_and_extract(

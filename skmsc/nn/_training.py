@@ -83,6 +83,7 @@ def extract_features(
     device: torch.device,
     verbose=False,
     precision: str = "float32",
+    timer=None,
 ) -> np.ndarray:
     """Unit-norm features ``(n, d)`` float32 of a batch source, one batch in memory at a time.
 
@@ -93,7 +94,7 @@ def extract_features(
     the chunking changes nothing but rounding. On CUDA out-of-memory the batch is halved
     and retried, with a ``ResourceWarning``. ``precision`` is a resolved name (see
     ``skmsc.nn._runtime.resolve_precision``); the network runs in it, the features come
-    back float32.
+    back float32. A ``timer`` (``skmsc.nn._eta.FitTimer``) is told of every batch.
     """
     encoder.eval()
     source = batch_source(source)  # an array or image collection as it is given, too
@@ -106,6 +107,8 @@ def extract_features(
         _progress(n, verbose, "features") as bar,
         source.reader(eval_transform(spec, image_size, device)) as reader,
     ):
+        if timer is not None:
+            timer.begin("extract")
         while start < n:
             try:
                 stop = min(start + step, n)
@@ -122,6 +125,10 @@ def extract_features(
                 continue
             start += done
             bar.update(done)
+            if timer is not None:
+                timer.step("extract", done)
+    if timer is not None:
+        timer.finish("extract")
     return features
 
 
@@ -151,6 +158,7 @@ def fine_tune(
     precision: str = "float32",
     rows: np.ndarray | None = None,
     on_epoch_end=None,
+    timer=None,
 ) -> list[float]:
     """Fine-tune ``encoder`` in place on a batch source with the mean-shifted contrastive loss.
 
@@ -165,6 +173,7 @@ def fine_tune(
 
     ``rows`` (default: all) are the images of ``X`` trained on. ``on_epoch_end(epoch)``,
     if given, is called after each epoch (0-based) and stops training by returning True.
+    A ``timer`` (``skmsc.nn._eta.FitTimer``) is told of every step.
     """
     trainable = [p for p in encoder.parameters() if p.requires_grad]
     if epochs == 0:
@@ -189,6 +198,8 @@ def fine_tune(
         source.reader(training_transform(spec, image_size, device)) as reader,
     ):
         for epoch in range(epochs):
+            if timer is not None:
+                timer.begin("tune")
             order = rows_trained[order_rng.permutation(n_train)]
             total, count = 0.0, 0
             start = 0
@@ -218,6 +229,10 @@ def fine_tune(
                 count += len(rows)
                 bar.update(1)
                 bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{total / count:.4f}")
+                if timer is not None:
+                    timer.step("tune", 1)
+            if timer is not None:
+                timer.finish("tune")
             loss_curve.append(total / count)
             if on_epoch_end is not None and on_epoch_end(epoch):
                 break
