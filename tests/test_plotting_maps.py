@@ -8,14 +8,7 @@ from PIL import Image
 from skmsc import MeanShiftedContrastiveDetector
 from skmsc.plotting import plot_anomaly_maps
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+matplotlib.use("Agg")  # figures are closed after each test (conftest.py)
 
 
 @pytest.fixture(scope="module")
