@@ -175,6 +175,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="images per scoring batch (default: as saved)")
     score.add_argument("--device", help="'cpu', 'cuda', 'cuda:N' (default: as saved, if here)")
     _add_threshold_flags(score)
+    _add_map_options(score)
 
     info = sub.add_parser(
         "info", help="print a fitted model's card",
@@ -402,6 +403,7 @@ def _fit(args) -> int:
 def _score(args) -> int:
     from .data.files import ImageFiles
 
+    _check_map_options(args)
     if args.csv is not None:
         _check_csv_output(args.csv, args.model, args.images, args.overwrite)
     paths = _readable(_collect(args.images, args, folders_only=False), args)
@@ -432,9 +434,102 @@ def _score(args) -> int:
     n_anomalies = int((decisions < 0).sum())
     print(f"skmsc: scored {len(rows)} images, {n_anomalies} flagged as anomalies",
           file=sys.stderr)
+    _write_maps(detector, paths, scores, offset, args)
     return EXIT_OK
 
 
+# ------------------------------------------------------------ skmsc score --maps DIR
+def _add_map_options(score) -> None:
+    score.add_argument(
+        "--maps", metavar="DIR",
+        help="write a PNG per flagged image into DIR (new or empty): the image, its anomaly "
+        "map with score and decision, and (with --normal) its nearest normal image",
+    )
+    score.add_argument(
+        "--map-method", choices=["gradient", "occlusion"], default=None,
+        help="how the maps are computed (default: the detector's, gradient); occlusion is "
+        "about 50 times slower",
+    )
+    score.add_argument(
+        "--normal", metavar="NORMAL_DIR", nargs="+",
+        help="with --maps: the folder(s) the model was fitted on, listed as 'skmsc fit' "
+        "lists them (same --ext, --no-recursive, --skip-unreadable), to show each flagged "
+        "image's nearest normal image",
+    )
+
+
+def _check_map_options(args) -> None:
+    """--maps needs matplotlib and a new or empty folder outside the model; checked
+    before any image is scored."""
+    if args.maps is None:
+        if args.normal is not None or args.map_method is not None:
+            raise UsageError("--normal and --map-method go with --maps DIR")
+        return
+    maps = Path(args.maps)
+    if maps.exists() and (not maps.is_dir() or any(maps.iterdir())):
+        raise UsageError(f"--maps: {args.maps} exists and is not an empty folder; "
+                         "choose a new or empty folder")
+    if maps.resolve().is_relative_to(Path(args.model).resolve()):
+        raise UsageError(f"--maps: {args.maps} lies inside the model folder {args.model}; "
+                         "choose a folder outside it")
+    if not args.overwrite and _inside(maps, [p for p in args.images if Path(p).is_dir()]):
+        raise UsageError(f"--maps: {args.maps} is inside an input folder, so a later run "
+                         "would score the maps; pass --overwrite to write there anyway, or "
+                         "choose another folder")
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise RuntimeError("--maps needs matplotlib: pip install 'skmsc[plot]'")
+
+
+def _map_file_names(paths: list[str]) -> list[str]:
+    """``<stem>.png`` per image; a repeated stem gets ``-2``, ``-3``, ... appended."""
+    names, seen = [], {}
+    for path in paths:
+        stem = Path(path).stem
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.png")
+    return names
+
+
+def _write_maps(detector, paths: list[str], scores, threshold: float, args) -> None:
+    """One overlay PNG per flagged image (score below ``threshold``, as in the CSV), one
+    image at a time; each shows the score the CSV lists."""
+    if args.maps is None:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .data.files import ImageFiles
+    from .plotting import plot_anomaly_maps
+
+    normal = None
+    if args.normal is not None:
+        normal = ImageFiles(_readable(_collect(args.normal, args, folders_only=True), args),
+                            n_workers=0)
+        if len(normal) != len(detector.train_features_):
+            raise UsageError(
+                f"--normal lists {len(normal)} images but the model was fitted on "
+                f"{len(detector.train_features_)}: give the folders (and --ext) it was "
+                "fitted with"
+            )
+    flagged = [(path, score) for path, score in zip(paths, scores, strict=True)
+               if score - threshold < 0]
+    out = Path(args.maps)
+    out.mkdir(parents=True, exist_ok=True)
+    detector.set_params(verbose=False)
+    for (path, score), name in zip(flagged, _map_file_names([p for p, _ in flagged]),
+                                   strict=True):
+        fig = plot_anomaly_maps(detector, ImageFiles([path], n_workers=0), normal,
+                                method=args.map_method, scores=[score], threshold=threshold)
+        fig.savefig(out / name, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+    print(f"skmsc: wrote {len(flagged)} anomaly maps to {out}", file=sys.stderr)
+
+
+# ------------------------------------------------------------ CSV and output checks
 # Cell starts a spreadsheet reads as a formula (OWASP's list, their full-width forms), and
 # the quote that marks an escaped cell, so that removing one leading quote is exact.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20",

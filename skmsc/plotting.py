@@ -1,4 +1,4 @@
-"""Figures for inspecting a detector: nearest normal images, score histogram, ROC curve.
+"""Figures for inspecting a detector: nearest normals, anomaly maps, scores, ROC curve.
 
 Needs matplotlib (``pip install "skmsc[plot]"``); imported only when a function is called.
 Every function returns the matplotlib object it drew on, for further styling or saving.
@@ -9,15 +9,17 @@ create use constrained layout, so a saved figure keeps its axis labels and legen
 
 from __future__ import annotations
 
+import inspect
 import math
+from pathlib import Path
 
 import numpy as np
 
 from .data.files import as_image_files
 from .model_selection import is_normal
 
-__all__ = ["plot_detector_scores", "plot_nearest_normals", "plot_roc_curve",
-           "plot_score_histogram"]
+__all__ = ["plot_anomaly_maps", "plot_detector_scores", "plot_nearest_normals",
+           "plot_roc_curve", "plot_score_histogram"]
 
 
 def _pyplot():
@@ -315,3 +317,124 @@ def plot_roc_curve(y, scores, *, ax=None, name=None):
     ax.set_xlabel("false positive rate (anomalies passed as normal)")
     ax.set_ylabel("true positive rate (normals kept)")
     return display
+
+
+def _overlay(ax, image_map: np.ndarray, cmap: str, alpha: float) -> None:
+    """The map drawn over the image, scaled to its maximum; transparent where it is 0."""
+    import matplotlib
+
+    peak = float(image_map.max())
+    scaled = image_map / peak if peak > 0 else np.zeros_like(image_map)
+    rgba = matplotlib.colormaps[cmap](scaled)
+    rgba[..., 3] = alpha * scaled
+    ax.imshow(rgba, interpolation="bilinear")
+
+
+def plot_anomaly_maps(detector, X, X_train=None, *, method=None, maps=None, scores=None,
+                      threshold=None, alpha=0.7, cmap="inferno", figsize=None):
+    """Each image with its anomaly map, its score and decision, and its nearest normal image.
+
+    Row ``i`` shows ``X[i]`` (titled with its name and score), the same image overlaid with
+    the map of where that score comes from (titled with the threshold decision: ``anomaly``
+    in red when the score is below the threshold), and, given ``X_train``, its nearest
+    training image with the squared feature distance. Each map is scaled to its own
+    maximum (given in the title) and drawn transparent where it is 0, such as outside the
+    central crop the network sees.
+
+    Parameters
+    ----------
+    detector : fitted MeanShiftedContrastiveDetector
+        Fitted on images (an array or files).
+    X : array-like of shape (n_images, height, width[, 3]), or sequence of image paths / \
+            PIL images
+        The images to explain (for instance the ones flagged as anomalous).
+    X_train : array-like or sequence of image paths / PIL images, default=None
+        The images the detector was fitted on, in the order given to ``fit`` (only the
+        nearest ones are read). ``None`` leaves the nearest-normal column out.
+    method : {"gradient", "occlusion"}, default=None
+        How the maps are computed (see
+        :meth:`~skmsc.MeanShiftedContrastiveDetector.anomaly_maps`); ``None`` means its
+        default.
+    maps : sequence of ndarray, default=None
+        Maps already computed by ``detector.anomaly_maps(X)``; ``None`` computes them.
+    scores : array-like of shape (n_images,), default=None
+        ``detector.score_samples(X)`` if already computed (so a figure shows exactly the
+        values a report lists); ``None`` computes them.
+    threshold : float, default=None
+        The threshold in ``score_samples`` units; ``None`` means the detector's own
+        (``offset_``, as ``predict`` uses it).
+    alpha : float, default=0.7
+        Opacity of the map where it is largest.
+    cmap : str, default="inferno"
+        Matplotlib colour map of the maps.
+    figsize : tuple, default=None
+        Figure size in inches; by default 2.2 inches per image.
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np
+    >>> from skmsc import MeanShiftedContrastiveDetector
+    >>> from skmsc.plotting import plot_anomaly_maps
+    >>> rng = np.random.default_rng(0)
+    >>> X_train = rng.integers(100, 140, size=(12, 64, 64), dtype=np.uint8)
+    >>> det = MeanShiftedContrastiveDetector(
+    ...     "efficientnet_lite0", epochs=0, image_size=64, batch_size=16, random_state=0
+    ... ).fit(X_train)
+    >>> scratched = X_train[:1].copy()
+    >>> scratched[0, 30:33, 8:56] = 255
+    >>> fig = plot_anomaly_maps(det, scratched, X_train)
+    >>> len(fig.axes)  # image, image with map, nearest normal image
+    3
+    """
+    plt = _pyplot()
+    if not hasattr(detector, "anomaly_maps"):
+        raise TypeError(
+            f"plot_anomaly_maps needs a MeanShiftedContrastiveDetector fitted on images, "
+            f"not a {type(detector).__name__}."
+        )
+    images = _Images(X)
+    n_images = len(images)
+    train = None if X_train is None else _Images(X_train)
+    if train is not None and len(train) != len(detector.train_scores_):
+        raise ValueError(
+            f"X_train has {len(train)} images but the detector was fitted on "
+            f"{len(detector.train_scores_)}: pass the training images in the order they "
+            "were given to fit, or X_train=None to leave the nearest normal image out."
+        )
+    if method is None:  # the detector's default, named in the titles
+        method = inspect.signature(detector.anomaly_maps).parameters["method"].default
+    if maps is None:
+        maps = detector.anomaly_maps(X, method=method)
+    scores = (detector.score_samples(X) if scores is None
+              else np.asarray(scores, dtype=float))
+    threshold = detector._current_offset() if threshold is None else float(threshold)
+    for name, values in (("maps", maps), ("scores", scores)):
+        if len(values) != n_images:
+            raise ValueError(f"{name} has {len(values)} entries but X has {n_images} images.")
+    n_cols = 2 if train is None else 3
+    if train is not None:
+        distances, indices = detector.kneighbors(X, 1)
+    fig, axes = plt.subplots(n_images, n_cols, squeeze=False, layout="constrained",
+                             figsize=figsize or (2.2 * n_cols, 2.4 * n_images))
+    for row in range(n_images):
+        image = images[row]
+        name = f"image {row}" if images.files is None else Path(images.files.names[row]).name
+        decision = scores[row] - threshold
+        verdict = "anomaly" if decision < 0 else "normal"
+        _show(axes[row, 0], image, f"{name}\nscore {scores[row]:.3g}")
+        _show(axes[row, 1], image, f"{method} map (max {float(np.max(maps[row])):.2g})\n"
+              f"{verdict}: decision {decision:+.3g}")
+        _overlay(axes[row, 1], np.asarray(maps[row]), cmap, alpha)
+        if verdict == "anomaly":
+            axes[row, 1].title.set_color("tab:red")
+        if train is not None:
+            index = int(indices[row, 0])
+            _show(axes[row, 2], train[index],
+                  f"nearest normal #{index}\nd²={distances[row, 0]:.3g}")
+    return fig

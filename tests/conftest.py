@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 # On this project's 2-core VMs, OpenMP threads that spin while waiting make small
@@ -17,6 +18,15 @@ torch.set_num_threads(2)
 #: Tests import them (``from conftest import FAST``) instead of keeping copies.
 FAST_UNSEEDED = dict(backbone="efficientnet_lite0", batch_size=8, image_size=32)
 FAST = dict(FAST_UNSEEDED, random_state=0)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Close the figures a test opened (where matplotlib is in use at all)."""
+    yield
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        pyplot.close("all")
 
 
 @pytest.fixture(scope="session")
@@ -168,6 +178,8 @@ SLOW_TESTS = {
     # Real data sets scored in full to check the conformal guarantee (5-17 s each).
     "test_conformal.py::test_false_alarm_guarantee_on_held_out_fashion_mnist_trousers",
     "test_conformal.py::test_false_alarm_guarantee_on_held_out_defect_free_solar_cells",
+    "test_anomaly_maps.py::test_two_fits_with_one_random_state_give_identical_maps",
+    "test_cli_maps.py::*",
 }
 
 

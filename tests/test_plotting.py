@@ -8,14 +8,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from skmsc import MeanShiftedContrastiveDetector
 from skmsc.plotting import plot_nearest_normals, plot_roc_curve, plot_score_histogram
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+matplotlib.use("Agg")  # figures are closed after each test (conftest.py)
 
 
 def test_nearest_normals_shows_the_neighbours_kneighbors_returns(fitted_lite0, digits):

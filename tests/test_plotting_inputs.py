@@ -19,14 +19,7 @@ from skmsc.plotting import (
     plot_score_histogram,
 )
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
+matplotlib.use("Agg")  # figures are closed after each test (conftest.py)
 
 
 @pytest.fixture(scope="module")

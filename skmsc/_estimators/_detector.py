@@ -11,6 +11,7 @@ from ._base import (
     SkmscEstimatorMixin,
     scoring_chunk_rows,
 )
+from ._maps import AnomalyMapMixin
 from ._network import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
 from ._state import fits_aside
 
@@ -18,7 +19,8 @@ __all__ = ["AUTO_CONTAMINATION", "MeanShiftedContrastiveDetector"]
 
 
 class MeanShiftedContrastiveDetector(
-    NetworkEstimatorMixin, KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimator
+    AnomalyMapMixin, NetworkEstimatorMixin, KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin,
+    BaseEstimator,
 ):
     """Image anomaly detector trained on normal images only (Reiss & Hoshen, AAAI 2023).
 
@@ -184,6 +186,7 @@ class MeanShiftedContrastiveDetector(
     See Also
     --------
     sklearn.neighbors.LocalOutlierFactor : kNN-based outlier detection on features.
+    skmsc.plotting.plot_anomaly_maps : Each image with its anomaly map (``anomaly_maps``).
 
     References
     ----------

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 
 from ..data._batches import batch_source
+from ._explain import KNNScore
+from ._explain import anomaly_maps as _anomaly_maps
 from ._runtime import loadable_device, resolve_device, resolve_precision
 from ._training import extract_features, fine_tune, fine_tune_and_extract
 from .backbones import BackboneSpec, build_backbone, freeze_stages, get_spec
@@ -248,3 +250,21 @@ class MeanShiftedNetwork:
             seed=int(augment_seed), on_epoch=on_epoch,
         )
 
+    def anomaly_maps(self, X, *, gallery: np.ndarray, index, n_neighbors: int,
+                     method: str = "occlusion", batch_size: int = 64,
+                     precision: str = "float32", fill: str = "mean") -> list[np.ndarray]:
+        """Where each image's kNN anomaly score comes from: one float32 ``(H, W)`` map per
+        image of ``X``, at the image's own resolution (see :mod:`skmsc.nn._explain`).
+
+        ``gallery`` are the training features and ``index`` their search index (anything
+        with ``kneighbors(queries, k)``, as in :mod:`skmsc.neighbors`): the score explained
+        is the sum of squared distances to the ``n_neighbors`` nearest of them.
+        ``method`` is ``"occlusion"`` or ``"gradient"``; ``precision`` is ``"auto"`` or a
+        resolved name.
+        """
+        score = KNNScore(np.asarray(gallery, dtype=np.float32), index, n_neighbors)
+        return _anomaly_maps(
+            self.encoder, batch_source(X), score, spec=self.spec, image_size=self.image_size,
+            device=self.device, method=method, batch_size=batch_size,
+            precision=self.precision(precision, training=False), fill=fill,
+        )

@@ -16,8 +16,9 @@ from ..data._batches import BatchTransform
 from .backbones import BackboneSpec
 
 __all__ = [
-    "UINT8_RESIZE_DEVICES", "centre_crop", "eval_inputs", "eval_transform", "network_input",
-    "resize_and_centre_crop", "resized_size", "to_unit_tensor", "training_transform",
+    "UINT8_RESIZE_DEVICES", "centre_crop", "crop_offsets", "eval_inputs", "eval_transform",
+    "network_input", "resize_and_centre_crop", "resized_size", "to_unit_tensor",
+    "training_transform",
 ]
 
 def to_unit_tensor(batch: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -135,9 +136,13 @@ def resized_size(height: int, width: int, short_side: int) -> tuple[int, int]:
 
 def centre_crop(images: torch.Tensor, crop: int) -> torch.Tensor:
     """The central ``crop`` square (a view), offsets rounded as torchvision's CenterCrop."""
-    height, width = images.shape[-2:]
-    top, left = int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0))
+    top, left = crop_offsets(*images.shape[-2:], crop)
     return images[..., top : top + crop, left : left + crop]
+
+
+def crop_offsets(height: int, width: int, crop: int) -> tuple[int, int]:
+    """(top, left) of the central ``crop`` square of a ``height`` x ``width`` image."""
+    return int(round((height - crop) / 2.0)), int(round((width - crop) / 2.0))
 
 
 def resize_and_centre_crop(

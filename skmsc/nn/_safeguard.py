@@ -56,16 +56,40 @@ def validation_rows(n_samples: int, fraction: float, seed: int):
     return np.setdiff1d(np.arange(n_samples), held_out), held_out
 
 
-def synthetic_anomalies(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One synthetic anomaly per image of a ``(n, 3, S, S)`` batch of network inputs.
+#: The safeguard's kinds of synthetic anomaly (its default; the order fixes the draws).
+SAFEGUARD_KINDS = ("cut-paste", "scar", "blend")
+#: Local kinds only, each with a mask of the pixels it replaced: what the anomaly-map
+#: benchmark pastes onto normal images (a blend changes the whole image, so it has no
+#: location to find).
+LOCAL_KINDS = ("cut-paste", "scar", "blob")
+_KINDS = {"cut-paste", "scar", "blend", "blob"}
 
-    Each image gets, at random, a rectangle cut from another image of the batch (2-15 % of
-    the area, aspect 0.3-3.3), a thin straight scar (20-50 % of the side long) in the colour
-    of a pixel of another image, or a 50/50 blend with another image. Works in whatever
-    space ``images`` is in (normalised inputs): every operation copies or mixes pixels.
+
+def synthetic_anomalies(images: torch.Tensor, generator: torch.Generator, *,
+                        kinds=SAFEGUARD_KINDS, return_masks: bool = False):
+    """One synthetic anomaly per image of a ``(n, 3, H, W)`` batch.
+
+    Each image gets, drawn at random among ``kinds``: a rectangle cut from another image
+    of the batch (``"cut-paste"``, 2-15 % of the area, aspect 0.3-3.3), a thin straight
+    scar (``"scar"``, 20-50 % of the side long) or an elliptical blob (``"blob"``, 1-8 %
+    of the area) in the colour of a pixel of another image, or a 50/50 blend with another
+    image (``"blend"``). Works in whatever space ``images`` is in (normalised network
+    inputs for the safeguard, pixels in [0, 1] for the benchmark): every operation copies
+    or mixes pixels. The safeguard's default kinds draw exactly the random numbers they
+    always drew, so its choice of epoch does not depend on the other options.
+
+    With ``return_masks``, also returns a bool ``(n, H, W)`` mask of the pixels each
+    anomaly replaced (all of them for a blend). A replaced pixel may keep its value (a
+    patch of background pasted onto background): compare the images to find the pixels
+    that changed.
     """
+    kinds = tuple(kinds)
+    if not kinds or not set(kinds) <= _KINDS:
+        raise ValueError(f"kinds must be a non-empty selection of {sorted(_KINDS)}, "
+                         f"got {kinds!r}")
     n, _, height, width = images.shape
     out = images.clone()
+    masks = torch.zeros((n, height, width), dtype=torch.bool)
     if n < 2:
         raise ValueError("synthetic anomalies need at least 2 images")
 
@@ -75,12 +99,13 @@ def synthetic_anomalies(images: torch.Tensor, generator: torch.Generator) -> tor
     def integer(high):  # 0 <= value < high
         return int(torch.randint(0, max(1, high), (), generator=generator))
 
-    kinds = torch.randint(0, 3, (n,), generator=generator).tolist()
+    drawn = torch.randint(0, len(kinds), (n,), generator=generator).tolist()
     partners = ((torch.arange(n) + torch.randint(1, n, (n,), generator=generator)) % n).tolist()
     rows = torch.arange(height, dtype=torch.float32).view(-1, 1)
     cols = torch.arange(width, dtype=torch.float32).view(1, -1)
-    for i, (kind, j) in enumerate(zip(kinds, partners, strict=True)):
-        if kind == 0:  # cut-paste
+    for i, (k, j) in enumerate(zip(drawn, partners, strict=True)):
+        kind = kinds[k]
+        if kind == "cut-paste":
             area = uniform(0.02, 0.15) * height * width
             aspect = math.exp(uniform(math.log(0.3), math.log(3.3)))
             h = min(height, max(1, round(math.sqrt(area * aspect))))
@@ -88,20 +113,41 @@ def synthetic_anomalies(images: torch.Tensor, generator: torch.Generator) -> tor
             sy, sx = integer(height - h + 1), integer(width - w + 1)
             ty, tx = integer(height - h + 1), integer(width - w + 1)
             out[i, :, ty : ty + h, tx : tx + w] = images[j, :, sy : sy + h, sx : sx + w]
-        elif kind == 1:  # scar
+            masks[i, ty : ty + h, tx : tx + w] = True
+        elif kind == "scar":
             side = min(height, width)
             length = uniform(0.2, 0.5) * side
             half_width = max(0.5, uniform(0.01, 0.025) * side)
             angle = uniform(0.0, math.pi)
-            cy, cx = uniform(0.2, 0.8) * height, uniform(0.2, 0.8) * width
-            along = (rows - cy) * math.sin(angle) + (cols - cx) * math.cos(angle)
-            across = (rows - cy) * math.cos(angle) - (cols - cx) * math.sin(angle)
+            along, across = _rotated(rows, cols, uniform(0.2, 0.8) * height,
+                                     uniform(0.2, 0.8) * width, angle)
             mask = (along.abs() <= length / 2) & (across.abs() <= half_width)
             colour = images[j, :, integer(height), integer(width)]
             out[i][:, mask] = colour.view(-1, 1).to(out.dtype)
+            masks[i] = mask
+        elif kind == "blob":
+            area = uniform(0.01, 0.08) * height * width
+            aspect = math.exp(uniform(math.log(0.5), math.log(2.0)))
+            semi_a = math.sqrt(area * aspect / math.pi)
+            semi_b = math.sqrt(area / aspect / math.pi)
+            angle = uniform(0.0, math.pi)
+            along, across = _rotated(rows, cols, uniform(0.2, 0.8) * height,
+                                     uniform(0.2, 0.8) * width, angle)
+            mask = (along / semi_a) ** 2 + (across / semi_b) ** 2 <= 1.0
+            colour = images[j, :, integer(height), integer(width)]
+            out[i][:, mask] = colour.view(-1, 1).to(out.dtype)
+            masks[i] = mask
         else:  # blend
             out[i] = 0.5 * images[i] + 0.5 * images[j]
-    return out
+            masks[i] = True
+    return (out, masks) if return_masks else out
+
+
+def _rotated(rows, cols, cy: float, cx: float, angle: float):
+    """Pixel coordinates along and across a direction ``angle`` through ``(cy, cx)``."""
+    along = (rows - cy) * math.sin(angle) + (cols - cx) * math.cos(angle)
+    across = (rows - cy) * math.cos(angle) - (cols - cx) * math.sin(angle)
+    return along, across
 
 
 def proxy_scores(features: np.ndarray, anomaly_features: np.ndarray, train_rows,
