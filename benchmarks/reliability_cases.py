@@ -979,9 +979,21 @@ def clear_errors(workdir: Path):
                 code = exc.code
         return code == 2 and "--workers" in err.getvalue()
 
+    fitted = KNNDetector().fit(features)
+
+    def neighbours(k, kinds, *keywords, X=features[:2]):
+        return lambda _: _raises(lambda: fitted.kneighbors(X, n_neighbors=k), kinds,
+                                 "n_neighbors", *keywords)
+
     folder = workdir / "weights-folder"
     folder.mkdir()
     return [
+        ("kneighbors n_neighbors=0", neighbours(0, (ValueError,), "at least 1")),
+        ("kneighbors n_neighbors=-1", neighbours(-1, (ValueError,), "at least 1")),
+        ("kneighbors n_neighbors=True", neighbours(True, (TypeError,), "integer")),
+        ("kneighbors n_neighbors=31 of 30", neighbours(31, (ValueError,), "30 training")),
+        ("kneighbors() n_neighbors=30, self left out", neighbours(30, (ValueError,), "29",
+                                                                 X=None)),
         ("torch bfloat16 tensor", fit(torch.from_numpy(features).to(torch.bfloat16),
                                       "bfloat16", "float()", det=KNNDetector())),
         ("torch tensor requiring grad", fit(torch.from_numpy(features).requires_grad_(True),

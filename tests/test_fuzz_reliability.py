@@ -446,3 +446,24 @@ def test_12_a_reader_sees_one_model_whatever_the_sequence_of_refits(plan):
             assert "features" in result, result
         else:
             assert any(np.array_equal(result, e) for e in expected), "a mix of two models"
+
+
+@FUZZ
+@given(k=st.integers(-3, 40) | st.sampled_from([True, False, 2.0, "3", None, np.int8(4)]),
+       leave_one_out=st.booleans())
+def test_13_any_n_neighbors_gives_sorted_neighbours_or_names_the_argument(k, leave_one_out):
+    det = MODELS[0]
+    n_train = det.train_features_.shape[0]
+    queries = None if leave_one_out else det.train_features_[:3] + 0.5
+    available = n_train - 1 if leave_one_out else n_train
+    try:
+        distances, indices = det.kneighbors(queries, n_neighbors=k)
+    except (TypeError, ValueError) as exc:
+        assert "n_neighbors" in str(exc)
+        assert k is not None and (isinstance(k, bool | float | str) or not 1 <= k <= available)
+    else:
+        expected = det.n_neighbors if k is None else int(k)
+        assert indices.shape[1] == expected and 1 <= expected <= available
+        assert np.all(np.diff(distances, axis=1) >= 0)
+        if leave_one_out:
+            assert not np.any(indices == np.arange(n_train)[:, None])
