@@ -11,8 +11,11 @@ fresh sample would be, against the gallery it would face without itself. A train
 vector outside a coreset faces the coreset as it is; one inside it faces the coreset
 less itself. For k-means, a sample's own centre is replaced by the mean of its cluster
 without it (a cluster of one has no centre left); the other centres stay as fitted.
-``benchmarks/gallery.py`` measures how many fresh normal images the threshold then
-flags, against the ``contamination`` asked for.
+``benchmarks/gallery_threshold.py`` measures how many fresh normal images the threshold
+then flags, against the ``contamination`` asked for: about as asked for k-means; too few
+for a coreset, whose members (the training vectors farthest from the rest) score much
+lower against the coreset less themselves than a new sample does, so the threshold
+moves down whenever ``contamination`` is near or below the members' share.
 """
 
 from __future__ import annotations

@@ -41,3 +41,25 @@ def test_gallery_benchmark_writes_its_table(tmp_path):
         ("whole", 300), ("kmeans 0.1", 30), ("coreset 0.1", 30)]
     assert all(0.5 < r["roc_auc"] <= 1 and 0 <= r["normal_test_flagged"] <= 1 for r in rows)
     assert "normal test flagged" in (tmp_path / "results.md").read_text()
+
+
+def test_gallery_threshold_benchmark_writes_its_table(tmp_path):
+    from skmsc.datasets import load_fashion_mnist
+
+    try:
+        load_fashion_mnist("test")
+    except FileNotFoundError:
+        pytest.skip("Fashion-MNIST is not installed")
+    import gallery_threshold
+
+    gallery_threshold.main(["--classes", "0", "--n-images", "300", "--n-fit", "200",
+                            "--fractions", "0.1", "--contaminations", "0.1,0.2",
+                            "--out", str(tmp_path)])
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [(r["setting"], r["gallery"], r["contamination"]) for r in rows] == [
+        (name, size, c) for name, size in [("whole", 200), ("kmeans 0.1", 20),
+                                           ("coreset 0.1", 20)] for c in (0.1, 0.2)]
+    for r in rows:  # 100 held-out training images and the class's 300 test images
+        assert r["held_out"] == 400 and r["rate"] == r["flagged"] / 400
+        assert r["interval"][0] <= r["rate"] <= r["interval"][1]
+    assert "flagged / asked" in (tmp_path / "results.md").read_text()

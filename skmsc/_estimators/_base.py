@@ -402,6 +402,18 @@ def scoring_chunk_rows(n_features: int, batch_size: int) -> int:
     return max(batch_size, rows - rows % batch_size)
 
 
+# A coreset member's leave-one-out score (the coreset less itself) is far lower than a
+# new sample's, and members are the gallery_size share of the training set: measured by
+# benchmarks/gallery_threshold.py (docs/performance.md, section 8).
+CORESET_THRESHOLD_WARNING = (
+    "gallery_reduction='coreset' sets a threshold that flags fewer new normal samples than "
+    "contamination asks, most at contamination up to the gallery_size fraction (measured "
+    "in docs/performance.md, section 8): use gallery_reduction='kmeans', whose threshold "
+    "held, or check predict's rate on held-out normal samples and move it with "
+    "set_threshold."
+)
+
+
 def _check_n_neighbors(k, available: int, *, leave_one_out: bool) -> None:
     """A clear ``TypeError``/``ValueError`` unless ``1 <= k <= available`` is an integer."""
     if isinstance(k, bool) or not isinstance(k, numbers.Integral):
@@ -442,6 +454,8 @@ class KNNScorerMixin:
         reduced = None
         if n_gallery < len(features):
             reduced = reduce_gallery(features, n_gallery, self.gallery_reduction, seed)
+            if self.gallery_reduction == "coreset":
+                warnings.warn(CORESET_THRESHOLD_WARNING, UserWarning, stacklevel=3)
         gallery = features if reduced is None else reduced.vectors
         algorithm = resolve_knn_algorithm(self.knn_algorithm, len(gallery))
         index = make_index(gallery, algorithm, random_state=seed)

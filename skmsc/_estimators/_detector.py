@@ -93,7 +93,8 @@ class MeanShiftedContrastiveDetector(
         How ``gallery_size`` shrinks the gallery: k-means centres (Lloyd, 50 iterations;
         the better ROC-AUC in ``docs/performance.md``, slower to fit), or a greedy
         k-centre coreset of training features (PatchCore's; fast, keeps real training
-        samples).
+        samples, but its threshold flags fewer new normal samples than ``contamination``
+        asks, down to a sixth of it in ``docs/performance.md``; a warning says so).
     device : str, default="auto"
         ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     precision : {"auto", "float32", "bfloat16", "float16"}, default="auto"

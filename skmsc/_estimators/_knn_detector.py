@@ -54,7 +54,8 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         How ``gallery_size`` shrinks the gallery: k-means centres (Lloyd, 50 iterations;
         the better ROC-AUC in ``docs/performance.md``, slower to fit), or a greedy
         k-centre coreset of training features (PatchCore's; fast, keeps real training
-        samples).
+        samples, but its threshold flags fewer new normal samples than ``contamination``
+        asks, down to a sixth of it in ``docs/performance.md``; a warning says so).
     random_state : int, RandomState instance or None, default=None
         Seeds the approximate index and the gallery reduction (exact search of the whole
         gallery uses no randomness).
