@@ -97,3 +97,14 @@ def test_fine_tuned_network_warns_that_the_guarantee_is_not_exact(digits):
     with pytest.warns(ConformalGuaranteeWarning, match="best_epoch_=1"):
         p = det.conformal_pvalues(images[:5])
     assert np.all((p > 0) & (p <= 1))
+
+
+def test_a_reduced_gallery_warns_that_the_guarantee_is_approximate():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    reduced = KNNDetector(gallery_size=0.1, random_state=0).fit(X)
+    with pytest.warns(ConformalGuaranteeWarning, match="gallery_size=0.1 \\(kmeans\\)"):
+        reduced.conformal_pvalues(X[:3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        KNNDetector().fit(X).conformal_pvalues(X[:3])

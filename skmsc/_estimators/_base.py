@@ -668,7 +668,10 @@ class KNNScorerMixin:
         ``best_epoch_ == 0`` when the safeguard kept the pretrained network) and for
         features computed without the training samples. A network fine-tuned on the
         training images may place them closer together than new normal images, making
-        the p-values too small; a :class:`~skmsc.ConformalGuaranteeWarning` says so.
+        the p-values too small; a :class:`~skmsc.ConformalGuaranteeWarning` says so. It
+        also says so for a gallery reduced by ``gallery_size``: the training samples'
+        scores are then estimates (too high for a coreset, which makes the p-values
+        conservative; close for k-means, measured in ``docs/performance.md``, section 8).
 
         Parameters
         ----------
@@ -703,6 +706,15 @@ class KNNScorerMixin:
                 "normal than new normal images' scores, so the conformal p-values may be "
                 "too small and flag more than alpha of new normal images. The guarantee is "
                 "exact for the pretrained network (epochs=0).",
+                ConformalGuaranteeWarning, stacklevel=2,
+            )
+        if model.gallery_ is not model.train_features_:
+            warnings.warn(
+                f"This {type(self).__name__} searches a gallery reduced by gallery_size="
+                f"{model.gallery_size!r} ({model.gallery_reduction}): the training samples' "
+                "leave-one-out scores are estimates, so the conformal guarantee is "
+                "approximate (docs/performance.md, section 8). It is exact with "
+                "gallery_size=None.",
                 ConformalGuaranteeWarning, stacklevel=2,
             )
         return conformal_pvalues_from(model.train_scores_, scores)
