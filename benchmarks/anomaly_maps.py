@@ -152,7 +152,7 @@ def run(args) -> dict:
         method, fill = METHODS[name]
         start = time.perf_counter()
         maps = np.stack(network.anomaly_maps(
-            defective, gallery=detector.train_features_, index=detector._index,
+            defective, index=detector._index,
             n_neighbors=detector.n_neighbors, method=method, batch_size=args.batch_size,
             precision=args.precision, fill=fill,
         ))

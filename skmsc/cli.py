@@ -417,6 +417,7 @@ def _score(args) -> int:
         detector._validate_params()
     if args.device is not None:
         _move(detector, args.device)
+    normal = _normal_images(detector, args)  # checked before any image is scored
     offset = _score_threshold(detector, args)
     scores = detector.score_samples(
         ImageFiles(paths, n_workers=args.workers, bit_depth=args.bit_depth))
@@ -434,7 +435,7 @@ def _score(args) -> int:
     n_anomalies = int((decisions < 0).sum())
     print(f"skmsc: scored {len(rows)} images, {n_anomalies} flagged as anomalies",
           file=sys.stderr)
-    _write_maps(detector, paths, scores, offset, args)
+    _write_maps(detector, paths, scores, offset, normal, args)
     return EXIT_OK
 
 
@@ -492,7 +493,30 @@ def _map_file_names(paths: list[str]) -> list[str]:
     return names
 
 
-def _write_maps(detector, paths: list[str], scores, threshold: float, args) -> None:
+def _normal_images(detector, args):
+    """The ``--normal`` training images in fit's order (``None`` without ``--normal``); a
+    usage error unless they can be the model's nearest normals."""
+    if args.normal is None:
+        return None
+    from .data.files import ImageFiles
+    from .plotting import check_neighbours_are_training_images
+
+    try:
+        check_neighbours_are_training_images(detector)
+    except ValueError as exc:
+        raise UsageError(f"--normal: {exc}") from None
+    normal = ImageFiles(_readable(_collect(args.normal, args, folders_only=True), args),
+                        n_workers=0)
+    if len(normal) != len(detector.train_features_):
+        raise UsageError(
+            f"--normal lists {len(normal)} images but the model was fitted on "
+            f"{len(detector.train_features_)}: give the folders (and --ext) it was "
+            "fitted with"
+        )
+    return normal
+
+
+def _write_maps(detector, paths: list[str], scores, threshold: float, normal, args) -> None:
     """One overlay PNG per flagged image (score below ``threshold``, as in the CSV), one
     image at a time; each shows the score the CSV lists."""
     if args.maps is None:
@@ -505,16 +529,6 @@ def _write_maps(detector, paths: list[str], scores, threshold: float, args) -> N
     from .data.files import ImageFiles
     from .plotting import plot_anomaly_maps
 
-    normal = None
-    if args.normal is not None:
-        normal = ImageFiles(_readable(_collect(args.normal, args, folders_only=True), args),
-                            n_workers=0)
-        if len(normal) != len(detector.train_features_):
-            raise UsageError(
-                f"--normal lists {len(normal)} images but the model was fitted on "
-                f"{len(detector.train_features_)}: give the folders (and --ext) it was "
-                "fitted with"
-            )
     flagged = [(path, score) for path, score in zip(paths, scores, strict=True)
                if score - threshold < 0]
     out = Path(args.maps)

@@ -59,6 +59,16 @@ class _Images:
         return self.files.decode(index) if self.files is not None else self.array[index]
 
 
+def check_neighbours_are_training_images(detector) -> None:
+    """A ``ValueError`` if ``kneighbors`` rows are not training images (a reduced gallery)."""
+    if getattr(detector, "gallery_", None) is not getattr(detector, "train_features_", None):
+        raise ValueError(
+            f"This detector's gallery was reduced (gallery_size={detector.gallery_size!r}): "
+            "its nearest neighbours are k-means centres or coreset vectors, not training "
+            "images in order. Refit with gallery_size=None to plot the nearest normals."
+        )
+
+
 def _final_step(detector):
     """(the detector that scores, a function giving its input from X): for a Pipeline, its
     last step and the transform of the steps before it."""
@@ -131,12 +141,7 @@ def plot_nearest_normals(detector, X_query, X_train, *, n_neighbors=3, scores=No
             f"X_train has {len(train)} images but the detector was fitted on {n_train}: "
             "pass the training images in the order they were given to fit."
         )
-    if getattr(final, "gallery_", None) is not getattr(final, "train_features_", None):
-        raise ValueError(
-            f"This detector's gallery was reduced (gallery_size={final.gallery_size!r}): "
-            "its nearest neighbours are k-means centres or coreset vectors, not training "
-            "images in order. Refit with gallery_size=None to plot the nearest normals."
-        )
+    check_neighbours_are_training_images(final)
     distances, indices = final.kneighbors(features_of(X_query), n_neighbors)
     n_queries, per_query = len(queries), n_neighbors + 1
     for name, values in (("scores", scores), ("labels", labels), ("query_index", query_index)):
@@ -401,6 +406,8 @@ def plot_anomaly_maps(detector, X, X_train=None, *, method=None, maps=None, scor
     images = _Images(X)
     n_images = len(images)
     train = None if X_train is None else _Images(X_train)
+    if train is not None:
+        check_neighbours_are_training_images(detector)
     if train is not None and len(train) != len(detector.train_scores_):
         raise ValueError(
             f"X_train has {len(train)} images but the detector was fitted on "

@@ -11,7 +11,7 @@ from PIL import Image
 from sklearn.exceptions import NotFittedError
 
 from skmsc import MeanShiftedContrastiveDetector
-from skmsc.neighbors import knn_scores
+from skmsc.neighbors import ExactIndex, knn_scores
 from skmsc.nn import _explain
 from skmsc.nn._explain import KNNScore, occlusion_patches, to_input_resolution
 from skmsc.nn._preprocess import eval_inputs
@@ -64,6 +64,25 @@ def test_map_mass_lies_on_the_defect(brick_detector, defaced, method):
         assert image_map[mask].mean() > 1.3 * image_map[~mask].mean()
 
 
+def test_a_reduced_gallery_is_explained_against_its_own_vectors(bricks, defaced):
+    # The index searches gallery_ (k-means centres here), so the explained score is the
+    # distance to those centres, as score_samples computes it, not to training features.
+    train, _ = bricks
+    images, _ = defaced
+    det = MeanShiftedContrastiveDetector(
+        "efficientnet_lite0", epochs=0, image_size=64, batch_size=16, precision="float32",
+        gallery_size=0.1, random_state=0,
+    ).fit(train)
+    assert len(det.gallery_) == 12
+    features = det._network().extract(images, precision="float32")
+    explained = KNNScore(det._index, det.n_neighbors)(torch.from_numpy(features))
+    np.testing.assert_allclose(-explained.numpy(), det.score_samples(images), atol=1e-5)
+    by_hand = np.stack(det._network().anomaly_maps(
+        images, index=ExactIndex(det.gallery_), n_neighbors=det.n_neighbors,
+        method="gradient", batch_size=16, precision="float32"))
+    np.testing.assert_allclose(det.anomaly_maps(images), by_hand, rtol=1e-5, atol=1e-7)
+
+
 def test_default_method_is_the_gradient(brick_detector, defaced):
     images, _ = defaced
     np.testing.assert_array_equal(brick_detector.anomaly_maps(images[:2]),
@@ -74,7 +93,7 @@ def test_the_explained_score_is_the_methods_score(brick_detector, defaced):
     images, _ = defaced
     det = brick_detector
     features = det._network().extract(images, precision="float32")
-    explained = KNNScore(det.train_features_, det._index, det.n_neighbors)(
+    explained = KNNScore(det._index, det.n_neighbors)(
         torch.from_numpy(features))
     np.testing.assert_allclose(-explained.numpy(), det.score_samples(images), atol=1e-5)
     np.testing.assert_allclose(-explained.numpy(),

@@ -72,6 +72,10 @@ def test_map_options_are_checked_before_scoring(model, image_folder, tmp_path, c
                  "--normal", test])  # 16 test images, but the model knows 24 normals
     assert code == EXIT_USAGE
     assert "fitted on 24" in capsys.readouterr().err
+    csv_path = tmp_path / "never.csv"
+    code = main(["score", str(model), test, "-q", "--csv", str(csv_path), "--maps",
+                 str(tmp_path / "m2"), "--normal", test])
+    assert code == EXIT_USAGE and not csv_path.exists()  # refused before scoring
 
 
 def test_repeated_file_names_get_distinct_pngs(model, image_folder, tmp_path):

@@ -120,3 +120,14 @@ def test_an_untouched_save_scores_exactly_as_saved(fitted_lite0, image_model, di
     np.testing.assert_array_equal(loaded.score_samples(digits[0][-20:]),
                                   fitted_lite0.score_samples(digits[0][-20:]))
     assert sorted(p.name for p in image_model.iterdir()) == [JSON_NAME, TENSORS_NAME]
+
+
+def test_a_non_finite_reduced_gallery_is_refused(tmp_path):
+    folder = KNNDetector(gallery_size=0.5, random_state=0).fit(X).save(tmp_path / "small")
+
+    def edit(document, tensors):
+        tensors["gallery_"][0, 0] = np.nan
+
+    rebind(folder, edit)
+    with pytest.raises(ValueError, match="'gallery_'.*NaN or infinity"):
+        load(folder)

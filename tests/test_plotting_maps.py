@@ -1,5 +1,7 @@
 """skmsc.plotting.plot_anomaly_maps draws what it claims to (figure data, Agg backend)."""
 
+import copy
+
 import matplotlib
 import numpy as np
 import pytest
@@ -92,3 +94,11 @@ def test_wrong_inputs_are_refused(textures):
 
     with pytest.raises(TypeError, match="needs a MeanShiftedContrastiveDetector"):
         plot_anomaly_maps(KNNDetector().fit(np.zeros((5, 3))), queries)
+
+
+def test_nearest_normals_are_refused_for_a_reduced_gallery(textures):
+    det, train, queries = textures
+    small = copy.deepcopy(det).set_params(gallery_size=0.1).fit(train)
+    with pytest.raises(ValueError, match="gallery was reduced"):
+        plot_anomaly_maps(small, queries, train)
+    assert len(plot_anomaly_maps(small, queries).axes) == 4  # image and map only

@@ -821,9 +821,9 @@ class KNNScorerMixin:
         self.knn_algorithm_ = saved_str(fitted, "knn_algorithm_", {"exact", "nndescent"})
         self.train_features_ = features
         self.train_scores_ = scores.astype(np.float64)
-        gallery = tensors.get("gallery_", features)
-        check(gallery.ndim == 2 and gallery.dtype == np.float32
-              and gallery.shape[1] == features.shape[1], "gallery_ does not match train_features_")
+        gallery = (saved_array(tensors, "gallery_", ndim=2) if "gallery_" in tensors
+                   else features)
+        check(gallery.shape[1] == features.shape[1], "gallery_ does not match train_features_")
         check(len(gallery) > self.n_neighbors, "fewer gallery vectors than n_neighbors + 1")
         self.gallery_ = gallery
         check(self.n_samples_fit_ in (None, len(features)),

@@ -1,7 +1,7 @@
 """``anomaly_maps``: where in each image the detector's score comes from.
 
 The scikit-learn half only checks its arguments and the input and hands the fitted
-network, the training features and their index to
+network and the index of its gallery to
 :meth:`skmsc.nn.MeanShiftedNetwork.anomaly_maps`, which does the work
 (``skmsc/nn/_explain.py``).
 """
@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ..nn._explain import MAP_METHODS
+from ._state import snapshot
 
 __all__ = ["AnomalyMapMixin", "DEFAULT_MAP_METHOD"]
 
@@ -78,21 +79,22 @@ class AnomalyMapMixin:
         True
         """
         check_is_fitted(self)
+        model = snapshot(self)  # one consistent state, even while another thread fits
         if method not in MAP_METHODS:
             raise ValueError(
                 f"method={method!r} is not a way of computing anomaly maps; use one of "
                 f"{list(MAP_METHODS)}."
             )
-        if self.encoder_ is None:
+        if model.encoder_ is None:
             raise ValueError(
                 "This detector was fitted on feature vectors, so there is no image to map. "
                 "Fit it on images (an array or files) to get anomaly maps."
             )
-        source = self._validated(X)
-        maps = self._network().anomaly_maps(
-            source, gallery=self.train_features_, index=self._index,
-            n_neighbors=self.n_neighbors, method=method, batch_size=self.batch_size,
-            precision=self.precision,
+        source = model._validated(X)
+        maps = model._network().anomaly_maps(
+            source, index=model._index,
+            n_neighbors=model.n_neighbors, method=method, batch_size=model.batch_size,
+            precision=model.precision,
         )
         if source.sample_shape is None:  # image files: each map at its file's size
             return maps

@@ -67,8 +67,8 @@ class KNNScore:
     """The method's anomaly score ``S``, differentiable in the features.
 
     ``index.kneighbors`` (the detector's own search, exact or approximate) chooses the
-    ``n_neighbors`` nearest rows of ``gallery``; their squared distances to ``z`` are then
-    computed in torch, so gradients flow to ``z``. Equals minus
+    ``n_neighbors`` nearest rows of the vectors it searches (``index.gallery``); their
+    squared distances to ``z`` are then computed in torch, so gradients flow to ``z``. Equals minus
     :func:`skmsc.neighbors.knn_scores` up to float rounding.
 
     Examples
@@ -77,13 +77,14 @@ class KNNScore:
     >>> from skmsc.neighbors import ExactIndex
     >>> from skmsc.nn._explain import KNNScore
     >>> gallery = np.eye(3, dtype=np.float32)
-    >>> score = KNNScore(gallery, ExactIndex(gallery), n_neighbors=2)
+    >>> score = KNNScore(ExactIndex(gallery), n_neighbors=2)
     >>> score(torch.tensor([[1.0, 0.0, 0.0]])).tolist()
     [2.0]
     """
 
-    def __init__(self, gallery: np.ndarray, index, n_neighbors: int):
-        self.gallery = gallery
+    def __init__(self, index, n_neighbors: int):
+        # The rows kneighbors returns are rows of what the index searches: take them there.
+        self.gallery = np.asarray(index.gallery, dtype=np.float32)
         self.index = index
         self.n_neighbors = n_neighbors
 
