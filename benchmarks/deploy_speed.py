@@ -36,7 +36,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -49,7 +48,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed_timing import load_average, table  # noqa: E402
+from speed_timing import load_average, table, write_results  # noqa: E402
 
 from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
 from skmsc.nn import MeanShiftedNetwork  # noqa: E402
@@ -239,10 +238,7 @@ def main(argv=None):
         text += part
         out["machine"]["load_average_end"] = load_average()
         if args.out:  # after every section, so that a run cut short keeps what it did
-            target = Path(args.out)
-            target.mkdir(parents=True, exist_ok=True)
-            (target / "results.json").write_text(json.dumps(out, indent=1, default=str))
-            (target / "results.md").write_text(text)
+            write_results(args.out, out, text)
 
 
 if __name__ == "__main__":

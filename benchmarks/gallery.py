@@ -32,7 +32,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -43,7 +42,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed_timing import load_average, table  # noqa: E402
+from speed_timing import load_average, table, write_results  # noqa: E402
 
 from skmsc import KNNDetector, MeanShiftedFeatures  # noqa: E402
 from skmsc.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
@@ -162,10 +161,7 @@ def main(argv=None):
              f"{out['partial_fit_100_onto'][1]:.2f} s.\n")
     print(text)
     if args.out:
-        target = Path(args.out)
-        target.mkdir(parents=True, exist_ok=True)
-        (target / "results.json").write_text(json.dumps(out, indent=1, default=str))
-        (target / "results.md").write_text(text)
+        write_results(args.out, out, text)
 
 
 if __name__ == "__main__":

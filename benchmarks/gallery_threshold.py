@@ -23,14 +23,13 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed_timing import load_average, table  # noqa: E402
+from speed_timing import load_average, table, write_results  # noqa: E402
 
 from skmsc import KNNDetector, MeanShiftedFeatures  # noqa: E402
 from skmsc.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
@@ -105,10 +104,7 @@ def main(argv=None):
     )
     print(text)
     if args.out:
-        target = Path(args.out)
-        target.mkdir(parents=True, exist_ok=True)
-        (target / "results.json").write_text(json.dumps(out, indent=1, default=str))
-        (target / "results.md").write_text(text)
+        write_results(args.out, out, text)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
@@ -48,6 +50,14 @@ def load_average():
         return list(os.getloadavg())
     except OSError:
         return None
+
+
+def write_results(folder, results: dict, text: str) -> None:
+    """``results.json`` (what was measured) and ``results.md`` (the tables, as printed)."""
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    (target / "results.md").write_text(text)
 
 
 def table(title, columns, rows):

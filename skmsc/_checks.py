@@ -19,6 +19,8 @@ copies or modifies the caller's arrays.
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import sys
 import warnings
@@ -152,7 +154,8 @@ def _check_nested_lengths(X: Sequence, where: str = "X") -> None:
             f"{lengths[:6]}{' ...' if len(lengths) > 6 else ''}): samples must all have the "
             "same shape. Pad or resize them, or pass a numpy array."
         )
-    _check_nested_lengths([y for x in items for y in x][: 10**6], f"{where}[...]")
+    _check_nested_lengths(list(itertools.islice((y for x in items for y in x), 10**6)),
+                          f"{where}[...]")
 
 
 def _torch_data_class(X) -> str | None:
@@ -291,13 +294,14 @@ def check_feature_range(features: np.ndarray) -> None:
     """
     if features.size == 0:
         return
-    if not np.isfinite(features).all():
+    low, high = float(features.min()), float(features.max())  # NaN propagates
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError(
             "X has values beyond float32's range (about 3.4e38) once converted to the "
             "float32 the detector computes in: scale the features down (e.g. "
             "sklearn.preprocessing.StandardScaler)."
         )
-    largest = float(np.abs(features).max())
+    largest = max(-low, high)
     limit = np.sqrt(np.finfo(np.float32).max / (4.0 * features.shape[-1]))
     if largest > limit:
         raise ValueError(

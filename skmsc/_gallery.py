@@ -97,14 +97,13 @@ def _greedy_coreset(features: np.ndarray, size: int, seed: int) -> np.ndarray:
     chosen[0] = np.random.default_rng(seed).integers(n)
     sq_norms = np.einsum("nd,nd->n", features, features)
     nearest = np.full(n, np.inf, dtype=np.float64)
-    for i in range(1, size + 1):
+    for i in range(1, size):
         latest = features[chosen[i - 1]]
         # Squared distances to the vector just added, in float64 from float32 products.
         d2 = sq_norms + sq_norms[chosen[i - 1]] - 2.0 * (features @ latest).astype(np.float64)
         np.minimum(nearest, np.maximum(d2, 0.0), out=nearest)
-        nearest[chosen[:i]] = -1.0  # never chosen twice
-        if i < size:
-            chosen[i] = int(np.argmax(nearest))
+        nearest[chosen[i - 1]] = -1.0  # never chosen twice (distances are never negative)
+        chosen[i] = int(np.argmax(nearest))
     return chosen
 
 

@@ -470,7 +470,7 @@ def _check_map_options(args) -> None:
     if maps.exists() and (not maps.is_dir() or any(maps.iterdir())):
         raise UsageError(f"--maps: {args.maps} exists and is not an empty folder; "
                          "choose a new or empty folder")
-    if maps.resolve().is_relative_to(Path(args.model).resolve()):
+    if _inside(maps, [args.model]):
         raise UsageError(f"--maps: {args.maps} lies inside the model folder {args.model}; "
                          "choose a folder outside it")
     if not args.overwrite and _inside(maps, [p for p in args.images if Path(p).is_dir()]):

@@ -256,8 +256,8 @@ def _read_regular(name, folder_fd, display: Path, limit: int | None = None) -> b
         return file.read()
 
 
-def _read_folder(folder: Path, with_tensors: bool) -> tuple[bytes, bytes | None, tuple]:
-    """(JSON bytes, tensor bytes, the folder's identity) of one saved folder.
+def _read_folder(folder: Path, with_tensors: bool) -> tuple[bytes, bytes | None]:
+    """(JSON bytes, tensor bytes) of one saved folder.
 
     Both files are read through one descriptor of the folder (where the system allows),
     so that a save swapping in a new folder meanwhile cannot mix two saves.
@@ -271,8 +271,6 @@ def _read_folder(folder: Path, with_tensors: bool) -> tuple[bytes, bytes | None,
         raise FileNotFoundError(f"{str(json_path)!r} does not exist: pass the folder "
                                 "written by save().") from None
     try:
-        identity = ((lambda st: (st.st_dev, st.st_ino))(os.fstat(folder_fd))
-                    if by_descriptor else ())
         names = (JSON_NAME, TENSORS_NAME) if by_descriptor else (json_path, tensor_path)
         try:
             text = _read_regular(names[0], folder_fd, json_path, MAX_JSON_BYTES)
@@ -286,7 +284,7 @@ def _read_folder(folder: Path, with_tensors: bool) -> tuple[bytes, bytes | None,
             except FileNotFoundError:
                 raise FileNotFoundError(f"{str(tensor_path)!r} does not exist: the save "
                                         "is incomplete.") from None
-        return text, blob, identity
+        return text, blob
     finally:
         if folder_fd is not None:
             os.close(folder_fd)
@@ -310,7 +308,7 @@ def _read_files(path: Path, *, with_tensors: bool = True) -> tuple[dict, bytes |
         folder = readable_folder(path)
         opened = _identity(folder)
         try:
-            raw, blob, _ = _read_folder(folder, with_tensors)
+            raw, blob = _read_folder(folder, with_tensors)
             break
         except FileNotFoundError:
             replaced = opened and _identity(readable_folder(path)) not in ((), opened)

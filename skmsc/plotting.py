@@ -9,12 +9,12 @@ create use constrained layout, so a saved figure keeps its axis labels and legen
 
 from __future__ import annotations
 
-import inspect
 import math
 from pathlib import Path
 
 import numpy as np
 
+from ._estimators._maps import DEFAULT_MAP_METHOD
 from .data.files import as_image_files
 from .model_selection import is_normal
 
@@ -415,7 +415,7 @@ def plot_anomaly_maps(detector, X, X_train=None, *, method=None, maps=None, scor
             "were given to fit, or X_train=None to leave the nearest normal image out."
         )
     if method is None:  # the detector's default, named in the titles
-        method = inspect.signature(detector.anomaly_maps).parameters["method"].default
+        method = DEFAULT_MAP_METHOD
     if maps is None:
         maps = detector.anomaly_maps(X, method=method)
     scores = (detector.score_samples(X) if scores is None

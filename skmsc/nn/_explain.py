@@ -43,7 +43,7 @@ from torchvision.transforms.functional import gaussian_blur
 from ..data._batches import BatchTransform, batch_source
 from ._preprocess import crop_offsets, eval_transform, resized_size
 from ._runtime import autocast
-from ._training import EXTRACT_FLOAT_BUDGET_BYTES, channels_last
+from ._training import channels_last, extract_step
 from .backbones import BackboneSpec
 from .model import MeanShiftedEncoder
 
@@ -263,8 +263,7 @@ def anomaly_maps(encoder: MeanShiftedEncoder, source, score: KNNScore, *,
     encoder.eval()
     source = batch_source(source)
     n = len(source)
-    step = max(1, min(batch_size, EXTRACT_FLOAT_BUDGET_BYTES
-                      // max(1, 12 * source.pixels_per_image(image_size))))
+    step = extract_step(source, batch_size, image_size)
     maps = []
     with source.reader(_sized(eval_transform(spec, image_size, device))) as reader:
         for start in range(0, n, step):

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ._fixed_point_resize import FixedPointPass, fixed_point_pass
-from ._preprocess import resized_size
+from ._preprocess import crop_offsets, resized_size
 from .backbones import BackboneSpec
 from .model import MeanShiftedEncoder
 
@@ -69,8 +69,7 @@ class ScoringGraph(nn.Module):
         self.encoder = copy.deepcopy(encoder).to("cpu", torch.float32).eval()
         height, width = (int(v) for v in input_size)
         resized = resized_size(height, width, round(image_size / spec.crop_fraction))
-        top = int(round((resized[0] - image_size) / 2.0))
-        left = int(round((resized[1] - image_size) / 2.0))
+        top, left = crop_offsets(*resized, image_size)
         self.rows = slice(top, top + image_size)
         self.columns = slice(left, left + image_size)
         # A pass runs only along an axis whose size changes (as torch's and Pillow's);

@@ -104,6 +104,13 @@ def channels_last(images: torch.Tensor) -> torch.Tensor:
     return images.contiguous(memory_format=torch.channels_last)
 
 
+def extract_step(source, batch_size: int, image_size: int) -> int:
+    """Images per network step: ``batch_size``, fewer when that many images' float32
+    inputs (3 x 4 bytes a pixel) would pass ``EXTRACT_FLOAT_BUDGET_BYTES``."""
+    float_bytes_per_image = 3 * 4 * source.pixels_per_image(image_size)
+    return max(1, min(batch_size, EXTRACT_FLOAT_BUDGET_BYTES // max(1, float_bytes_per_image)))
+
+
 @torch.inference_mode()
 def extract_features(
     encoder: MeanShiftedEncoder,
@@ -131,8 +138,7 @@ def extract_features(
     source = batch_source(source)  # an array or image collection as it is given, too
     n = len(source)
     features = np.empty((n, spec.feature_dim), dtype=np.float32)
-    float_bytes_per_image = 3 * 4 * source.pixels_per_image(image_size)
-    step = max(1, min(batch_size, EXTRACT_FLOAT_BUDGET_BYTES // max(1, float_bytes_per_image)))
+    step = extract_step(source, batch_size, image_size)
     start = 0
     with (
         _progress(n, verbose, "features") as bar,
