@@ -126,16 +126,19 @@ def test_weight_files_cannot_execute_code(tmp_path, how):
     assert marker.exists()  # the payload is live: plain unpickling would have run it
 
 
-def test_packaged_lite0_weights_are_genuine_imagenet_weights():
-    """The offline backbone, with its classifier, names skimage's cat photo a cat."""
+@pytest.mark.parametrize("name, size", [("efficientnet_lite0", 224),
+                                        ("efficientnet_lite1", 240),
+                                        ("efficientnet_lite2", 260)])
+def test_packaged_lite_weights_are_genuine_imagenet_weights(name, size):
+    """Each offline backbone, with its classifier, names skimage's cat photo a cat."""
     from skimage import data
 
-    from skmsc.nn.backbones import BACKBONES, packaged_lite0_state_dict
+    from skmsc.nn.backbones import BACKBONES, packaged_lite_state_dict
 
-    model = BACKBONES["efficientnet_lite0"].new_model()
-    model.load_state_dict(packaged_lite0_state_dict(model), strict=True)
+    model = BACKBONES[name].new_model()
+    model.load_state_dict(packaged_lite_state_dict(name, model), strict=True)
     image = torch.from_numpy(data.chelsea()).permute(2, 0, 1)[None].float() / 255
-    image = F.interpolate(image, size=(224, 224), mode="bicubic", antialias=True)
+    image = F.interpolate(image, size=(size, size), mode="bicubic", antialias=True)
     with torch.inference_mode():
         top = model.eval()((image - 0.5) / 0.5).argmax().item()
     assert 281 <= top <= 285  # ImageNet's domestic cat classes

