@@ -42,8 +42,13 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
 from skmsc import datasets as skds  # noqa: E402
 from skmsc.neighbors import ExactIndex, knn_scores  # noqa: E402
-from skmsc.nn import MeanShiftedNetwork, resolve_precision  # noqa: E402
-from skmsc.nn._training import extract_features, fine_tune_and_extract  # noqa: E402
+from skmsc.nn import MeanShiftedNetwork, _safeguard, resolve_precision  # noqa: E402
+from skmsc.nn._training import (  # noqa: E402
+    extract_features,
+    features_of_inputs,
+    fine_tune_and_extract,
+    network_inputs,
+)
 
 BOOTSTRAP_ROUNDS = 200
 
@@ -71,14 +76,27 @@ def tasks(args):
         yield "elpv", X_train, split.X_test, split.y_test, {
             "defect_probability": split.defect_probability, "cell_type": split.cell_type}
         return
-    train, test = skds.load_fashion_mnist("train"), skds.load_fashion_mnist("test")
+    if args.dataset == "folder":
+        # An image-folder tree (e.g. CIFAR-10 as JPEGs: train/<class>/*, test/<class>/*).
+        train = skds.load_image_folder(args.root, "train")
+        test = skds.load_image_folder(args.root, "test")
+        prefix = args.root.name.lower()
+    else:
+        train, test = skds.load_fashion_mnist("train"), skds.load_fashion_mnist("test")
+        prefix = "fmnist"
     test = skds.subsample(test, args.n_test_per_class, random_state=args.seed)
+    X_test_all = None
     for c in args.classes:
         X_train, X_test, y_test = skds.one_class_split(train, test, c)
         rng = np.random.default_rng([args.seed, c])
         n = min(args.n_train or len(X_train), len(X_train))
         X_train = X_train[np.sort(rng.choice(len(X_train), n, replace=False))]
-        yield f"fmnist-{c}-{slug(train.class_names[c])}", X_train, X_test, y_test, {}
+        if args.dataset == "folder":
+            X_train = skds.read_images(X_train)
+            if X_test_all is None:
+                X_test_all = skds.read_images(X_test)
+            X_test = X_test_all
+        yield f"{prefix}-{c}-{slug(train.class_names[c])}", X_train, X_test, y_test, {}
 
 
 def curve(X_train, X_test, y_test, setting: dict, args) -> dict:
@@ -108,11 +126,15 @@ def curve(X_train, X_test, y_test, setting: dict, args) -> dict:
     clock = [time.perf_counter()]
 
     proxy_scores = []
+    probe_inputs = make_probes(X_train, spec, args, int(seeds[1])) if args.probes else None
 
     def on_epoch(epoch, features, held_out_scores):
         proxy_scores.append(held_out_scores)
         seconds.append(round(time.perf_counter() - clock[0], 1))
         test = extract_features(encoder, X_test, **extract)
+        if probe_inputs is not None:
+            dump_probes(args, epoch, encoder, spec, features_precision, features, test,
+                        probe_inputs, setting)
         scores_by_epoch.append(knn_scores(ExactIndex(features), test, args.n_neighbors))
         print(f"    epoch {epoch}: ROC-AUC {100 * roc_auc_score(y_test, scores_by_epoch[-1]):.2f}",
               flush=True)
@@ -132,6 +154,40 @@ def curve(X_train, X_test, y_test, setting: dict, args) -> dict:
     return {"roc_auc_by_epoch": aucs, "proxy_by_epoch": proxy, "chosen_epoch": chosen,
             "loss_by_epoch": losses, "seconds_by_epoch": seconds,
             }, np.stack(scores_by_epoch), proxy_scores
+
+
+PROBE_KINDS = ("cut-paste", "scar", "blend", *_safeguard.GLOBAL_KINDS)
+
+
+def make_probes(X_train, spec, args, seed: int) -> dict:
+    """Network inputs of the safeguard's held-out normals and of one altered copy of each,
+    per kind (local: cut-paste, scar, blend; global: rotate, flip, shuffle, mosaic)."""
+    train_rows, held_out = _safeguard.validation_rows(len(X_train), args.validation_fraction,
+                                                      seed)
+    inputs = network_inputs(X_train, held_out, spec, args.image_size, torch.device("cpu"),
+                            args.batch_size).float()
+    generator = torch.Generator().manual_seed(seed + 1)
+    probes = {"train_rows": train_rows, "held_out": held_out}
+    for kind in PROBE_KINDS:
+        if kind in _safeguard.GLOBAL_KINDS:
+            altered = _safeguard.global_anomalies(inputs, generator, kind)
+        else:
+            altered = _safeguard.synthetic_anomalies(inputs, generator, kinds=(kind,))
+        probes[kind] = altered.to(torch.float16)
+    return probes
+
+
+def dump_probes(args, epoch, encoder, spec, precision, features, test, probes, setting):
+    """Every epoch's features of the gallery, the test set and each probe kind (float16)."""
+    arrays = {"features": features.astype(np.float16), "test": test.astype(np.float16),
+              "train_rows": probes["train_rows"], "held_out": probes["held_out"],
+              "y_test": args.current_y.astype(np.int8)}
+    for kind in PROBE_KINDS:
+        arrays[kind] = features_of_inputs(encoder, probes[kind], spec, args.batch_size,
+                                          torch.device("cpu"), precision).astype(np.float16)
+    folder = args.probes / f"{args.current_task}-{slug(args.current_setting)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / f"epoch{epoch}.npz", **arrays)
 
 
 def paired_interval(y, scores_a, scores_b, rng) -> tuple[float, float]:
@@ -161,7 +217,12 @@ def breakdown(y, scores, extra) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", choices=("fashion-mnist", "elpv"), default="fashion-mnist")
+    parser.add_argument("--dataset", choices=("fashion-mnist", "elpv", "folder"),
+                        default="fashion-mnist")
+    parser.add_argument("--root", type=Path, help="--dataset folder: train/<class>/*, "
+                        "test/<class>/* (e.g. CIFAR-10 as JPEG folders)")
+    parser.add_argument("--probes", type=Path, help="also write each epoch's features of "
+                        "the gallery, test set and held-out probes here (for epoch_rules.py)")
     parser.add_argument("--classes", type=int, nargs="+", default=[0, 2, 4, 6])
     parser.add_argument("--settings", nargs="+", default=["1e-4:auto"],
                         help="lr:frozen_stages[:angular], e.g. 1e-4:auto 1e-3:6:angular")
@@ -188,6 +249,7 @@ def main(argv=None):
     for name, X_train, X_test, y_test, extra in tasks(args):
         for text in args.settings:
             print(f"{name} {text} ({len(X_train)} train, {len(X_test)} test)", flush=True)
+            args.current_task, args.current_setting, args.current_y = name, text, y_test
             record, scores, proxy_scores = curve(X_train, X_test, y_test, parse_setting(text),
                                                  args)
             best = int(np.argmax(record["roc_auc_by_epoch"]))

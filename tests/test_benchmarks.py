@@ -226,3 +226,38 @@ def test_blur_with_subnormal_weights_is_the_same_blur():
     sigma = torch.tensor([0.1, 0.7, 2.0])
     torch.testing.assert_close(speed._blur_keeping_subnormals(images, sigma, 23).clamp(0, 1),
                                _gaussian_blur(images, sigma, 23), atol=1e-6, rtol=0)
+
+
+def test_probed_curves_on_an_image_folder_and_the_epoch_rules(tmp_path):
+    """learning_curve.py --probes on a folder tree, then every rule of epoch_rules.py."""
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 40), ("test", 6)):
+        for name, level in (("bright", 190), ("dark", 60)):
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                pixels = np.clip(rng.normal(level, 30, size=(16, 16, 3)), 0, 255)
+                Image.fromarray(pixels.astype(np.uint8)).save(root / split / name / f"{i}.png")
+    probes = tmp_path / "probes"
+    _module("learning_curve").main(
+        ["--dataset", "folder", "--root", str(root), "--classes", "0", "--settings", "1e-3:7",
+         "--epochs", "2", "--n-test-per-class", "6", "--image-size", "32", "--batch-size", "16",
+         "--out", str(tmp_path / "curves"), "--probes", str(probes)])
+    folder = probes / "photos-0-bright-1e-3-7"
+    epoch = np.load(folder / "epoch2.npz")
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch0.npz", "epoch1.npz", "epoch2.npz"]
+    assert epoch["features"].shape == (40, 1280) and epoch["test"].shape == (12, 1280)
+    assert len(epoch["held_out"]) == 10 and epoch["y_test"].sum() == 6
+    for kind in ("cut-paste", "scar", "blend", "rotate", "flip", "shuffle", "mosaic"):
+        assert epoch[kind].shape == (10, 1280), kind
+    out = tmp_path / "rules.json"
+    rules = _module("epoch_rules")
+    rules.main([str(probes), "--out", str(out)])
+    table = json.loads(out.read_text())["groups"]["probes"]
+    assert set(table) == set(rules.RULES)
+    assert [r["chosen"] for r in table["epoch 0 (no fine-tuning)"]["curves"]] == [0]
+    assert [r["chosen"] for r in table["last epoch (no safeguard)"]["curves"]] == [2]
+    for row in table.values():
+        assert row["n"] == 1 and 0 <= row["curves"][0]["chosen"] <= 2

@@ -6,11 +6,13 @@ import torch
 
 from skmsc import MeanShiftedContrastiveDetector
 from skmsc.nn._safeguard import (
+    GLOBAL_KINDS,
     MAX_VALIDATION_IMAGES,
     MIN_GAIN,
     auc,
     best_epoch,
     gain_lower_bound,
+    global_anomalies,
     proxy_auc,
     synthetic_anomalies,
     validation_rows,
@@ -53,6 +55,32 @@ def test_synthetic_anomalies_change_every_image_and_leave_input_alone():
     assert float(fraction.min()) < 0.5 and float(fraction.max()) > 0.9
     again = synthetic_anomalies(images, torch.Generator().manual_seed(1))
     assert torch.equal(out, again)
+
+
+def test_global_anomalies_rearrange_the_whole_image():
+    images = torch.arange(6 * 3 * 8 * 8, dtype=torch.float32).reshape(6, 3, 8, 8)
+    before = images.clone()
+    for kind in GLOBAL_KINDS:
+        out = global_anomalies(images, torch.Generator().manual_seed(0), kind)
+        assert out.shape == images.shape and torch.equal(images, before), kind
+        # Every quadrant of every image changed (a mosaic keeps the image's own top left) ...
+        for top in (0, 4):
+            for left in (0, 4):
+                if kind == "mosaic" and top == left == 0:
+                    continue
+                part = (slice(None), slice(None), slice(top, top + 4), slice(left, left + 4))
+                assert bool(((out[part] - images[part]).abs().flatten(1).amax(1) > 0).all()), kind
+        # ... and only by moving pixels: the same values (own image, or others for a mosaic).
+        if kind != "mosaic":
+            assert torch.equal(out.flatten(1).sort(dim=1).values,
+                               images.flatten(1).sort(dim=1).values), kind
+    turned = global_anomalies(images, torch.Generator().manual_seed(0), "rotate")
+    assert all(any(torch.equal(t, torch.rot90(i, k, (1, 2))) for k in (1, 3))
+               for t, i in zip(turned, images, strict=True))
+    with pytest.raises(ValueError, match="kind must be one of"):
+        global_anomalies(images, torch.Generator(), "spin")
+    with pytest.raises(ValueError, match="at least 4 images"):
+        global_anomalies(images[:3], torch.Generator(), "mosaic")
 
 
 def test_proxy_auc_ranks_far_anomalies_as_anomalous():

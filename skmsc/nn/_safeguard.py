@@ -16,6 +16,7 @@ pretrained network is kept.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -203,3 +204,51 @@ def best_epoch(scores_by_epoch) -> int:
     if aucs[best] < aucs[0] + MIN_GAIN:
         return 0
     return best if gain_lower_bound(scores_by_epoch[best], scores_by_epoch[0]) > 0 else 0
+
+
+#: Globally altered images: what a *semantic* anomaly changes (the layout of the whole
+#: image, not one region). MSC's augmentations never rotate, flip upside down or re-arrange
+#: an image, so a network that learnt more of the normal class tells these apart better.
+GLOBAL_KINDS = ("rotate", "flip", "shuffle", "mosaic")
+
+
+def global_anomalies(images: torch.Tensor, generator: torch.Generator, kind: str) -> torch.Tensor:
+    """One globally altered copy of each image of a ``(n, 3, H, W)`` batch.
+
+    ``"rotate"``: a quarter turn, either way (half a turn for non-square images);
+    ``"flip"``: upside down; ``"shuffle"``: the four quadrants re-arranged (none in its
+    place); ``"mosaic"``: the top-left quadrant kept, the other three taken from three other
+    images (a mix of several normals).
+    """
+    n, _, height, width = images.shape
+    if kind == "rotate":
+        if height != width:
+            return torch.rot90(images, 2, dims=(2, 3))
+        turns = torch.randint(0, 2, (n,), generator=generator).tolist()
+        return torch.stack([torch.rot90(image, 1 if t else 3, dims=(1, 2))
+                            for image, t in zip(images, turns, strict=True)])
+    if kind == "flip":
+        return torch.flip(images, dims=(2,))
+    h, w = height // 2, width // 2
+    boxes = [(slice(0, h), slice(0, w)), (slice(0, h), slice(w, 2 * w)),
+             (slice(h, 2 * h), slice(0, w)), (slice(h, 2 * h), slice(w, 2 * w))]
+    out = images.clone()
+    if kind == "shuffle":
+        # The derangements of 4 quadrants that keep none in place (9 of the 24 orders).
+        orders = [p for p in itertools.permutations(range(4)) if all(p[i] != i for i in range(4))]
+        picks = torch.randint(0, len(orders), (n,), generator=generator).tolist()
+        for i, pick in enumerate(picks):
+            for target, source in enumerate(orders[pick]):
+                out[i, :, boxes[target][0], boxes[target][1]] = (
+                    images[i, :, boxes[source][0], boxes[source][1]])
+        return out
+    if kind == "mosaic":
+        if n < 4:
+            raise ValueError("a mosaic needs at least 4 images")
+        for i in range(n):
+            others = (i + 1 + torch.randperm(n - 1, generator=generator)[:3]) % n
+            for target, source in enumerate([i, *others.tolist()]):
+                out[i, :, boxes[target][0], boxes[target][1]] = (
+                    images[source, :, boxes[target][0], boxes[target][1]])
+        return out
+    raise ValueError(f"kind must be one of {GLOBAL_KINDS}, got {kind!r}")
