@@ -658,6 +658,40 @@ def safeguard_table(curves: list[dict]) -> list[str]:
     ]
 
 
+def epoch_rules_section(payload: dict) -> list[str]:
+    """The candidate epoch rules of ``benchmarks/epoch_rules.py``, one table per data set."""
+    lines = [
+        "## Choosing the epoch without labels: candidate rules",
+        "",
+        "Each rule sees only the normal training images: the safeguard's held-out normals "
+        "and synthetic anomalies made from them, local (cut-paste, scar, blend: the old "
+        "proxy) or global (a quarter turn, upside down, quadrants shuffled, a mosaic of "
+        "four normals: what a new object class changes). `benchmarks/epoch_rules.py` "
+        "replays every rule on the features `learning_curve.py --probes` wrote after every "
+        "epoch; labels only score the choice. *Share of gain*: the test ROC-AUC gain of the "
+        "kept epochs over epoch 0, summed over curves, divided by that of the best epochs. "
+        "*Below 0 (noise)*: curves whose kept epoch is below epoch 0 with the 95 % paired "
+        "bootstrap interval (500 resamples of the test images) entirely below zero. "
+        f"Command: `{payload['command']}`.",
+        "",
+    ]
+    for group, table in payload["groups"].items():
+        first = next(iter(table.values()))["curves"]
+        lines += [f"**{group}** ({len(first)} curves; test ROC-AUC (%) at epoch 0 -> best "
+                  "epoch: " + ", ".join(f"{c['curve']} {c['auc_0']:.2f} -> {c['auc_best']:.2f}"
+                                        f" (epoch {c['best']})" for c in first) + ")", "",
+                  "| rule | kept within 0.5 of best | worst kept - epoch 0 | share of gain "
+                  "| below 0 (noise) | kept epochs |", "|---|---:|---:|---:|---:|---|"]
+        for name, row in table.items():
+            share = row["share_of_best_gain"]
+            lines.append(f"| {name} | {row['within_0.5']}/{row['n']} | {row['worst_vs_0']:+.2f} "
+                         f"| {'n/a' if share != share else f'{100 * share:.0f} %'} "
+                         f"| {row['below_0_beyond_noise']} "
+                         f"| {' '.join(str(r['chosen']) for r in row['curves'])} |")
+        lines.append("")
+    return lines
+
+
 def reference_section() -> list[str]:
     return [
         "## The paper's numbers (quoted, not measured here)",
@@ -721,6 +755,8 @@ def build_report(results: Path, out: Path, figures: Path) -> str:
     guarded = load_guarded_curves(results / "curves") if (results / "curves").is_dir() else []
     if guarded:
         lines += guarded_curves_section(guarded, figures, report_dir)
+    if (results / "epoch-rules.json").is_file():
+        lines += epoch_rules_section(json.loads((results / "epoch-rules.json").read_text()))
     if curve_files:
         lines += curves_section(curve_files, figures, report_dir)
     text = "\n".join(lines).rstrip() + "\n"

@@ -23,13 +23,13 @@ PRESETS = {
         backbone="resnet152", image_size=224, epochs=20, batch_size=64, learning_rate=1e-5,
         frozen_stages="auto", early_stopping=True,
     ),
-    # The CPU setting: the offline EfficientNet-Lite0 at the paper's 224 px, a gentle
-    # step (lr 1e-4, batch 32) for 3 epochs, the safeguard on. Measured in
-    # docs/benchmarks.md; the 64 px / lr 3e-3 setting it replaces lowered ROC-AUC on
-    # natural photos.
+    # The CPU setting: the offline EfficientNet-Lite0 at the paper's 224 px, lr 3e-4,
+    # batch 32, 4 epochs, the safeguard on (local and global proxy). Measured in
+    # docs/benchmarks.md: on the CIFAR-10 development classes ROC-AUC still rose at
+    # epoch 4; on ELPV the safeguard keeps the pretrained network.
     "cpu": dict(
-        backbone="efficientnet_lite0", image_size=224, epochs=3, batch_size=32,
-        learning_rate=1e-4, frozen_stages="auto", early_stopping=True,
+        backbone="efficientnet_lite0", image_size=224, epochs=4, batch_size=32,
+        learning_rate=3e-4, frozen_stages="auto", early_stopping=True,
     ),
 }
 

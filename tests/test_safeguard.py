@@ -13,6 +13,7 @@ from skmsc.nn._safeguard import (
     best_epoch,
     gain_lower_bound,
     global_anomalies,
+    proxy_anomalies,
     proxy_auc,
     synthetic_anomalies,
     validation_rows,
@@ -81,6 +82,20 @@ def test_global_anomalies_rearrange_the_whole_image():
         global_anomalies(images, torch.Generator(), "spin")
     with pytest.raises(ValueError, match="at least 4 images"):
         global_anomalies(images[:3], torch.Generator(), "mosaic")
+
+
+def test_proxy_anomalies_are_the_local_draws_then_one_global_per_image():
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.normal(size=(12, 3, 8, 8)).astype(np.float32))
+    out = proxy_anomalies(images, torch.Generator().manual_seed(3))
+    assert out.shape == (24, 3, 8, 8)
+    # The first half are exactly the draws the safeguard always made.
+    assert torch.equal(out[:12], synthetic_anomalies(images, torch.Generator().manual_seed(3)))
+    # The second half keeps each image's pixel values (or mixes normals): a global change.
+    changed = (out[12:] - images).abs().flatten(1).amax(dim=1)
+    assert bool((changed > 0).all())
+    assert torch.equal(out, proxy_anomalies(images, torch.Generator().manual_seed(3)))
+    assert proxy_anomalies(images[:3], torch.Generator()).shape == (6, 3, 8, 8)  # no mosaic
 
 
 def test_proxy_auc_ranks_far_anomalies_as_anomalous():

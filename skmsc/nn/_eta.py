@@ -165,7 +165,7 @@ class FitTimer:
         on_cpu = self.device.startswith("cpu")
         if on_cpu:
             options.append("MeanShiftedContrastiveDetector(**skmsc.presets.preset('cpu')) "
-                           "(efficientnet_lite0, 224 px, 3 epochs: the measured CPU setting)")
+                           "(efficientnet_lite0, 224 px, 4 epochs: the measured CPU setting)")
         if self.settings["backbone"] != "efficientnet_lite0":
             options.append("backbone='efficientnet_lite0'")
         if self.settings["image_size"] > 112:

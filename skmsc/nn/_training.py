@@ -378,7 +378,8 @@ def fine_tune_and_extract(encoder, X, center, pretrained, *, extract: dict, tune
     train_rows, held_out = split
     device, batch_size = extract["device"], extract["batch_size"]
     generator = torch.Generator().manual_seed(seed)
-    anomalies = _safeguard.synthetic_anomalies(
+    # Local (defect-like) and global (class-like) anomalies: see _safeguard.proxy_anomalies.
+    anomalies = _safeguard.proxy_anomalies(
         network_inputs(X, held_out, extract["spec"], extract["image_size"], device, batch_size)
         .float(), generator).to(torch.float16)
 
