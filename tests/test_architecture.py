@@ -1,11 +1,10 @@
-"""The layering the docs describe (docs/architecture.md), checked: old paths warn, the
+"""The layering the docs describe (docs/architecture.md), checked: old paths are gone, the
 estimators never load the dataset loaders, and the layers import only downwards."""
 
 import ast
 import subprocess
 import sys
 import textwrap
-import warnings
 from pathlib import Path
 
 import pytest
@@ -13,28 +12,14 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "skmsc"
 
 
-@pytest.mark.parametrize(
-    "old, new, name",
-    [
-        ("skmsc.backbones", "skmsc.nn.backbones", "BACKBONES"),
-        ("skmsc.augment", "skmsc.nn.augment", "random_views"),
-        ("skmsc.torch_model", "skmsc.nn.model", "MeanShiftedEncoder"),
-        ("skmsc.image_files", "skmsc.data.files", "ImageFiles"),
-    ],
-)
-def test_moved_public_names_still_import_with_a_future_warning(old, new, name):
+@pytest.mark.parametrize("old", ["skmsc.backbones", "skmsc.augment", "skmsc.torch_model",
+                                 "skmsc.image_files"])
+def test_old_module_paths_are_gone(old):
+    """They re-exported skmsc.nn / skmsc.data names for one release (0.1); nothing used them."""
     import importlib
 
-    old_module, new_module = importlib.import_module(old), importlib.import_module(new)
-    with pytest.warns(FutureWarning, match=rf"{old} moved to {new}: import {name} from {new}"):
-        value = getattr(old_module, name)
-    assert value is getattr(new_module, name)
-    with pytest.warns(FutureWarning):  # every use warns, not only the first
-        exec(f"from {old} import {name}", {})
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
-            getattr(old_module, "not_a_name")  # noqa: B009
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(old)
 
 
 def test_fit_and_score_never_import_the_dataset_loaders():
@@ -85,7 +70,7 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
 
 # Lower layers never import upper ones (a layer may import itself and those below it).
 LAYERS = [
-    ("skmsc._version", "skmsc._moved", "skmsc._checks", "skmsc._fileio", "skmsc.neighbors",
+    ("skmsc._version", "skmsc._checks", "skmsc._fileio", "skmsc.neighbors",
      "skmsc._gallery"),
     ("skmsc.data",),
     ("skmsc.nn",),

@@ -18,18 +18,12 @@ from pathlib import Path
 PACKAGE = "skmsc"
 
 
-def _moved(module_name: str) -> bool:
-    """Whether the module is an old path kept for one release (``MOVED_TO``)."""
-    return hasattr(importlib.import_module(module_name), "MOVED_TO")
-
-
 def public_modules(package: str = PACKAGE) -> list[str]:
-    """The package and its submodules whose names have no leading underscore, sorted
-    (old paths of moved modules left out)."""
+    """The package and its submodules whose names have no leading underscore, sorted."""
     pkg = importlib.import_module(package)
     names = [package]
     for info in pkgutil.walk_packages(pkg.__path__, prefix=f"{package}."):
-        if not any(part.startswith("_") for part in info.name.split(".")) and not _moved(info.name):
+        if not any(part.startswith("_") for part in info.name.split(".")):
             names.append(info.name)
     return sorted(names)
 
