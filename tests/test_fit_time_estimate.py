@@ -76,6 +76,18 @@ def test_faster_settings_named_depend_on_the_settings():
     assert timer.planned == {"extract": 1000 + 20 * 1000, "tune": 20 * 16}
 
 
+def test_a_fit_on_the_cpu_preset_is_not_told_to_use_it():
+    from skmsc.presets import preset
+
+    settings = {k: preset("cpu")[k] for k in ("backbone", "image_size", "epochs")}
+    timer = eta.FitTimer(n_images=1000, batch_size=32, early_stopping=True, device="cpu",
+                         **settings)
+    assert "preset('cpu')" not in timer._faster()
+    other = eta.FitTimer(n_images=1000, batch_size=32, early_stopping=True, device="cpu",
+                         **{**settings, "epochs": settings["epochs"] + 1})
+    assert "preset('cpu')" in other._faster()
+
+
 def test_a_quick_fit_is_silent(images, monkeypatch):
     monkeypatch.setattr(eta, "clock", FakeClock(step=0.5))
     with warnings.catch_warnings():

@@ -21,6 +21,7 @@ import time
 import warnings
 
 from .._checks import caller_stacklevel
+from ..presets import PRESETS
 
 __all__ = ["SLOW_FIT_SECONDS", "FitTimer", "SlowFitWarning", "clock"]
 
@@ -163,9 +164,13 @@ class FitTimer:
     def _faster(self) -> str:
         options = []
         on_cpu = self.device.startswith("cpu")
-        if on_cpu:
-            options.append("MeanShiftedContrastiveDetector(**skmsc.presets.preset('cpu')) "
-                           "(efficientnet_lite0, 224 px, 4 epochs: the measured CPU setting)")
+        cpu = PRESETS["cpu"]
+        # Not the preset it already runs: advice to use it would change nothing.
+        if on_cpu and any(self.settings[k] != cpu[k] for k in self.settings):
+            options.append(
+                "MeanShiftedContrastiveDetector(**skmsc.presets.preset('cpu')) "
+                f"({cpu['backbone']}, {cpu['image_size']} px, {cpu['epochs']} epochs: the "
+                "measured CPU setting)")
         if self.settings["backbone"] != "efficientnet_lite0":
             options.append("backbone='efficientnet_lite0'")
         if self.settings["image_size"] > 112:
