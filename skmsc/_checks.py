@@ -236,8 +236,16 @@ EXPECTED_INPUT = (
 )
 
 
+#: Largest maximum of an integer image array that warns: 0-255 pixels that never exceed
+#: it (12 % brightness) are more likely another range (0-15, 0-16, 0-31) than dark images.
+SMALL_INTEGER_MAX = 31
+
+
 def check_image_array(X: np.ndarray) -> None:
-    """Raise a ``ValueError`` naming the problem if ``X`` is not an image batch we accept."""
+    """Raise a ``ValueError`` naming the problem if ``X`` is not an image batch we accept.
+
+    Warns (``UserWarning``) when integer images never exceed :data:`SMALL_INTEGER_MAX`:
+    they are probably in a small range (e.g. 0-16) that would be read as 0-255."""
     if X.ndim not in (3, 4):
         raise ValueError(f"X has {X.ndim} dimensions, shape {X.shape}. {EXPECTED_INPUT}")
     if X.ndim == 4 and X.shape[-1] != 3:
@@ -255,9 +263,19 @@ def check_image_array(X: np.ndarray) -> None:
         raise ValueError(f"X has dtype {X.dtype}.{hint} {EXPECTED_INPUT}")
     if X.size == 0:
         raise ValueError(f"X has shape {X.shape} with no pixels. {EXPECTED_INPUT}")
+    low, high = X.min(), X.max()
+    if X.dtype.kind in "ui" and 0 < high <= SMALL_INTEGER_MAX and low >= 0:
+        warnings.warn(
+            f"X is an integer image array whose values span [{low}, {high}], far below "
+            f"255: integer pixels are read as 0-255, so these images look nearly black "
+            f"(e.g. load_digits().images, 0-16). Scale them to 0-255, e.g. "
+            f"(X * (255 / {high})).astype(np.uint8), or pass floats in [0, 1], e.g. "
+            f"X / {high}. If they really are that dark, ignore this warning.",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
     if X.dtype == np.uint8:
         return
-    low, high = X.min(), X.max()
     # min/max propagate NaN, and are infinite if any pixel is: one pass finds both.
     if X.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError(
