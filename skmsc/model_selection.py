@@ -37,6 +37,8 @@ from sklearn.model_selection import (
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _check_method_params, _num_samples
 
+from ._checks import LABELS_HELP, caller_stacklevel, normal_mask  # noqa: F401 (kept here)
+
 __all__ = [
     "NOVELTY_SCORING",
     "OneClassGridSearchCV",
@@ -50,7 +52,6 @@ __all__ = [
     "normal_roc_auc_scorer",
 ]
 
-LABELS_HELP = "Labels must be 1 for normal samples and 0 or -1 for anomalies."
 # What the labels mean, for the warnings about labels that look the wrong way round.
 _LABEL_CONVENTION = (
     "skmsc takes 1 = normal, scikit-learn's outlier convention (predict returns +1 for "
@@ -83,28 +84,7 @@ def is_normal(y, *, normal_label=1) -> np.ndarray:
     >>> is_normal([0, 1, 1, 0], normal_label=0).tolist()  # PyOD: 1 = anomaly
     [True, False, False, True]
     """
-    if y is None:
-        raise ValueError(f"y is required to tell normal samples from anomalies. {LABELS_HELP}")
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"y must be 1-D; got shape {y.shape}. {LABELS_HELP}")
-    if not (isinstance(normal_label, int | np.integer) and normal_label == 1):
-        if not np.isscalar(normal_label):
-            raise TypeError(f"normal_label must be one label (an int, str or bool), got "
-                            f"{type(normal_label).__name__}.")
-        normal = y == normal_label
-        if len(y) and not normal.any():
-            raise ValueError(
-                f"normal_label={normal_label!r} does not occur in y, whose labels are "
-                f"{np.unique(y).tolist()[:10]}: pass the label of the normal samples."
-            )
-        return normal
-    if y.dtype.kind not in "biuf":
-        raise ValueError(f"y has dtype {y.dtype}. {LABELS_HELP}")
-    unexpected = np.setdiff1d(np.unique(y), [-1, 0, 1])
-    if unexpected.size:
-        raise ValueError(f"y holds the labels {unexpected.tolist()}. {LABELS_HELP}")
-    return y == 1
+    return normal_mask(y, normal_label=normal_label)
 
 
 class OneClassKFold(BaseCrossValidator):
@@ -313,8 +293,6 @@ def _warn_if_normal_is_minority(normal, normal_label=1) -> None:
     normal = np.asarray(normal, dtype=bool)
     n_normal = int(normal.sum())
     if len(normal) and n_normal < len(normal) / 2:
-        from ._checks import caller_stacklevel
-
         warnings.warn(
             f"Only {n_normal} of {len(normal)} samples have the normal label "
             f"{normal_label!r}, so the search trains on a minority of y: the labels may be "
@@ -329,8 +307,6 @@ def _warn_if_auc_looks_inverted(auc: float, threshold: float = 0.3) -> None:
     """Warn (``UserWarning``) when a normal-positive ROC-AUC is far below chance (0.5):
     the labels or the scores are probably the wrong way round."""
     if auc < threshold:
-        from ._checks import caller_stacklevel
-
         warnings.warn(
             f"ROC-AUC is {auc:.3f}, far below 0.5 (chance): the labels or the scores are "
             f"probably the wrong way round. {_LABEL_CONVENTION} Scores must be higher for "

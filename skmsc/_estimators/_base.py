@@ -30,6 +30,7 @@ import torch
 import torchvision
 from sklearn.base import _fit_context
 from sklearn.exceptions import NotFittedError
+from sklearn.metrics import roc_auc_score
 from sklearn.utils._param_validation import (
     Interval,
     InvalidParameterError,
@@ -39,7 +40,7 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import check_is_fitted
 
 from .. import persistence
-from .._checks import DivergenceError, check_feature_range
+from .._checks import DivergenceError, check_feature_range, normal_mask
 from .._gallery import REDUCTIONS, gallery_rows, leave_one_out_distances, reduce_gallery
 from .._version import __version__
 from ..neighbors import knn_scores, make_index, resolve_knn_algorithm
@@ -679,12 +680,8 @@ class KNNScorerMixin:
         >>> round(det.score(X_test, y_test), 2)
         1.0
         """
-        from sklearn.metrics import roc_auc_score
-
-        from ..model_selection import is_normal
-
         decision = self.decision_function(X)  # checks X first, as scikit-learn expects
-        normal = is_normal(y)
+        normal = normal_mask(y)
         if len(normal) != len(decision):
             raise ValueError(
                 f"X has {len(decision)} samples but y has {len(normal)} labels: pass one "
