@@ -25,6 +25,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import numpy as np
 from scipy import sparse
@@ -33,6 +34,7 @@ __all__ = [
     "EXPECTED_INPUT", "AnomaliesInTrainingWarning", "DivergenceError",
     "caller_stacklevel", "check_enough_samples", "check_feature_range",
     "check_fitted_sample_shape", "check_image_array", "check_input_container",
+    "LABELS_HELP", "explained_non_finite", "normal_mask",
     "warn_if_labelled_anomalies",
 ]
 
@@ -79,6 +81,9 @@ def check_input_container(X, *, min_samples: int = 1) -> None:
         _check_masked(X)
     _check_not_torch_dataset(X)
     _check_torch_tensor(X)
+    if isinstance(X, str | os.PathLike):
+        raise TypeError(_path_message(X))
+    _check_frame_of_paths(X)
     if X is None or isinstance(X, str | bytes | dict) or np.isscalar(X):
         raise TypeError(
             f"X must be an array of samples (images or feature vectors), got "
@@ -118,6 +123,115 @@ def check_input_container(X, *, min_samples: int = 1) -> None:
             f"Complex data not supported: X has dtype {dtype}. Pass real values, e.g. "
             "np.abs(X) or X.real."
         )
+
+
+def _path_message(X) -> str:
+    """What to pass instead of one path (a folder, a file or neither)."""
+    path = os.fspath(X)
+    shown = repr(path if len(path) <= 200 else path[:200] + "...")
+    if os.path.isdir(path):
+        return (
+            f"X is the folder {shown}, not a batch of samples: skmsc takes a list of image "
+            f"files, not a folder. Pass skmsc.data.files.list_image_files({shown}), the "
+            "image files in it and its sub-folders (recursive=False: that folder only)."
+        )
+    if os.path.isfile(path):
+        return (
+            f"X is the one file {shown}, not a batch of samples: pass [{shown}] to use that "
+            "image, or a list of image file paths."
+        )
+    glob = (f" For a glob pattern pass sorted(glob.glob({shown}))."
+            if any(c in path for c in "*?[") else "")
+    return (
+        f"X is the string {shown}, not a batch of samples (and no such file or folder "
+        "exists). Pass a list of image file paths (skmsc.data.files.list_image_files(folder) "
+        f"lists the images of a folder), or an array of images or feature vectors.{glob}"
+    )
+
+
+def _is_numeric_dtype(dtype) -> bool:
+    """For the column types of pandas (numpy or extension dtypes) and polars."""
+    if getattr(dtype, "kind", None) in tuple("biufc"):
+        return True
+    is_numeric = getattr(dtype, "is_numeric", None)  # polars
+    try:
+        return bool(is_numeric()) if callable(is_numeric) else False
+    except TypeError:
+        return False
+
+
+def _check_frame_of_paths(X) -> None:
+    """A ``TypeError`` naming the column to pass for a DataFrame of several columns, one
+    of which holds image paths (e.g. ``path, label``): only a one-column frame is read
+    as files, and the array path would fail on converting the paths to numbers."""
+    columns = getattr(X, "columns", None)
+    dtypes = getattr(X, "dtypes", None)
+    if columns is None or dtypes is None or isinstance(X, np.ndarray):
+        return
+    try:
+        names, types = list(columns), list(dtypes)
+    except TypeError:
+        return
+    if len(names) < 2 or len(names) != len(types):
+        return
+    candidates = [n for n, t in zip(names, types, strict=True) if not _is_numeric_dtype(t)]
+    paths = []
+    for name in candidates[:50]:
+        try:
+            head = list(X[name].head(5))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            continue
+        if head and all(isinstance(v, str | os.PathLike) or type(v).__module__.startswith(
+                "PIL") for v in head):
+            paths.append(name)
+    if not paths:
+        return
+    column = paths[0]
+    others = [n for n in names if n != column]
+    labels = (f" If {others[0]!r} holds labels (1 = normal), pass them as y: "
+              f"X[{others[0]!r}]." if len(others) == 1 else "")
+    raise TypeError(
+        f"X is a DataFrame with {len(names)} columns ({', '.join(map(repr, names[:6]))}"
+        f"{', ...' if len(names) > 6 else ''}); image files are read from one column of "
+        f"paths: pass X[{column!r}].{labels}"
+    )
+
+
+@contextmanager
+def explained_non_finite(X):
+    """Re-raise scikit-learn's "Input X contains NaN" (whose advice is about
+    HistGradientBoosting) with what it means for images and feature vectors."""
+    try:
+        yield
+    except ValueError as exc:
+        text = str(exc)
+        if not text.startswith("Input X contains"):
+            raise
+        raise ValueError(_non_finite_message(
+            X, "NaN" if "NaN" in text.splitlines()[0] else "infinity")) from None
+
+
+def _non_finite_message(X, what: str) -> str:
+    try:
+        values = np.asarray(X, dtype=np.float64)
+        rows = values.reshape(len(values), -1)
+        bad = int((~np.isfinite(rows)).any(axis=1).sum())
+        ndim = values.ndim
+    except (TypeError, ValueError):
+        bad, ndim = None, 2
+    if ndim >= 3:
+        count = "" if bad is None else f": {bad} of {len(rows)} images have NaN or infinite pixels"
+        return (
+            f"The images in X contain {what}{count}. Replace missing pixels (e.g. "
+            "np.nan_to_num(X)) or drop those images: "
+            "X[np.isfinite(X).reshape(len(X), -1).all(axis=1)]."
+        )
+    count = "" if bad is None else f": {bad} of {len(rows)} samples have NaN or infinite values"
+    return (
+        f"X contains {what}{count}. skmsc's detectors take no missing values: fill them "
+        "(e.g. sklearn.impute.SimpleImputer in a Pipeline before the detector, or "
+        "np.nan_to_num(X)) or drop those samples: X[np.isfinite(X).all(axis=1)]."
+    )
 
 
 def _check_masked(X: np.ma.MaskedArray) -> None:
@@ -236,8 +350,16 @@ EXPECTED_INPUT = (
 )
 
 
+#: Largest maximum of an integer image array that warns: 0-255 pixels that never exceed
+#: it (12 % brightness) are more likely another range (0-15, 0-16, 0-31) than dark images.
+SMALL_INTEGER_MAX = 31
+
+
 def check_image_array(X: np.ndarray) -> None:
-    """Raise a ``ValueError`` naming the problem if ``X`` is not an image batch we accept."""
+    """Raise a ``ValueError`` naming the problem if ``X`` is not an image batch we accept.
+
+    Warns (``UserWarning``) when integer images never exceed :data:`SMALL_INTEGER_MAX`:
+    they are probably in a small range (e.g. 0-16) that would be read as 0-255."""
     if X.ndim not in (3, 4):
         raise ValueError(f"X has {X.ndim} dimensions, shape {X.shape}. {EXPECTED_INPUT}")
     if X.ndim == 4 and X.shape[-1] != 3:
@@ -255,9 +377,19 @@ def check_image_array(X: np.ndarray) -> None:
         raise ValueError(f"X has dtype {X.dtype}.{hint} {EXPECTED_INPUT}")
     if X.size == 0:
         raise ValueError(f"X has shape {X.shape} with no pixels. {EXPECTED_INPUT}")
+    low, high = X.min(), X.max()
+    if X.dtype.kind in "ui" and 0 < high <= SMALL_INTEGER_MAX and low >= 0:
+        warnings.warn(
+            f"X is an integer image array whose values span [{low}, {high}], far below "
+            f"255: integer pixels are read as 0-255, so these images look nearly black "
+            f"(e.g. load_digits().images, 0-16). Scale them to 0-255, e.g. "
+            f"(X * (255 / {high})).astype(np.uint8), or pass floats in [0, 1], e.g. "
+            f"X / {high}. If they really are that dark, ignore this warning.",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
     if X.dtype == np.uint8:
         return
-    low, high = X.min(), X.max()
     # min/max propagate NaN, and are infinite if any pixel is: one pass finds both.
     if X.dtype.kind == "f" and not (np.isfinite(low) and np.isfinite(high)):
         raise ValueError(
@@ -346,6 +478,37 @@ def check_fitted_sample_shape(X: np.ndarray, input_shape, *, has_network: bool) 
             f"shape {input_shape}: pass a 2-D array (n_samples, "
             f"{input_shape[0]}), or refit on images to score images."
         )
+
+
+#: How labels are read wherever skmsc takes them (searches, splitters, scorers, score).
+LABELS_HELP = "Labels must be 1 for normal samples and 0 or -1 for anomalies."
+
+
+def normal_mask(y, *, normal_label=1) -> np.ndarray:
+    """The boolean mask of the normal samples of ``y``, checked; see
+    :func:`skmsc.model_selection.is_normal`, the public name of this rule."""
+    if y is None:
+        raise ValueError(f"y is required to tell normal samples from anomalies. {LABELS_HELP}")
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D; got shape {y.shape}. {LABELS_HELP}")
+    if not (isinstance(normal_label, int | np.integer) and normal_label == 1):
+        if not np.isscalar(normal_label):
+            raise TypeError(f"normal_label must be one label (an int, str or bool), got "
+                            f"{type(normal_label).__name__}.")
+        normal = y == normal_label
+        if len(y) and not normal.any():
+            raise ValueError(
+                f"normal_label={normal_label!r} does not occur in y, whose labels are "
+                f"{np.unique(y).tolist()[:10]}: pass the label of the normal samples."
+            )
+        return normal
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"y has dtype {y.dtype}. {LABELS_HELP}")
+    unexpected = np.setdiff1d(np.unique(y), [-1, 0, 1])
+    if unexpected.size:
+        raise ValueError(f"y holds the labels {unexpected.tolist()}. {LABELS_HELP}")
+    return y == 1
 
 
 class AnomaliesInTrainingWarning(UserWarning):

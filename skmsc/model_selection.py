@@ -22,6 +22,8 @@ Labels follow one convention throughout: ``1`` = normal, ``0`` or ``-1`` = anoma
 from __future__ import annotations
 
 import time
+import warnings
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import clone
@@ -34,6 +36,8 @@ from sklearn.model_selection import (
 )
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import _check_method_params, _num_samples
+
+from ._checks import LABELS_HELP, caller_stacklevel, normal_mask  # noqa: F401 (kept here)
 
 __all__ = [
     "NOVELTY_SCORING",
@@ -48,16 +52,25 @@ __all__ = [
     "normal_roc_auc_scorer",
 ]
 
-LABELS_HELP = "Labels must be 1 for normal samples and 0 or -1 for anomalies."
+# What the labels mean, for the warnings about labels that look the wrong way round.
+_LABEL_CONVENTION = (
+    "skmsc takes 1 = normal, scikit-learn's outlier convention (predict returns +1 for "
+    "inliers, -1 for outliers); PyOD uses 1 = anomaly. For PyOD labels pass 1 - y, or "
+    "normal_label=0."
+)
 
 
-def is_normal(y) -> np.ndarray:
+def is_normal(y, *, normal_label=1) -> np.ndarray:
     """Boolean mask of the normal samples (label 1), checking the label convention.
 
     Parameters
     ----------
     y : array-like of shape (n_samples,)
         1 for normal samples, 0 or -1 for anomalies (booleans: True = normal).
+    normal_label : int, str or bool, default=1
+        The label of the normal samples. With the default, ``y`` must follow skmsc's
+        convention above; with another value (``0`` for PyOD's labels, where 1 =
+        anomaly, or a name such as ``"good"``), every other label is an anomaly.
 
     Returns
     -------
@@ -68,18 +81,10 @@ def is_normal(y) -> np.ndarray:
     >>> from skmsc.model_selection import is_normal
     >>> is_normal([1, 0, -1, 1]).tolist()
     [True, False, False, True]
+    >>> is_normal([0, 1, 1, 0], normal_label=0).tolist()  # PyOD: 1 = anomaly
+    [True, False, False, True]
     """
-    if y is None:
-        raise ValueError(f"y is required to tell normal samples from anomalies. {LABELS_HELP}")
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"y must be 1-D; got shape {y.shape}. {LABELS_HELP}")
-    if y.dtype.kind not in "biuf":
-        raise ValueError(f"y has dtype {y.dtype}. {LABELS_HELP}")
-    unexpected = np.setdiff1d(np.unique(y), [-1, 0, 1])
-    if unexpected.size:
-        raise ValueError(f"y holds the labels {unexpected.tolist()}. {LABELS_HELP}")
-    return y == 1
+    return normal_mask(y, normal_label=normal_label)
 
 
 class OneClassKFold(BaseCrossValidator):
@@ -282,6 +287,36 @@ NOVELTY_SCORING = {
 }
 
 
+def _warn_if_normal_is_minority(normal, normal_label=1) -> None:
+    """Warn (``UserWarning``) when fewer than half the labels are normal: the labels may
+    be PyOD's (1 = anomaly), which would make the search train on the anomalies."""
+    normal = np.asarray(normal, dtype=bool)
+    n_normal = int(normal.sum())
+    if len(normal) and n_normal < len(normal) / 2:
+        warnings.warn(
+            f"Only {n_normal} of {len(normal)} samples have the normal label "
+            f"{normal_label!r}, so the search trains on a minority of y: the labels may be "
+            f"the wrong way round. {_LABEL_CONVENTION} If normal samples really are the "
+            "minority, ignore this warning.",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
+
+
+def _warn_if_auc_looks_inverted(auc: float, threshold: float = 0.3) -> None:
+    """Warn (``UserWarning``) when a normal-positive ROC-AUC is far below chance (0.5):
+    the labels or the scores are probably the wrong way round."""
+    if auc < threshold:
+        warnings.warn(
+            f"ROC-AUC is {auc:.3f}, far below 0.5 (chance): the labels or the scores are "
+            f"probably the wrong way round. {_LABEL_CONVENTION} Scores must be higher for "
+            "normal samples (decision_function, score_samples); for anomaly scores "
+            "(higher = more anomalous, as PyOD's) pass -scores.",
+            UserWarning,
+            stacklevel=caller_stacklevel(),
+        )
+
+
 class _NormalRowsRefit:
     """The search of the class it is mixed into, with the final refit on ``y == 1`` only.
 
@@ -297,7 +332,8 @@ class _NormalRowsRefit:
         X : array-like or sequence of image paths
             Normal samples and labelled anomalies.
         y : array-like of shape (n_samples,)
-            1 for normal samples, 0 or -1 for anomalies. Required.
+            1 for normal samples, 0 or -1 for anomalies (or ``normal_label`` for the
+            normal samples, every other label an anomaly). Required.
         **params : dict
             Passed to the estimator's ``fit`` (sample-aligned arrays are subset with
             the rows).
@@ -307,10 +343,14 @@ class _NormalRowsRefit:
         self : object
             Fitted; ``best_estimator_`` (when ``refit``) is trained on ``X[y == 1]``.
         """
-        normal = is_normal(y)
+        self._validate_params()
+        normal = is_normal(y, normal_label=self.normal_label)
         if _num_samples(X) != len(normal):
             raise ValueError(f"X has {_num_samples(X)} samples but y has {len(normal)} labels.")
-        self._validate_params()
+        _warn_if_normal_is_minority(normal, self.normal_label)
+        if not (isinstance(self.normal_label, int | np.integer) and self.normal_label == 1):
+            # The splitter, the scorers and fit see skmsc's labels: 1 normal, 0 anomaly.
+            y = normal.astype(int)
         refit, cv, scoring = self.refit, self.cv, self.scoring
         # The search runs with the one-class defaults and without its refit (done below,
         # on the normal rows); the parameters are restored whatever happens.
@@ -368,6 +408,14 @@ class OneClassGridSearchCV(_NormalRowsRefit, GridSearchCV):
     cv : int, splitter or iterable of splits, default=None
         ``None`` means ``OneClassKFold(5)``; an int ``k`` means ``OneClassKFold(k)``. A
         splitter of your own must keep anomalies out of the training folds.
+    normal_label : int, str or bool, default=1
+        The label of the normal samples in ``y`` (stored unchanged). The default takes
+        skmsc's convention (1 normal, 0 or -1 anomaly, as scikit-learn's outlier
+        detectors); ``normal_label=0`` takes PyOD's (0 normal, 1 anomaly), and any other
+        value marks the normal samples, every other label being an anomaly. The splitter,
+        the scorers and ``fit`` then see 1 for normal and 0 for anomaly. A
+        ``UserWarning`` says so when fewer than half the samples are normal: the labels
+        may be the wrong way round.
 
     Attributes
     ----------
@@ -394,14 +442,20 @@ class OneClassGridSearchCV(_NormalRowsRefit, GridSearchCV):
     (150, 4)
     """
 
+    _parameter_constraints: dict = {
+        **GridSearchCV._parameter_constraints,
+        "normal_label": [Integral, str, "boolean"],
+    }
+
     def __init__(self, estimator, param_grid, *, scoring=None, n_jobs=None, refit=True,
                  cv=None, verbose=0, pre_dispatch="2*n_jobs", error_score=np.nan,
-                 return_train_score=False):
+                 return_train_score=False, normal_label=1):
         super().__init__(
             estimator, param_grid, scoring=scoring, n_jobs=n_jobs, refit=refit, cv=cv,
             verbose=verbose, pre_dispatch=pre_dispatch, error_score=error_score,
             return_train_score=return_train_score,
         )
+        self.normal_label = normal_label
 
 
 class OneClassRandomizedSearchCV(_NormalRowsRefit, RandomizedSearchCV):
@@ -424,6 +478,14 @@ class OneClassRandomizedSearchCV(_NormalRowsRefit, RandomizedSearchCV):
         As in :class:`~sklearn.model_selection.RandomizedSearchCV`.
     cv : int, splitter or iterable of splits, default=None
         ``None`` means ``OneClassKFold(5)``; an int ``k`` means ``OneClassKFold(k)``.
+    normal_label : int, str or bool, default=1
+        The label of the normal samples in ``y`` (stored unchanged). The default takes
+        skmsc's convention (1 normal, 0 or -1 anomaly, as scikit-learn's outlier
+        detectors); ``normal_label=0`` takes PyOD's (0 normal, 1 anomaly), and any other
+        value marks the normal samples, every other label being an anomaly. The splitter,
+        the scorers and ``fit`` then see 1 for normal and 0 for anomaly. A
+        ``UserWarning`` says so when fewer than half the samples are normal: the labels
+        may be the wrong way round.
 
     Attributes
     ----------
@@ -452,12 +514,19 @@ class OneClassRandomizedSearchCV(_NormalRowsRefit, RandomizedSearchCV):
     150
     """
 
+    _parameter_constraints: dict = {
+        **RandomizedSearchCV._parameter_constraints,
+        "normal_label": [Integral, str, "boolean"],
+    }
+
     def __init__(self, estimator, param_distributions, *, n_iter=10, scoring=None,
                  n_jobs=None, refit=True, cv=None, verbose=0, pre_dispatch="2*n_jobs",
-                 random_state=None, error_score=np.nan, return_train_score=False):
+                 random_state=None, error_score=np.nan, return_train_score=False,
+                 normal_label=1):
         super().__init__(
             estimator, param_distributions, n_iter=n_iter, scoring=scoring, n_jobs=n_jobs,
             refit=refit, cv=cv, verbose=verbose, pre_dispatch=pre_dispatch,
             random_state=random_state, error_score=error_score,
             return_train_score=return_train_score,
         )
+        self.normal_label = normal_label

@@ -211,10 +211,14 @@ def _parse_document(text: str, json_path: str) -> dict:
     if version == 1:
         document.setdefault("class", "MeanShiftedContrastiveDetector")  # early saves
     if isinstance(version, bool) or version not in READABLE_FORMAT_VERSIONS:
+        saved_by = document.get("skmsc_version")
+        saved_by = (f"skmsc {saved_by}" if isinstance(saved_by, str) and len(saved_by) < 40
+                    else "an unknown skmsc version")
         raise ValueError(
-            f"{json_path!r} has format version {version!r}; this skmsc ({__version__}) "
-            f"reads versions {list(READABLE_FORMAT_VERSIONS)}. Load it with the skmsc "
-            "version that saved it and save it again."
+            f"{json_path!r} was saved by {saved_by} in format version {version!r}; this "
+            f"skmsc {__version__} writes format version {FORMAT_VERSION} and reads versions "
+            f"{list(READABLE_FORMAT_VERSIONS)}. Load it with {saved_by} and save it "
+            "again with this one, or refit with this skmsc."
         )
     for key, kind in [("params", dict), ("fitted", dict), ("tensors_sha256", str),
                       ("class", str), ("unsaved_params", list)]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._estimators._maps import DEFAULT_MAP_METHOD
 from .data.files import as_image_files
-from .model_selection import is_normal
+from .model_selection import _warn_if_auc_looks_inverted, is_normal
 
 __all__ = ["plot_anomaly_maps", "plot_detector_scores", "plot_nearest_normals",
            "plot_roc_curve", "plot_score_histogram"]
@@ -283,8 +283,11 @@ def plot_detector_scores(detector, X, y=None, *, method="decision_function", bin
     return ax
 
 
-def plot_roc_curve(y, scores, *, ax=None, name=None):
+def plot_roc_curve(y, scores, *, normal_label=1, ax=None, name=None):
     """ROC curve with "normal" as the positive class (scores higher for normal samples).
+
+    A ``UserWarning`` is given when the ROC-AUC is below 0.3, far below chance: the labels
+    (PyOD's 1 = anomaly?) or the scores (anomaly scores?) are probably the wrong way round.
 
     Parameters
     ----------
@@ -292,6 +295,9 @@ def plot_roc_curve(y, scores, *, ax=None, name=None):
         1 for normal samples, 0 or -1 for anomalies.
     scores : array-like of shape (n_samples,)
         ``decision_function`` or ``score_samples``.
+    normal_label : int, str or bool, default=1
+        The label of the normal samples in ``y``. With another value than 1, every other
+        label is an anomaly: ``normal_label=0`` takes PyOD's labels (1 = anomaly).
     ax : matplotlib.axes.Axes, default=None
         Where to draw; a new figure by default.
     name : str, default=None
@@ -314,11 +320,13 @@ def plot_roc_curve(y, scores, *, ax=None, name=None):
     plt = _pyplot()
     from sklearn.metrics import RocCurveDisplay
 
+    normal = is_normal(y, normal_label=normal_label)
+    scores = np.asarray(scores, dtype=float)
     ax = ax if ax is not None else plt.subplots(figsize=(4.6, 4.4), layout="constrained")[1]
     display = RocCurveDisplay.from_predictions(
-        is_normal(y), np.asarray(scores, dtype=float), pos_label=True, ax=ax, name=name,
-        plot_chance_level=True,
+        normal, scores, pos_label=True, ax=ax, name=name, plot_chance_level=True,
     )
+    _warn_if_auc_looks_inverted(float(display.roc_auc))
     ax.set_xlabel("false positive rate (anomalies passed as normal)")
     ax.set_ylabel("true positive rate (normals kept)")
     return display

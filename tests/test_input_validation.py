@@ -51,7 +51,8 @@ BAD_FIT_INPUTS = [
     ("arrays and numbers", [np.zeros((8, 8)), 3, np.zeros((8, 8))], TypeError, "mixes arrays"),
     ("None", None, TypeError, "got NoneType"),
     ("dict", {"a": 1}, TypeError, "got dict"),
-    ("string", "images/*.png", TypeError, "got str"),
+    ("string", "images/*.png", TypeError,
+     r"string 'images/\*\.png', not a batch.*list_image_files.*glob\.glob"),
     ("scalar", 3.0, TypeError, "got float"),
 ]
 

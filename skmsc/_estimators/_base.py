@@ -30,6 +30,7 @@ import torch
 import torchvision
 from sklearn.base import _fit_context
 from sklearn.exceptions import NotFittedError
+from sklearn.metrics import roc_auc_score
 from sklearn.utils._param_validation import (
     Interval,
     InvalidParameterError,
@@ -39,7 +40,7 @@ from sklearn.utils._param_validation import (
 from sklearn.utils.validation import check_is_fitted
 
 from .. import persistence
-from .._checks import DivergenceError, check_feature_range
+from .._checks import DivergenceError, check_feature_range, normal_mask
 from .._gallery import REDUCTIONS, gallery_rows, leave_one_out_distances, reduce_gallery
 from .._version import __version__
 from ..neighbors import knn_scores, make_index, resolve_knn_algorithm
@@ -642,6 +643,59 @@ class KNNScorerMixin:
         labels : ndarray of shape (n_samples,) of int
         """
         return np.where(self.decision_function(X) < 0, -1, 1)
+
+    def score(self, X, y, sample_weight=None):
+        """ROC-AUC of ``decision_function`` on ``X``, with "normal" (label 1) as positive.
+
+        What scikit-learn's ``GridSearchCV``, ``cross_val_score`` and
+        ``cross_validate`` use when no ``scoring`` is given. It equals
+        :func:`skmsc.model_selection.normal_roc_auc_score` of ``decision_function``: 1.0
+        when every normal sample scores above every anomaly, 0.5 for a random ranking.
+        It does not depend on the threshold (``contamination``).
+
+        Parameters
+        ----------
+        X : array-like or sequence of image paths / PIL images
+            Samples shaped like the training data (see ``fit``).
+        y : array-like of shape (n_samples,)
+            1 for normal samples, 0 or -1 for anomalies (booleans: True = normal), as
+            ``predict`` returns them; both kinds must be present. PyOD's labels (1 =
+            anomaly) are the other way round: pass ``1 - y``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            ROC-AUC in [0, 1], higher is better.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmsc import KNNDetector
+        >>> rng = np.random.default_rng(0)
+        >>> det = KNNDetector().fit(rng.normal(size=(200, 2)))
+        >>> X_test = np.vstack([rng.normal(size=(50, 2)), rng.normal(size=(50, 2)) + 4])
+        >>> y_test = np.r_[np.ones(50), np.zeros(50)].astype(int)   # 1 = normal
+        >>> round(det.score(X_test, y_test), 2)
+        1.0
+        """
+        decision = self.decision_function(X)  # checks X first, as scikit-learn expects
+        normal = normal_mask(y)
+        if len(normal) != len(decision):
+            raise ValueError(
+                f"X has {len(decision)} samples but y has {len(normal)} labels: pass one "
+                "label per sample."
+            )
+        if normal.all() or not normal.any():
+            kind = "normal samples (label 1)" if normal.all() else "anomalies (label 0 or -1)"
+            raise ValueError(
+                f"y holds only {kind}: ROC-AUC needs both normal samples (1) and anomalies "
+                "(0 or -1). In a search or cross_val_score, use a splitter whose test "
+                "folds hold both, e.g. skmsc.model_selection.OneClassKFold, or "
+                "StratifiedKFold."
+            )
+        return float(roc_auc_score(normal, decision, sample_weight=sample_weight))
 
     def conformal_pvalues(self, X):
         """Conformal p-values: how unusual each sample is among the training samples.

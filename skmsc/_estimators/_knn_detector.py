@@ -16,6 +16,7 @@ from .._checks import (
     check_enough_samples,
     check_feature_range,
     check_input_container,
+    explained_non_finite,
     warn_if_labelled_anomalies,
 )
 from ._base import KNN_PARAMETER_CONSTRAINTS, KNNScorerMixin, SkmscEstimatorMixin
@@ -133,7 +134,8 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         # All or nothing (see fits_aside).
         clock = self._fit_clock()
         check_input_container(X)
-        X = validate_data(self, X, dtype="numeric", ensure_min_samples=1)
+        with explained_non_finite(X):
+            X = validate_data(self, X, dtype="numeric", ensure_min_samples=1)
         warn_if_labelled_anomalies(y, len(X), type(self).__name__)
         check_enough_samples(len(X), self.n_neighbors)
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
@@ -148,7 +150,8 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         """The validated feature vectors of ``X``, as one chunk."""
         check_is_fitted(self)
         check_input_container(X)
-        X = validate_data(self, X, dtype="numeric", reset=False)
+        with explained_non_finite(X):
+            X = validate_data(self, X, dtype="numeric", reset=False)
         features = np.asarray(X, dtype=np.float32)
         check_feature_range(features)
         yield features

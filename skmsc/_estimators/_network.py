@@ -25,6 +25,7 @@ from .._checks import (
     check_fitted_sample_shape,
     check_image_array,
     check_input_container,
+    explained_non_finite,
     warn_if_labelled_anomalies,
 )
 from ..data._batches import ArrayBatches, file_batches
@@ -121,7 +122,9 @@ class NetworkEstimatorMixin:
         source = file_batches(X)
         if source is None:
             check_input_container(X)
-            X = validate_data(self, X, dtype="numeric", allow_nd=True, ensure_min_samples=1)
+            with explained_non_finite(X):
+                X = validate_data(self, X, dtype="numeric", allow_nd=True,
+                                  ensure_min_samples=1)
             source = ArrayBatches(X)
         else:
             # Files have no common shape: there is no n_features_in_ to record, and a
@@ -207,7 +210,9 @@ class NetworkEstimatorMixin:
             return source
         check_input_container(X)
         raw = X  # a DataFrame keeps its column names for validate_data below
-        X = check_array(X, dtype="numeric", allow_nd=True, estimator=self, input_name="X")
+        with explained_non_finite(X):
+            X = check_array(X, dtype="numeric", allow_nd=True, estimator=self,
+                            input_name="X")
         check_fitted_sample_shape(X, self.input_shape_, has_network=self.encoder_ is not None)
         validate_data(self, raw, reset=False, skip_check_array=True)
         if self.encoder_ is not None:

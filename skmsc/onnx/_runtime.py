@@ -222,8 +222,15 @@ def _parse_metadata(text, path: Path) -> dict:
         raise ValueError(f"{str(path)!r} was not written by skmsc export: its metadata "
                          f"lacks a valid {METADATA_KEY!r} entry.")
     if metadata.get("format_version") != FORMAT_VERSION:
+        from .._version import __version__
+
+        versions = metadata.get("versions")
+        saved_by = versions.get("skmsc") if isinstance(versions, dict) else None
+        saved_by = (f"skmsc {saved_by}" if isinstance(saved_by, str) and len(saved_by) < 40
+                    else "an unknown skmsc version")
         raise ValueError(
-            f"{str(path)!r} has format version {metadata.get('format_version')!r}; this "
-            f"skmsc reads version {FORMAT_VERSION}. Export it again with this skmsc."
+            f"{str(path)!r} was exported by {saved_by} in format version "
+            f"{metadata.get('format_version')!r}; this skmsc {__version__} reads format "
+            f"version {FORMAT_VERSION}. Export it again with this skmsc."
         )
     return metadata
