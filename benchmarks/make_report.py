@@ -54,9 +54,12 @@ BACKBONE_NOTE = {
 
 
 def load_runs(folder: Path) -> list[tuple[Path, dict]]:
+    """Runs of ``reproduce.py``; other benchmarks' ``results.json`` (deploy, gallery) differ."""
     runs = []
     for path in sorted(folder.glob("*/results.json")):
-        runs.append((path.parent, json.loads(path.read_text())))
+        payload = json.loads(path.read_text())
+        if "config" in payload and "classes" in payload:
+            runs.append((path.parent, payload))
     return runs
 
 

@@ -96,6 +96,35 @@ def test_resume_keeps_finished_classes(benchmark_run, image_folder, capsys):
              "--resume", *TINY[:-6], "--learning-rate", "1e-4", *TINY[-4:]])
 
 
+def test_resume_adds_classes_to_a_run_of_the_size_as_defined(image_folder, tmp_path):
+    # Without --methods the size's own tuple of methods goes into the config; --resume
+    # compares it with the JSON list read back (it refused every such run before).
+    out = tmp_path / "run"
+    tiny = [a for a in TINY if a not in ("--methods", "pretrained-knn", "msc", "msc-angular")]
+    common = ["--dataset", "folder", "--root", str(image_folder), "--out", str(out), *tiny]
+    first = _module("reproduce").main([*common, "--classes", "bright"])
+    assert [row["class"] for row in first["classes"]] == ["bright"]
+    again = _module("reproduce").main([*common, "--classes", "bright", "dark", "--resume"])
+    assert [row["class"] for row in again["classes"]] == ["bright", "dark"]
+    assert again["classes"][0] == first["classes"][0]
+
+
+def test_report_skips_other_benchmarks_results(benchmark_run, tmp_path):
+    # deploy/, gallery/ ... also write a results.json, without a reproduce.py config.
+    results, _, _ = benchmark_run
+    other = tmp_path / "results"
+    other.mkdir()
+    for path in results.rglob("*"):
+        if path.is_file():
+            target = other / path.relative_to(results)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    (other / "deploy").mkdir()
+    (other / "deploy" / "results.json").write_text(json.dumps({"rows": []}))
+    runs = _module("make_report").load_runs(other)
+    assert [folder.name for folder, _ in runs] == ["folder-tiny"]
+
+
 def test_report_has_table_and_plots(benchmark_run, tmp_path):
     results, _, payload = benchmark_run
     report = tmp_path / "docs" / "benchmarks.md"
