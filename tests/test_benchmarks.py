@@ -290,3 +290,28 @@ def test_probed_curves_on_an_image_folder_and_the_epoch_rules(tmp_path):
     assert [r["chosen"] for r in table["last epoch (no safeguard)"]["curves"]] == [2]
     for row in table.values():
         assert row["n"] == 1 and 0 <= row["curves"][0]["chosen"] <= 2
+
+
+def test_report_compares_the_kept_epoch_with_the_same_seed_curve(tmp_path):
+    make_report = _module("make_report")
+    config = {"backbone": "efficientnet_lite0", "image_size": 224, "learning_rate": 3e-4,
+              "epochs": 2, "batch_size": 32, "early_stopping": True}
+    run = {"dataset": "folder", "seed": 0, "methods": ["pretrained-knn", "msc"],
+           "config": config, "command": "x --root /data/cifar10",
+           "classes": [{"class_index": c, "class": name, "n_train": 100, "methods": [
+               {"method": "pretrained-knn", "roc_auc": 0.8},
+               {"method": "msc", "roc_auc": auc, "kept_epoch": kept}]}
+               for c, name, auc, kept in ((0, "plane", 0.9, 2), (1, "car", 0.8, 0))]}
+    curves = {"args": {**config, "dataset": "folder", "seed": 0, "n_train": 100},
+              "curves": [{"task": "cifar10-0-plane", "setting": "3e-4:auto", "n_train": 100,
+                          "roc_auc_by_epoch": [0.8, 0.85, 0.9]},
+                         {"task": "cifar10-1-car", "setting": "3e-4:auto", "n_train": 100,
+                          "roc_auc_by_epoch": [0.8, 0.9, 0.82]},
+                         {"task": "cifar10-1-car", "setting": "1e-4:auto", "n_train": 100,
+                          "roc_auc_by_epoch": [0.8, 0.99, 0.99]}]}
+    text = "\n".join(make_report.kept_epochs_section([(tmp_path / "dev", run)],
+                                                     [(tmp_path / "c", curves)]))
+    assert "| `dev` | 0 plane | 80.00 | 2 | 90.00 | 90.00 | 2 | 90.00 |" in text
+    assert "| `dev` | 1 car | 80.00 | 0 | 80.00 | 80.00 | 1 | 90.00 |" in text  # not lr 1e-4
+    assert "`dev` +10.00 of +20.00 points (50 %)" in text
+    assert make_report.dataset_title(run) == "CIFAR-10 (JPEG image folders)"
