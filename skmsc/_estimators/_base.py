@@ -43,7 +43,7 @@ from .. import persistence
 from .._checks import DivergenceError, check_feature_range, normal_mask
 from .._gallery import REDUCTIONS, gallery_rows, leave_one_out_distances, reduce_gallery
 from .._version import __version__
-from ..neighbors import knn_scores, make_index, resolve_knn_algorithm
+from ..neighbors import KNNScorer, make_index, resolve_knn_algorithm
 from ._saved_fields import (
     SavedFieldError,
     require,
@@ -442,6 +442,12 @@ class KNNScorerMixin:
     ``_feature_chunks(X)``: the validated features of ``X``, in one or more chunks.
     """
 
+    def knn_scorer(self) -> KNNScorer:
+        """The scoring rule with this detector's ``n_neighbors``
+        (:class:`skmsc.neighbors.KNNScorer`): what ``score_samples``, the leave-one-out
+        threshold, ``anomaly_maps`` and the ONNX export apply."""
+        return KNNScorer(self.n_neighbors)
+
     def _fit_knn(self, features: np.ndarray, seed: int) -> None:
         """Index ``features`` (or the smaller gallery ``gallery_size`` asks for) and set the
         threshold from the training samples' leave-one-out scores."""
@@ -466,7 +472,7 @@ class KNNScorerMixin:
             loo_distances = leave_one_out_distances(index, features, reduced, self.n_neighbors)
         self.train_features_ = features
         self.gallery_ = gallery
-        self.train_scores_ = -loo_distances.sum(axis=1)
+        self.train_scores_ = self.knn_scorer().from_distances(loo_distances)
         self.knn_algorithm_ = algorithm
         self._index = index
         self._index_seed = int(seed)
@@ -608,8 +614,9 @@ class KNNScorerMixin:
         return snapshot(self)._score_samples(X)
 
     def _score_samples(self, X):
+        scorer = self.knn_scorer()
         parts = [
-            knn_scores(self._index, features, self.n_neighbors)
+            scorer.scores(self._index, features)
             for features in self._feature_chunks(X)
         ]
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)

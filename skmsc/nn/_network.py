@@ -250,7 +250,7 @@ class MeanShiftedNetwork:
             seed=int(augment_seed), on_epoch=on_epoch,
         )
 
-    def anomaly_maps(self, X, *, index, n_neighbors: int,
+    def anomaly_maps(self, X, *, index, scorer,
                      method: str = "occlusion", batch_size: int = 64,
                      precision: str = "float32", fill: str = "mean") -> list[np.ndarray]:
         """Where each image's kNN anomaly score comes from: one float32 ``(H, W)`` map per
@@ -258,11 +258,11 @@ class MeanShiftedNetwork:
 
         ``index`` is the search index of the gallery (an index of :mod:`skmsc.neighbors`:
         ``kneighbors(queries, k)`` and the searched vectors as ``gallery``): the score
-        explained is the sum of squared distances to the ``n_neighbors`` nearest of them.
+        explained is ``scorer``'s (:class:`skmsc.neighbors.KNNScorer`), negated.
         ``method`` is ``"occlusion"`` or ``"gradient"``; ``precision`` is ``"auto"`` or a
         resolved name.
         """
-        score = KNNScore(index, n_neighbors)
+        score = KNNScore(index, scorer)
         return _anomaly_maps(
             self.encoder, batch_source(X), score, spec=self.spec, image_size=self.image_size,
             device=self.device, method=method, batch_size=batch_size,

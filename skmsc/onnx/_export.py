@@ -86,7 +86,7 @@ def export_onnx(detector, path, *, input_size=None) -> Path:
         )
     _warn_on_inexact_export(detector)
     graph = ScoringGraph(detector.encoder_, detector.backbone_spec_, detector.image_size_,
-                         size, gallery, detector.n_neighbors)
+                         size, gallery, detector.knn_scorer())
     model = export_onnx_model(graph, size)
     _set_metadata(model, _metadata(detector, size))
     import onnx
