@@ -34,6 +34,8 @@ from ..nn._eta import FitTimer
 from ..nn._runtime import PRECISIONS, loadable_device, parse_device
 from ..nn.backbones import BACKBONES
 from ._saved_fields import (
+    OMIT,
+    FittedField,
     SavedFieldError,
     require,
     saved_array,
@@ -98,6 +100,119 @@ def _restored_precision(saved) -> dict | None:
         f"in {sorted(RESOLVED_PRECISIONS)}",
     )
     return dict(saved)
+
+
+def _restore_center(est, tensors: dict) -> np.ndarray:
+    persistence.check("center_" in tensors, "tensor center_ is missing")
+    n_features = est._n_features_out_of(tensors)
+    persistence.check(tensors["center_"].shape == (n_features,),
+                      "center_ does not match train_features_")
+    return saved_array(tensors, "center_", ndim=1, shape=(n_features,))
+
+
+def _restore_input_shape(est, fitted: dict):
+    shape = _saved_input_shape(fitted)
+    n_features_in = getattr(est, "n_features_in_", None)
+    if shape is not None:
+        require(n_features_in == shape[0], "n_features_in_",
+                f"{n_features_in} does not match input_shape_ {shape} (X.shape[1] in fit)")
+    else:
+        require(not hasattr(est, "n_features_in_"), "n_features_in_",
+                "a model fitted on image files has none")
+    return shape
+
+
+def _restore_image_size(est, fitted: dict) -> int:
+    size = saved_int(fitted, "image_size_", low=MIN_IMAGE_SIZE, high=MAX_IMAGE_SIZE)
+    require(size == est.image_size, "image_size_",
+            f"{size} differs from the parameter image_size={est.image_size}")
+    return size
+
+
+def _restore_losses(est, fitted: dict) -> list:
+    losses = saved_value(fitted, "loss_curve_")
+    require(isinstance(losses, list) and len(losses) <= est.epochs, "loss_curve_",
+            f"expected a list of at most epochs={est.epochs} numbers")
+    return [saved_float(fitted, "loss_curve_", value=v) for v in losses]
+
+
+def _restore_validation(est, fitted: dict):
+    scores = fitted["validation_scores_"]
+    require(scores is None or (isinstance(scores, list)
+                               and len(scores) == len(est.loss_curve_) + 1),
+            "validation_scores_", "expected None or one score per epoch, and epoch 0")
+    return None if scores is None else [
+        saved_float(fitted, "validation_scores_", 0.0, 1.0, value=v) for v in scores]
+
+
+def _restore_best_epoch(est, fitted: dict) -> int:
+    n_epochs = len(est.loss_curve_)
+    best = saved_int(fitted, "best_epoch_", 0, n_epochs)
+    require(est.validation_scores_ is not None or best == n_epochs, "best_epoch_",
+            "without the safeguard the last epoch is kept")
+    return best
+
+
+def _restore_device(fitted: dict) -> torch.device:
+    try:
+        return loadable_device(parse_device(saved_str(fitted, "device_")))
+    except ValueError as exc:
+        raise SavedFieldError(f"Saved fitted attribute 'device_' is invalid: {exc}") from None
+
+
+def _saved_weights(tensors: dict) -> dict:
+    return {
+        key[len(_ENCODER_PREFIX):]: torch.from_numpy(value.copy())
+        for key, value in tensors.items() if key.startswith(_ENCODER_PREFIX)
+    }
+
+
+def _restore_backbone(est, fitted: dict, tensors: dict):
+    """The registry's entry of the saved backbone name; ``None`` for a feature-vector fit."""
+    check = persistence.check
+    backbone = saved_value(fitted, "backbone")
+    n_features = est._n_features_out_of(tensors)
+    if backbone is None:
+        check(not any(key.startswith(_ENCODER_PREFIX) for key in tensors)
+              and est.input_shape_ is not None and len(est.input_shape_) == 1,
+              "feature-vector detector with network weights or image shape")
+        check(est.input_shape_ == (n_features,), "input_shape_ does not match the features")
+        return None
+    check(backbone in BACKBONES, f"unknown backbone {backbone!r}")
+    check(est.input_shape_ is None or len(est.input_shape_) in (2, 3),
+          "an image model with the input_shape_ of feature vectors")
+    spec = BACKBONES[backbone]
+    check(n_features == spec.feature_dim, "feature size does not match the backbone")
+    require(backbone == est.backbone, "backbone",
+            f"{backbone!r} differs from the parameter backbone={est.backbone!r}")
+    return spec
+
+
+def _restore_encoder(est, tensors: dict):
+    if est.backbone_spec_ is None:
+        return None
+    weights = _saved_weights(tensors)
+    for key, value in weights.items():
+        require(bool(torch.isfinite(value).all()) if value.is_floating_point() else True,
+                _ENCODER_PREFIX + key, "the network weight holds NaN or infinity")
+    try:
+        network = est._network_from(weights)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"The saved network weights do not fit backbone {est.backbone_spec_.name!r}: "
+            f"{exc}"
+        ) from exc
+    return network.encoder
+
+
+def _restore_precision(est, fitted: dict) -> dict:
+    if est.encoder_ is None:
+        return {"fine_tuning": "float32", "features": "float32"}
+    network = est._network()
+    return _restored_precision(fitted.get("precision_")) or {
+        "fine_tuning": network.precision(est.precision, training=True),
+        "features": network.precision(est.precision, training=False),
+    }
 
 
 def fit_seeds(random_state) -> np.ndarray:
@@ -262,101 +377,37 @@ class NetworkEstimatorMixin:
             self.backbone_spec_.name, weights, image_size=self.image_size_, device=self.device_
         )
 
-    def _saved_state(self) -> tuple[dict, dict]:
-        fitted, tensors = super()._saved_state()
-        fitted.update(
-            image_size_=int(self.image_size_),
-            loss_curve_=[float(v) for v in self.loss_curve_],
-            validation_scores_=(None if self.validation_scores_ is None
-                                else [float(v) for v in self.validation_scores_]),
-            best_epoch_=int(self.best_epoch_),
-            input_shape_=None if self.input_shape_ is None else list(self.input_shape_),
-            device_=str(self.device_),
-            precision_=dict(self.precision_),
-            backbone=None if self.backbone_spec_ is None else self.backbone_spec_.name,
-        )
-        tensors["center_"] = self.center_
-        if self.encoder_ is not None:
-            for key, value in self._network().state_dict().items():
-                tensors[_ENCODER_PREFIX + key] = value.contiguous().numpy()
-        return fitted, tensors
-
-    def _restore_state(self, fitted: dict, tensors: dict) -> None:
-        super()._restore_state(fitted, tensors)
-        check = persistence.check
-        check("center_" in tensors, "tensor center_ is missing")
-        n_features = self._n_features_out_of(tensors)
-        check(tensors["center_"].shape == (n_features,), "center_ does not match train_features_")
-        center = saved_array(tensors, "center_", ndim=1, shape=(n_features,))
-        self.input_shape_ = _saved_input_shape(fitted)
-        if self.input_shape_ is not None:
-            require(getattr(self, "n_features_in_", None) == self.input_shape_[0],
-                    "n_features_in_", f"{getattr(self, 'n_features_in_', None)} does not match "
-                    f"input_shape_ {self.input_shape_} (X.shape[1] in fit)")
-        else:
-            require(not hasattr(self, "n_features_in_"), "n_features_in_",
-                    "a model fitted on image files has none")
-        self.image_size_ = saved_int(fitted, "image_size_", low=MIN_IMAGE_SIZE,
-                                     high=MAX_IMAGE_SIZE)
-        require(self.image_size_ == self.image_size, "image_size_",
-                f"{self.image_size_} differs from the parameter image_size={self.image_size}")
-        losses = saved_value(fitted, "loss_curve_")
-        require(isinstance(losses, list) and len(losses) <= self.epochs, "loss_curve_",
-                f"expected a list of at most epochs={self.epochs} numbers")
-        self.loss_curve_ = [saved_float(fitted, "loss_curve_", value=v) for v in losses]
-        # Saved before the safeguard existed: the last epoch was kept.
-        scores = fitted.get("validation_scores_")
-        require(scores is None or (isinstance(scores, list)
-                                   and len(scores) == len(losses) + 1),
-                "validation_scores_", "expected None or one score per epoch, and epoch 0")
-        self.validation_scores_ = None if scores is None else [
-            saved_float(fitted, "validation_scores_", 0.0, 1.0, value=v) for v in scores]
-        self.best_epoch_ = saved_int(fitted, "best_epoch_", 0, len(losses),
-                                     value=fitted.get("best_epoch_", len(losses)))
-        require(scores is not None or self.best_epoch_ == len(losses), "best_epoch_",
-                "without the safeguard the last epoch is kept")
-        self.center_ = center
-        try:
-            self.device_ = loadable_device(parse_device(saved_str(fitted, "device_")))
-        except ValueError as exc:
-            raise SavedFieldError(f"Saved fitted attribute 'device_' is invalid: {exc}") from None
-        weights = {
-            key[len(_ENCODER_PREFIX):]: torch.from_numpy(value.copy())
-            for key, value in tensors.items() if key.startswith(_ENCODER_PREFIX)
-        }
-        backbone = saved_value(fitted, "backbone")
-        if backbone is None:
-            check(not weights and self.input_shape_ is not None
-                  and len(self.input_shape_) == 1,
-                  "feature-vector detector with network weights or image shape")
-            check(self.input_shape_ == (n_features,), "input_shape_ does not match the features")
-            self.encoder_, self.backbone_spec_ = None, None
-            self.precision_ = {"fine_tuning": "float32", "features": "float32"}
-            return
-        check(backbone in BACKBONES, f"unknown backbone {backbone!r}")
-        check(self.input_shape_ is None or len(self.input_shape_) in (2, 3),
-              "an image model with the input_shape_ of feature vectors")
-        self.backbone_spec_ = BACKBONES[backbone]
-        check(n_features == self.backbone_spec_.feature_dim,
-              "feature size does not match the backbone")
-        require(backbone == self.backbone, "backbone",
-                f"{backbone!r} differs from the parameter backbone={self.backbone!r}")
-        for key, value in weights.items():
-            require(bool(torch.isfinite(value).all()) if value.is_floating_point() else True,
-                    _ENCODER_PREFIX + key, "the network weight holds NaN or infinity")
-        try:
-            network = self._network_from(weights)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"The saved network weights do not fit backbone {backbone!r}: {exc}"
-            ) from exc
-        self.encoder_ = network.encoder
-        # What fit ran in, as saved; saves from before precision_ was kept: what the
-        # parameter means on the device loaded to (the best that is known).
-        self.precision_ = _restored_precision(fitted.get("precision_")) or {
-            "fine_tuning": network.precision(self.precision, training=True),
-            "features": network.precision(self.precision, training=False),
-        }
+    _FITTED_FIELDS = (
+        FittedField("center_", lambda est, fitted, tensors: _restore_center(est, tensors),
+                    tensor=True),
+        FittedField("input_shape_", lambda est, fitted, tensors: _restore_input_shape(
+            est, fitted), save=lambda est: (None if est.input_shape_ is None
+                                            else list(est.input_shape_))),
+        FittedField("image_size_", lambda est, fitted, tensors: _restore_image_size(
+            est, fitted), save=lambda est: int(est.image_size_)),
+        FittedField("loss_curve_", lambda est, fitted, tensors: _restore_losses(est, fitted),
+                    save=lambda est: [float(v) for v in est.loss_curve_]),
+        # Saved before the safeguard existed: no scores, and the last epoch was kept.
+        FittedField("validation_scores_", lambda est, fitted, tensors: _restore_validation(
+            est, fitted), save=lambda est: (None if est.validation_scores_ is None else [
+                float(v) for v in est.validation_scores_]), older=lambda est: None),
+        FittedField("best_epoch_", lambda est, fitted, tensors: _restore_best_epoch(
+            est, fitted), save=lambda est: int(est.best_epoch_),
+            older=lambda est: len(est.loss_curve_)),
+        FittedField("device_", lambda est, fitted, tensors: _restore_device(fitted),
+                    save=lambda est: str(est.device_)),
+        FittedField("backbone_spec_", lambda est, fitted, tensors: _restore_backbone(
+            est, fitted, tensors), key="backbone", save=lambda est: (
+                None if est.backbone_spec_ is None else est.backbone_spec_.name)),
+        FittedField("encoder_", lambda est, fitted, tensors: _restore_encoder(est, tensors),
+                    tensor=True, save=lambda est: (OMIT if est.encoder_ is None else {
+                        _ENCODER_PREFIX + key: value.contiguous().numpy()
+                        for key, value in est._network().state_dict().items()})),
+        # Saves from before precision_ was kept: what the parameter means on the device
+        # loaded to (the best that is known).
+        FittedField("precision_", lambda est, fitted, tensors: _restore_precision(
+            est, fitted), save=lambda est: dict(est.precision_)),
+    )
 
     def _n_features_out_of(self, tensors: dict) -> int:
         return tensors["train_features_"].shape[1]
