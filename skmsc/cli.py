@@ -759,17 +759,10 @@ def _evaluate_on(detector, folders, args) -> int:
 
 
 def _move(detector, device: str) -> None:
-    import torch
-
-    from .nn._runtime import resolve_device
-
     try:
-        target = resolve_device(device)
+        detector.set_device(device)
     except (ValueError, RuntimeError) as exc:
         raise UsageError(str(exc)) from exc
-    if detector.encoder_ is not None:
-        detector.encoder_.to(target)
-    detector.device_ = torch.device(target)
 
 
 def _non_negative_int(text: str) -> int:

@@ -8,6 +8,7 @@ torch work is done by :class:`skmsc.nn.MeanShiftedNetwork`; this module only dec
 
 from __future__ import annotations
 
+import copy
 import os
 from numbers import Integral, Real
 
@@ -31,7 +32,7 @@ from .._checks import (
 from ..data._batches import ArrayBatches, file_batches
 from ..nn import MeanShiftedNetwork
 from ..nn._eta import FitTimer
-from ..nn._runtime import PRECISIONS, loadable_device, parse_device
+from ..nn._runtime import PRECISIONS, loadable_device, parse_device, resolve_device
 from ..nn.backbones import BACKBONES
 from ._saved_fields import (
     OMIT,
@@ -44,6 +45,7 @@ from ._saved_fields import (
     saved_str,
     saved_value,
 )
+from ._state import fits_aside
 
 #: Smallest ``image_size``: below it the backbones' strides leave no spatial extent.
 MIN_IMAGE_SIZE = 16
@@ -333,6 +335,39 @@ class NetworkEstimatorMixin:
         if self.encoder_ is not None:
             check_image_array(X)
         return ArrayBatches(X)
+
+    @fits_aside  # device_ and the network move together
+    def set_device(self, device):
+        """Move the fitted network to ``device`` for scoring, without refitting.
+
+        Parameters
+        ----------
+        device : str or torch.device
+            ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; an absent device
+            is a ``ValueError`` or ``RuntimeError`` naming it.
+
+        Returns
+        -------
+        self : object
+            With ``device_`` set; the ``device`` parameter is unchanged (it is what ``fit``
+            uses).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmsc import MeanShiftedContrastiveDetector
+        >>> det = MeanShiftedContrastiveDetector(contamination=0.1).fit(
+        ...     np.random.default_rng(0).normal(size=(20, 3)))
+        >>> str(det.set_device("cpu").device_)
+        'cpu'
+        """
+        check_is_fitted(self)
+        target = torch.device(resolve_device(device))
+        if self.encoder_ is not None:
+            # A moved copy: the fitted network is never changed in place (fits_aside).
+            self.encoder_ = copy.deepcopy(self.encoder_).to(target)
+        self.device_ = target
+        return self
 
     def _network(self) -> MeanShiftedNetwork:
         return MeanShiftedNetwork(self.encoder_, self.backbone_spec_, self.image_size_,

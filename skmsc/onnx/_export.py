@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 from sklearn.utils.validation import check_is_fitted
 
-from .._estimators._base import current_versions
+from .._estimators import current_versions
+from .._fileio import write_file_atomically
+from .._version import __version__
 from ..nn._export import INPUT_NAME, OUTPUT_NAME, ScoringGraph, export_onnx_model
 from ._runtime import FORMAT, FORMAT_VERSION, METADATA_KEY
 
@@ -170,28 +170,17 @@ def _metadata(detector, size) -> dict:
 
 
 def _set_metadata(model, metadata: dict) -> None:
-    from .. import __version__
-
     model.producer_name, model.producer_version = "skmsc", __version__
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
 
 
 def _write_atomically(data: bytes, path: Path) -> Path:
-    """Write beside ``path`` and rename: a failure never leaves a half-written file."""
+    """Write beside ``path`` and rename (``_fileio.write_file_atomically``: the file and
+    its folder fsynced): a failure never leaves a half-written file."""
     if path.is_dir():
         raise ValueError(f"{str(path)!r} is a folder; pass the path of the .onnx file.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_file_atomically(path, lambda file: file.write(data))
     return path
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._version import __version__
+
 __all__ = ["ONNXDetector", "RUNTIMES"]
 
 #: Metadata key of the exported file, and the format it holds.
@@ -222,8 +224,6 @@ def _parse_metadata(text, path: Path) -> dict:
         raise ValueError(f"{str(path)!r} was not written by skmsc export: its metadata "
                          f"lacks a valid {METADATA_KEY!r} entry.")
     if metadata.get("format_version") != FORMAT_VERSION:
-        from .._version import __version__
-
         versions = metadata.get("versions")
         saved_by = versions.get("skmsc") if isinstance(versions, dict) else None
         saved_by = (f"skmsc {saved_by}" if isinstance(saved_by, str) and len(saved_by) < 40
