@@ -99,8 +99,9 @@ def fit_parameters() -> list[tuple[str, object, list]]:
 
 def _flag_value(name: str, constraints: list):
     """The argparse ``type`` of a parameter: the text read by the first constraint it fits
-    ('none' for None, an option, an integer, a number, a seed), else the text itself, which
-    the estimator's own check then reports."""
+    ('none' for None, an option, an integer, a number, a seed). Other text is a usage error
+    here for a number-only parameter; else it goes to the estimator, whose own check
+    reports it."""
     from sklearn.utils._param_validation import Interval, StrOptions
 
     def convert(text: str):
@@ -115,7 +116,11 @@ def _flag_value(name: str, constraints: list):
                 return int(text) if kind is Integral else float(text)
             except ValueError:
                 pass
-        return text
+        if any(isinstance(c, StrOptions) or c is str for c in constraints):
+            return text
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kinds == [Integral] else 'a number'}"
+            f"{' or none' if None in constraints else ''}, got {text!r}")
 
     convert.__name__ = name
     return convert

@@ -30,7 +30,7 @@ from .._checks import (
     warn_if_labelled_anomalies,
 )
 from ..data._batches import ArrayBatches, file_batches
-from ..nn import MeanShiftedNetwork
+from ..nn import FineTuning, MeanShiftedNetwork
 from ..nn._eta import FitTimer
 from ..nn._runtime import PRECISIONS, loadable_device, parse_device, resolve_device
 from ..nn.backbones import BACKBONES
@@ -292,15 +292,17 @@ class NetworkEstimatorMixin:
                    "near zero: use angular=False)" if self.angular else "")
                 + ". Check the backbone's weights."
             )
-        loss_curve, features, validation_scores, best_epoch = network.fine_tune_and_extract(
-            source, pretrained, center, epochs=self.epochs, learning_rate=self.learning_rate,
+        tuning = FineTuning(
+            epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
             weight_decay=self.weight_decay, temperature=self.temperature,
             angular=self.angular, seed=(int(seeds[1]), int(seeds[2])),
             precision=precision["fine_tuning"], features_precision=precision["features"],
             early_stopping=self.early_stopping and self.epochs > 0,
             validation_fraction=self.validation_fraction,
-            n_iter_no_change=self.n_iter_no_change, **run,
+            n_iter_no_change=self.n_iter_no_change, verbose=self.verbose,
         )
+        loss_curve, features, validation_scores, best_epoch = network.fine_tune_and_extract(
+            source, pretrained, center, tuning, timer=timer)
         del pretrained
         self.validation_scores_ = validation_scores
         self.best_epoch_ = best_epoch

@@ -18,7 +18,8 @@ The runtime helpers (:func:`resolve_device`, :func:`resolve_precision`, :func:`a
 are public too, for code that runs the encoder itself (the benchmarks' ceilings).
 """
 
-from ._network import MeanShiftedNetwork
+from ._network import FineTuning, MeanShiftedNetwork
 from ._runtime import autocast, resolve_device, resolve_precision
 
-__all__ = ["MeanShiftedNetwork", "autocast", "resolve_device", "resolve_precision"]
+__all__ = ["FineTuning", "MeanShiftedNetwork", "autocast", "resolve_device",
+           "resolve_precision"]

@@ -10,6 +10,7 @@ anyone who wants the network without scikit-learn go through it; nothing outside
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,7 +23,40 @@ from ._training import extract_features, fine_tune, fine_tune_and_extract
 from .backbones import BackboneSpec, build_backbone, freeze_stages, get_spec
 from .model import MeanShiftedEncoder
 
-__all__ = ["MeanShiftedNetwork"]
+__all__ = ["FineTuning", "MeanShiftedNetwork"]
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    """How :meth:`MeanShiftedNetwork.fine_tune_and_extract` fine-tunes: one frozen value
+    instead of a long list of keyword arguments.
+
+    ``seed`` is an int (data order and augmentation both derive from it) or a pair
+    ``(augmentation_seed, order_seed)``. ``precision`` is the fine-tuning arithmetic and
+    ``features_precision`` the extraction's (``"auto"`` or a resolved name). With
+    ``early_stopping``, ``validation_fraction`` of the images are held out and training
+    stops after ``n_iter_no_change`` epochs without a new best (``nn/_safeguard.py``).
+
+    Examples
+    --------
+    >>> from skmsc.nn import FineTuning
+    >>> FineTuning(epochs=2, learning_rate=3e-4).batch_size
+    64
+    """
+
+    epochs: int
+    batch_size: int = 64
+    learning_rate: float = 1e-5
+    weight_decay: float = 5e-5
+    temperature: float = 0.25
+    angular: bool = False
+    seed: int | tuple[int, int] = 0
+    precision: str = "float32"
+    features_precision: str = "float32"
+    early_stopping: bool = False
+    validation_fraction: float = 0.1
+    n_iter_no_change: int = 3
+    verbose: bool = False
 
 
 class MeanShiftedNetwork:
@@ -202,52 +236,37 @@ class MeanShiftedNetwork:
         return fine_tune(self.encoder, batch_source(X), torch.from_numpy(np.asarray(center)),
                          **tune)
 
-    def fine_tune_and_extract(
-        self,
-        X,
-        pretrained: np.ndarray,
-        center: np.ndarray,
-        *,
-        epochs: int,
-        batch_size: int = 64,
-        learning_rate: float = 1e-5,
-        weight_decay: float = 5e-5,
-        temperature: float = 0.25,
-        angular: bool = False,
-        seed=0,
-        precision: str = "float32",
-        features_precision: str = "float32",
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        n_iter_no_change: int = 3,
-        verbose=False,
-        on_epoch=None,
-        timer=None,
-    ):
-        """Fine-tune, keep the right epoch, freeze, and return the kept network's features.
+    def fine_tune_and_extract(self, X, pretrained: np.ndarray, center: np.ndarray,
+                              tuning: FineTuning, *, on_epoch=None, timer=None):
+        """Fine-tune as ``tuning`` says, keep the right epoch, freeze, and return the kept
+        network's features.
 
         ``pretrained`` are the features of ``X`` before training (the centre's). With
-        ``early_stopping`` a held-out part of ``X`` and synthetic anomalies made from it
-        choose the epoch to keep, the pretrained network included (seeded by the
+        ``tuning.early_stopping`` a held-out part of ``X`` and synthetic anomalies made
+        from it choose the epoch to keep, the pretrained network included (seeded by the
         augmentation seed); else the last epoch is kept. ``on_epoch(epoch, features)``
         sees each evaluated epoch. Returns ``(loss_curve, features, validation_scores,
         kept_epoch)``; ``validation_scores`` is ``None`` without the safeguard. ``timer``:
         a ``skmsc.nn._eta.FitTimer`` told of every batch.
         """
         tune = self._tune_kwargs(
-            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-            weight_decay=weight_decay, temperature=temperature, angular=angular, seed=seed,
-            precision=precision, verbose=verbose, timer=timer,
+            epochs=tuning.epochs, batch_size=tuning.batch_size,
+            learning_rate=tuning.learning_rate, weight_decay=tuning.weight_decay,
+            temperature=tuning.temperature, angular=tuning.angular, seed=tuning.seed,
+            precision=tuning.precision, verbose=tuning.verbose, timer=timer,
         )
-        extract = dict(spec=self.spec, image_size=self.image_size, batch_size=batch_size,
-                       device=self.device, verbose=verbose, timer=timer,
-                       precision=self.precision(features_precision, training=False))
+        extract = dict(spec=self.spec, image_size=self.image_size,
+                       batch_size=tuning.batch_size, device=self.device,
+                       verbose=tuning.verbose, timer=timer,
+                       precision=self.precision(tuning.features_precision, training=False))
+        seed = tuning.seed
         augment_seed = seed if np.isscalar(seed) else seed[0]
         return fine_tune_and_extract(
             self.encoder, batch_source(X), torch.from_numpy(np.asarray(center)), pretrained,
-            extract=extract, tune=tune, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
-            seed=int(augment_seed), on_epoch=on_epoch,
+            extract=extract, tune=tune, early_stopping=tuning.early_stopping,
+            validation_fraction=tuning.validation_fraction,
+            n_iter_no_change=tuning.n_iter_no_change, seed=int(augment_seed),
+            on_epoch=on_epoch,
         )
 
     def anomaly_maps(self, X, *, index, scorer,
