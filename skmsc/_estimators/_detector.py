@@ -12,7 +12,7 @@ from ._base import (
     scoring_chunk_rows,
 )
 from ._maps import AnomalyMapMixin
-from ._network import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
+from ._network_mixin import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
 from ._state import fits_aside
 
 __all__ = ["AUTO_CONTAMINATION", "MeanShiftedContrastiveDetector"]

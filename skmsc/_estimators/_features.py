@@ -15,7 +15,7 @@ from sklearn.base import (
 )
 
 from ._base import SkmscEstimatorMixin
-from ._network import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
+from ._network_mixin import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
 from ._saved_fields import FittedField, require, saved_int
 from ._state import fits_aside, snapshot
 

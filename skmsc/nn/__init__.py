@@ -11,7 +11,7 @@
 - ``_safeguard``: the label-free choice of the epoch to keep;
 - ``_runtime``: device and precision;
 - ``_network``: :class:`MeanShiftedNetwork`, which ties them together;
-- ``_export``: the scoring path as one module for ONNX export (``skmsc.onnx``), with
+- ``_scoring_graph``: the scoring path as one module for ONNX export (``skmsc.onnx``), with
   ``_fixed_point_resize``: torch's uint8 resize as integer matrices.
 
 The runtime helpers (:func:`resolve_device`, :func:`resolve_precision`, :func:`autocast`)

@@ -11,7 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._estimators import current_versions
 from .._fileio import write_file_atomically
 from .._version import __version__
-from ..nn._export import INPUT_NAME, OUTPUT_NAME, ScoringGraph, export_onnx_model
+from ..nn._scoring_graph import INPUT_NAME, OUTPUT_NAME, ScoringGraph, export_onnx_model
 from ._runtime import FORMAT, FORMAT_VERSION, METADATA_KEY
 
 __all__ = ["export_onnx"]

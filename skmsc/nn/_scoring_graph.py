@@ -57,7 +57,7 @@ class ScoringGraph(nn.Module):
     >>> import numpy as np, torch
     >>> from skmsc.nn import MeanShiftedNetwork
     >>> from skmsc.neighbors import KNNScorer
-    >>> from skmsc.nn._export import ScoringGraph
+    >>> from skmsc.nn._scoring_graph import ScoringGraph
     >>> net = MeanShiftedNetwork.build("efficientnet_lite0", image_size=32, device="cpu")
     >>> X = np.random.default_rng(0).integers(0, 256, size=(6, 20, 24, 3), dtype=np.uint8)
     >>> gallery = net.extract(X[:4])
