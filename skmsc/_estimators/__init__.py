@@ -6,7 +6,7 @@
 
 All three are importable from :mod:`skmsc` itself, which is where to import them from.
 The front ends (``cli``, ``onnx``, ``plotting``, ...) import this package, never its
-modules (``tests/test_architecture.py``): what they need besides the estimators is listed
+modules (``tests/project/test_architecture.py``): what they need besides the estimators is listed
 here.
 """
 

@@ -3,7 +3,7 @@
 Each estimator class declares its fitted attributes once, as a ``_FITTED_FIELDS`` tuple
 of :class:`FittedField` (name, how it is saved, how a saved value is checked, and its
 value for older saves that lack it). ``SkmscEstimatorMixin`` saves, restores and unpickles
-every declared field of every level generically; ``tests/test_persistence.py`` checks
+every declared field of every level generically; ``tests/persistence/test_persistence.py`` checks
 that every public fitted attribute (``*_``) is declared and round-trips.
 
 A saved folder may be damaged, edited or forged with matching hashes, so ``load`` trusts

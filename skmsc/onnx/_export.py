@@ -50,7 +50,7 @@ def export_onnx(detector, path, *, input_size=None) -> Path:
     Notes
     -----
     Scores equal the detector's within 1e-4 when it extracts features in float32
-    (``precision="float32"``; ``tests/test_onnx_export.py``). A detector whose gallery
+    (``precision="float32"``; ``tests/front_ends/test_onnx_export.py``). A detector whose gallery
     was extracted in bfloat16 (``precision="auto"`` on CPUs with AMX, and on GPUs) is
     exported with that gallery and a float32 network, so its scores differ by bfloat16
     rounding (a warning says so). A detector with ``knn_algorithm_="nndescent"`` is

@@ -1,6 +1,6 @@
 """ONNXDetector: scoring with an exported detector, with numpy and onnxruntime only.
 
-This module must never import torch or scikit-learn (``tests/test_onnx_export.py``
+This module must never import torch or scikit-learn (``tests/front_ends/test_onnx_export.py``
 checks it in a fresh process): it is what runs where they are not installed.
 """
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "skmsc"
+PACKAGE = Path(__file__).resolve().parents[2] / "skmsc"
 
 
 @pytest.mark.parametrize("old", ["skmsc.backbones", "skmsc.augment", "skmsc.torch_model",

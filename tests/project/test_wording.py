@@ -13,7 +13,7 @@ from numpydoc.docscrape import ClassDoc
 from skmsc import KNNDetector, MeanShiftedContrastiveDetector
 from skmsc.cli import FIT_HELP
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WRONG = re.compile(r"expected (fraction of anomalies|anomaly fraction)", re.IGNORECASE)
 
 
