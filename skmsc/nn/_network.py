@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..data._batches import batch_source
+from ..neighbors import KNNScorer
 from ._explain import KNNScore
 from ._explain import anomaly_maps as _anomaly_maps
 from ._runtime import loadable_device, resolve_device, resolve_precision
@@ -269,18 +270,24 @@ class MeanShiftedNetwork:
             on_epoch=on_epoch,
         )
 
-    def anomaly_maps(self, X, *, index, scorer,
-                     method: str = "occlusion", batch_size: int = 64,
-                     precision: str = "float32", fill: str = "mean") -> list[np.ndarray]:
+    def anomaly_maps(self, X, *, index, scorer: KNNScorer | None = None,
+                     n_neighbors: int | None = None, method: str = "occlusion",
+                     batch_size: int = 64, precision: str = "float32",
+                     fill: str = "mean") -> list[np.ndarray]:
         """Where each image's kNN anomaly score comes from: one float32 ``(H, W)`` map per
         image of ``X``, at the image's own resolution (see :mod:`skmsc.nn._explain`).
 
         ``index`` is the search index of the gallery (an index of :mod:`skmsc.neighbors`:
         ``kneighbors(queries, k)`` and the searched vectors as ``gallery``): the score
-        explained is ``scorer``'s (:class:`skmsc.neighbors.KNNScorer`), negated.
+        explained is ``scorer``'s (:class:`skmsc.neighbors.KNNScorer`), negated;
+        ``n_neighbors`` alone is short for ``scorer=KNNScorer(n_neighbors)``.
         ``method`` is ``"occlusion"`` or ``"gradient"``; ``precision`` is ``"auto"`` or a
         resolved name.
         """
+        if scorer is None:
+            if n_neighbors is None:
+                raise TypeError("anomaly_maps needs scorer= (or n_neighbors=).")
+            scorer = KNNScorer(n_neighbors)
         score = KNNScore(index, scorer)
         return _anomaly_maps(
             self.encoder, batch_source(X), score, spec=self.spec, image_size=self.image_size,

@@ -81,6 +81,11 @@ def test_a_reduced_gallery_is_explained_against_its_own_vectors(bricks, defaced)
         images, index=ExactIndex(det.gallery_), scorer=det.knn_scorer(),
         method="gradient", batch_size=16, precision="float32"))
     np.testing.assert_allclose(det.anomaly_maps(images), by_hand, rtol=1e-5, atol=1e-7)
+    # n_neighbors= is short for the scorer (benchmarks/anomaly_maps.py passes it).
+    shorthand = np.stack(det._network().anomaly_maps(
+        images, index=ExactIndex(det.gallery_), n_neighbors=det.n_neighbors,
+        method="gradient", batch_size=16, precision="float32"))
+    np.testing.assert_array_equal(shorthand, by_hand)
 
 
 def test_default_method_is_the_gradient(brick_detector, defaced):
