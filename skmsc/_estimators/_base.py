@@ -37,10 +37,18 @@ from sklearn.utils._param_validation import (
     StrOptions,
     validate_parameter_constraints,
 )
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import persistence
-from .._checks import DivergenceError, check_feature_range, normal_mask
+from .._checks import (
+    DivergenceError,
+    check_enough_samples,
+    check_feature_range,
+    check_input_container,
+    explained_non_finite,
+    normal_mask,
+    warn_if_labelled_anomalies,
+)
 from .._gallery import REDUCTIONS, gallery_rows, leave_one_out_distances, reduce_gallery
 from .._version import __version__
 from ..neighbors import KNNScorer, make_index, resolve_knn_algorithm
@@ -76,6 +84,31 @@ KNN_PARAMETER_CONSTRAINTS: dict = {
                      Interval(Real, 0, 1, closed="right")],
     "gallery_reduction": [StrOptions(set(REDUCTIONS))],
 }
+
+
+def validated_fit_array(estimator, X, *, allow_nd: bool):
+    """An array ``X`` checked for ``fit``: skmsc's clear errors for mistaken containers and
+    non-finite values, then scikit-learn's ``validate_data`` (which sets
+    ``n_features_in_``). The one array check of every estimator's ``fit``."""
+    check_input_container(X)
+    with explained_non_finite(X):
+        return validate_data(estimator, X, dtype="numeric", allow_nd=allow_nd,
+                             ensure_min_samples=1)
+
+
+def check_training_set(estimator, n_samples: int, y, min_neighbors: int) -> None:
+    """Warn if ``y`` marks training rows as anomalies; refuse too few samples for
+    ``min_neighbors`` leave-one-out neighbours."""
+    warn_if_labelled_anomalies(y, n_samples, type(estimator).__name__)
+    check_enough_samples(n_samples, min_neighbors)
+
+
+def feature_copy(X) -> np.ndarray:
+    """Feature vectors as a new float32 array (never a view of the caller's data, also of
+    a float32 memmap), their distances checked to be finite."""
+    features = np.array(X, dtype=np.float32, copy=True)
+    check_feature_range(features)
+    return features
 
 
 def resolve_contamination(contamination) -> float:

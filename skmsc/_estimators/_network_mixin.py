@@ -21,19 +21,17 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from .. import persistence
 from .._checks import (
     DivergenceError,
-    check_enough_samples,
-    check_feature_range,
     check_fitted_sample_shape,
     check_image_array,
     check_input_container,
     explained_non_finite,
-    warn_if_labelled_anomalies,
 )
 from ..data._batches import ArrayBatches, file_batches
 from ..nn import FineTuning, MeanShiftedNetwork
 from ..nn._eta import FitTimer
 from ..nn._runtime import PRECISIONS, loadable_device, parse_device, resolve_device
 from ..nn.backbones import BACKBONES
+from ._base import check_training_set, feature_copy, validated_fit_array
 from ._saved_fields import (
     OMIT,
     FittedField,
@@ -238,17 +236,12 @@ class NetworkEstimatorMixin:
         ``y`` is only looked at to warn when it marks training rows as anomalies."""
         source = file_batches(X)
         if source is None:
-            check_input_container(X)
-            with explained_non_finite(X):
-                X = validate_data(self, X, dtype="numeric", allow_nd=True,
-                                  ensure_min_samples=1)
-            source = ArrayBatches(X)
+            source = ArrayBatches(validated_fit_array(self, X, allow_nd=True))
         else:
             # Files have no common shape: there is no n_features_in_ to record, and a
             # stale one from an earlier array fit must not constrain scoring.
             self.__dict__.pop("n_features_in_", None)
-        warn_if_labelled_anomalies(y, len(source), type(self).__name__)
-        check_enough_samples(len(source), min_neighbors)
+        check_training_set(self, len(source), y, min_neighbors)
         if source.sample_shape is not None and len(source.sample_shape) > 1:
             check_image_array(source.X)
         self.input_shape_ = source.sample_shape
@@ -257,10 +250,8 @@ class NetworkEstimatorMixin:
     def _fit_network(self, source, seeds) -> np.ndarray:
         """Centre and fine-tune on ``source``; returns the fine-tuned training features."""
         if source.sample_shape is not None and len(source.sample_shape) == 1:
-            # Feature vectors: no network, the detector is the kNN scorer alone. A copy of
-            # the caller's data, never a view of it (also of a float32 memmap).
-            features = np.array(source.X, dtype=np.float32, copy=True)
-            check_feature_range(features)
+            # Feature vectors: no network, the detector is the kNN scorer alone.
+            features = feature_copy(source.X)
             self.encoder_, self.backbone_spec_, self.device_ = None, None, torch.device("cpu")
             self.precision_ = {"fine_tuning": "float32", "features": "float32"}
             self.center_ = features.mean(axis=0)
@@ -379,9 +370,7 @@ class NetworkEstimatorMixin:
         """Features of a validated batch source (see ``_validated``)."""
         if self.encoder_ is None:
             # A new array: transform's output must not be a view of the caller's data.
-            features = np.array(source.X, dtype=np.float32, copy=True)
-            check_feature_range(features)
-            return features
+            return feature_copy(source.X)
         # Resolved here, not read from precision_: a loaded model may run on another
         # device than the one it was fitted on.
         return self._network().extract(source, batch_size=self.batch_size,
