@@ -86,6 +86,14 @@ KNN_PARAMETER_CONSTRAINTS: dict = {
 }
 
 
+def store_params(estimator, arguments: dict) -> None:
+    """Store each ``__init__`` argument unchanged under its own name, as scikit-learn
+    expects: ``store_params(self, locals())`` is the whole body of every estimator's
+    ``__init__``, so the estimators that share parameters share no assignments."""
+    for name in type(estimator)._get_param_names():
+        setattr(estimator, name, arguments[name])
+
+
 def validated_fit_array(estimator, X, *, allow_nd: bool):
     """An array ``X`` checked for ``fit``: skmsc's clear errors for mistaken containers and
     non-finite values, then scikit-learn's ``validate_data`` (which sets

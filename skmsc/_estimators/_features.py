@@ -14,7 +14,7 @@ from sklearn.base import (
     _fit_context,
 )
 
-from ._base import SkmscEstimatorMixin
+from ._base import SkmscEstimatorMixin, store_params
 from ._network_mixin import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
 from ._saved_fields import FittedField, require, saved_int
 from ._state import fits_aside, snapshot
@@ -116,23 +116,7 @@ n_iter_no_change, random_state, verbose
         random_state=None,
         verbose=False,
     ):
-        self.backbone = backbone
-        self.weights = weights
-        self.frozen_stages = frozen_stages
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.temperature = temperature
-        self.angular = angular
-        self.image_size = image_size
-        self.device = device
-        self.precision = precision
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.random_state = random_state
-        self.verbose = verbose
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     @fits_aside

@@ -23,6 +23,7 @@ from ._base import (
     SkmscEstimatorMixin,
     check_training_set,
     feature_copy,
+    store_params,
     validated_fit_array,
 )
 from ._saved_fields import require
@@ -110,12 +111,7 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
 
     def __init__(self, n_neighbors=2, *, knn_algorithm="auto", contamination="auto",
                  gallery_size=None, gallery_reduction="kmeans", random_state=None):
-        self.n_neighbors = n_neighbors
-        self.knn_algorithm = knn_algorithm
-        self.contamination = contamination
-        self.gallery_size = gallery_size
-        self.gallery_reduction = gallery_reduction
-        self.random_state = random_state
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     @fits_aside
