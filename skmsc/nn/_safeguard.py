@@ -3,12 +3,13 @@
 Fine-tuning can make detection worse, and users have no anomalies to notice it with. So a
 seeded fraction of the normal images is held out of the fine-tuning (not of the final
 gallery). After every epoch, and for the pretrained network (epoch 0), the held-out images
-and two synthetic anomalies made from each are scored by the kNN distance to the
-fine-tuning images' features: a *local* one (a patch cut from another held-out image and
-pasted, a thin scar of another image's colour, or a 50/50 blend with another image: what a
-defect changes) and a *global* one (a quarter turn, upside down, the quadrants shuffled, or
-a mosaic of four normals: what a new object class changes). Local anomalies alone did not
-see the gains of fine-tuning on natural photos (``benchmarks/epoch_rules.py``). The ROC-AUC
+and seven synthetic anomalies made from each are scored by the kNN distance to the
+fine-tuning images' features: three *local* ones (a patch cut from another held-out image
+and pasted, a thin scar of another image's colour, a 50/50 blend with another image: what a
+defect changes) and four *global* ones (a quarter turn, upside down, the quadrants
+shuffled, a mosaic of four normals: what a new object class changes). Local anomalies
+alone did not see the gains of fine-tuning on natural photos (``benchmarks/epoch_rules.py``).
+The ROC-AUC
 of normal against synthetic is the proxy; the detector keeps the epoch with the highest
 proxy, and keeps a fine-tuned epoch only if it beats the pretrained network by ``MIN_GAIN``
 *and* by more than the proxy's own noise: the one-sided 95 % paired bootstrap bound of the
@@ -256,24 +257,22 @@ def global_anomalies(images: torch.Tensor, generator: torch.Generator, kind: str
     raise ValueError(f"kind must be one of {GLOBAL_KINDS}, got {kind!r}")
 
 
-#: The global kinds the safeguard's proxy draws from (see :func:`proxy_anomalies`).
-PROXY_GLOBAL_KINDS = GLOBAL_KINDS
+#: The synthetic anomalies the safeguard makes of *every* held-out image: one of each local
+#: kind (what a defect changes) and one of each global kind (what a new object class
+#: changes). One anomaly of each kind per image, rather than one local and one global drawn
+#: at random, steadies the proxy enough that its bootstrap bound sees the gains of
+#: fine-tuning on natural photos (``benchmarks/epoch_rules.py``, "local + global proxy").
+PROXY_KINDS = (*SAFEGUARD_KINDS, *GLOBAL_KINDS)
 
 
-def proxy_anomalies(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """The safeguard's synthetic anomalies of held-out ``images``: two per image.
+def proxy_anomalies(images: torch.Tensor, kind: str, seed: int) -> torch.Tensor:
+    """One synthetic anomaly of ``kind`` (one of ``PROXY_KINDS``) per held-out image.
 
-    First one local anomaly per image (:func:`synthetic_anomalies`, the draws it always
-    made), then one global one, of a kind drawn among ``PROXY_GLOBAL_KINDS``
-    (:func:`global_anomalies`). The local ones see defects, the global ones what a new
-    object class changes; a proxy on both follows the gains of fine-tuning on either.
+    Drawn from a generator seeded by ``seed`` and the kind alone, so every epoch sees the
+    same anomalies (the epochs' proxies are compared pairwise) and they can be made again
+    one kind at a time instead of being kept in memory. ``"mosaic"`` needs 4 images.
     """
-    local = synthetic_anomalies(images, generator)
-    kinds = [k for k in PROXY_GLOBAL_KINDS if k != "mosaic" or len(images) >= 4]
-    drawn = torch.randint(0, len(kinds), (len(images),), generator=generator)
-    altered = images.clone()
-    for k, kind in enumerate(kinds):
-        rows = drawn == k
-        if bool(rows.any()):
-            altered[rows] = global_anomalies(images, generator, kind)[rows]
-    return torch.cat([local, altered])
+    generator = torch.Generator().manual_seed(seed + PROXY_KINDS.index(kind))
+    if kind in GLOBAL_KINDS:
+        return global_anomalies(images, generator, kind)
+    return synthetic_anomalies(images, generator, kinds=(kind,))

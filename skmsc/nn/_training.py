@@ -377,17 +377,18 @@ def fine_tune_and_extract(encoder, X, center, pretrained, *, extract: dict, tune
         return loss_curve, extract_features(encoder, X, **extract), None, len(loss_curve)
     train_rows, held_out = split
     device, batch_size = extract["device"], extract["batch_size"]
-    generator = torch.Generator().manual_seed(seed)
-    # Local (defect-like) and global (class-like) anomalies: see _safeguard.proxy_anomalies.
-    anomalies = _safeguard.proxy_anomalies(
-        network_inputs(X, held_out, extract["spec"], extract["image_size"], device, batch_size)
-        .float(), generator).to(torch.float16)
-
+    held_out_inputs = network_inputs(X, held_out, extract["spec"], extract["image_size"],
+                                     device, batch_size)
     proxy = []  # (held-out normal scores, synthetic anomaly scores) of each epoch
 
     def evaluate(features):
-        synthetic = features_of_inputs(encoder, anomalies, extract["spec"], batch_size,
-                                       device, extract["precision"])
+        # One anomaly of every local (defect-like) and global (class-like) kind per held-out
+        # image, made again each epoch from the same seeds: see _safeguard.proxy_anomalies.
+        synthetic = np.concatenate([
+            features_of_inputs(
+                encoder, _safeguard.proxy_anomalies(held_out_inputs.float(), kind, seed),
+                extract["spec"], batch_size, device, extract["precision"])
+            for kind in _safeguard.PROXY_KINDS])
         proxy.append(_safeguard.proxy_scores(features, synthetic, train_rows, held_out))
         return _safeguard.auc(*proxy[-1])
 

@@ -9,6 +9,7 @@ from skmsc.nn._safeguard import (
     GLOBAL_KINDS,
     MAX_VALIDATION_IMAGES,
     MIN_GAIN,
+    PROXY_KINDS,
     auc,
     best_epoch,
     gain_lower_bound,
@@ -84,18 +85,23 @@ def test_global_anomalies_rearrange_the_whole_image():
         global_anomalies(images[:3], torch.Generator(), "mosaic")
 
 
-def test_proxy_anomalies_are_the_local_draws_then_one_global_per_image():
+def test_proxy_anomalies_make_every_kind_of_every_image_reproducibly():
     rng = np.random.default_rng(0)
     images = torch.from_numpy(rng.normal(size=(12, 3, 8, 8)).astype(np.float32))
-    out = proxy_anomalies(images, torch.Generator().manual_seed(3))
-    assert out.shape == (24, 3, 8, 8)
-    # The first half are exactly the draws the safeguard always made.
-    assert torch.equal(out[:12], synthetic_anomalies(images, torch.Generator().manual_seed(3)))
-    # The second half keeps each image's pixel values (or mixes normals): a global change.
-    changed = (out[12:] - images).abs().flatten(1).amax(dim=1)
-    assert bool((changed > 0).all())
-    assert torch.equal(out, proxy_anomalies(images, torch.Generator().manual_seed(3)))
-    assert proxy_anomalies(images[:3], torch.Generator()).shape == (6, 3, 8, 8)  # no mosaic
+    assert PROXY_KINDS == ("cut-paste", "scar", "blend", "rotate", "flip", "shuffle", "mosaic")
+    for kind in PROXY_KINDS:
+        out = proxy_anomalies(images, kind, seed=5)
+        assert out.shape == images.shape
+        changed = (out - images).abs().flatten(1).amax(dim=1)
+        if kind != "flip":  # an image can be symmetric; these random ones are not
+            assert bool((changed > 0).all()), kind
+        # Made again from the seed alone: each epoch scores the same anomalies.
+        assert torch.equal(out, proxy_anomalies(images.clone(), kind, seed=5))
+    local = proxy_anomalies(images, "scar", seed=5)
+    assert torch.equal(local, synthetic_anomalies(
+        images, torch.Generator().manual_seed(5 + PROXY_KINDS.index("scar")), kinds=("scar",)))
+    assert not torch.equal(proxy_anomalies(images, "shuffle", seed=5),
+                           proxy_anomalies(images, "shuffle", seed=6))
 
 
 def test_proxy_auc_ranks_far_anomalies_as_anomalous():

@@ -96,6 +96,35 @@ def test_resume_keeps_finished_classes(benchmark_run, image_folder, capsys):
              "--resume", *TINY[:-6], "--learning-rate", "1e-4", *TINY[-4:]])
 
 
+def test_resume_adds_classes_to_a_run_of_the_size_as_defined(image_folder, tmp_path):
+    # Without --methods the size's own tuple of methods goes into the config; --resume
+    # compares it with the JSON list read back (it refused every such run before).
+    out = tmp_path / "run"
+    tiny = [a for a in TINY if a not in ("--methods", "pretrained-knn", "msc", "msc-angular")]
+    common = ["--dataset", "folder", "--root", str(image_folder), "--out", str(out), *tiny]
+    first = _module("reproduce").main([*common, "--classes", "bright"])
+    assert [row["class"] for row in first["classes"]] == ["bright"]
+    again = _module("reproduce").main([*common, "--classes", "bright", "dark", "--resume"])
+    assert [row["class"] for row in again["classes"]] == ["bright", "dark"]
+    assert again["classes"][0] == first["classes"][0]
+
+
+def test_report_skips_other_benchmarks_results(benchmark_run, tmp_path):
+    # deploy/, gallery/ ... also write a results.json, without a reproduce.py config.
+    results, _, _ = benchmark_run
+    other = tmp_path / "results"
+    other.mkdir()
+    for path in results.rglob("*"):
+        if path.is_file():
+            target = other / path.relative_to(results)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(path.read_bytes())
+    (other / "deploy").mkdir()
+    (other / "deploy" / "results.json").write_text(json.dumps({"rows": []}))
+    runs = _module("make_report").load_runs(other)
+    assert [folder.name for folder, _ in runs] == ["folder-tiny"]
+
+
 def test_report_has_table_and_plots(benchmark_run, tmp_path):
     results, _, payload = benchmark_run
     report = tmp_path / "docs" / "benchmarks.md"
@@ -261,3 +290,28 @@ def test_probed_curves_on_an_image_folder_and_the_epoch_rules(tmp_path):
     assert [r["chosen"] for r in table["last epoch (no safeguard)"]["curves"]] == [2]
     for row in table.values():
         assert row["n"] == 1 and 0 <= row["curves"][0]["chosen"] <= 2
+
+
+def test_report_compares_the_kept_epoch_with_the_same_seed_curve(tmp_path):
+    make_report = _module("make_report")
+    config = {"backbone": "efficientnet_lite0", "image_size": 224, "learning_rate": 3e-4,
+              "epochs": 2, "batch_size": 32, "early_stopping": True}
+    run = {"dataset": "folder", "seed": 0, "methods": ["pretrained-knn", "msc"],
+           "config": config, "command": "x --root /data/cifar10",
+           "classes": [{"class_index": c, "class": name, "n_train": 100, "methods": [
+               {"method": "pretrained-knn", "roc_auc": 0.8},
+               {"method": "msc", "roc_auc": auc, "kept_epoch": kept}]}
+               for c, name, auc, kept in ((0, "plane", 0.9, 2), (1, "car", 0.8, 0))]}
+    curves = {"args": {**config, "dataset": "folder", "seed": 0, "n_train": 100},
+              "curves": [{"task": "cifar10-0-plane", "setting": "3e-4:auto", "n_train": 100,
+                          "roc_auc_by_epoch": [0.8, 0.85, 0.9]},
+                         {"task": "cifar10-1-car", "setting": "3e-4:auto", "n_train": 100,
+                          "roc_auc_by_epoch": [0.8, 0.9, 0.82]},
+                         {"task": "cifar10-1-car", "setting": "1e-4:auto", "n_train": 100,
+                          "roc_auc_by_epoch": [0.8, 0.99, 0.99]}]}
+    text = "\n".join(make_report.kept_epochs_section([(tmp_path / "dev", run)],
+                                                     [(tmp_path / "c", curves)]))
+    assert "| `dev` | 0 plane | 80.00 | 2 | 90.00 | 90.00 | 2 | 90.00 |" in text
+    assert "| `dev` | 1 car | 80.00 | 0 | 80.00 | 80.00 | 1 | 90.00 |" in text  # not lr 1e-4
+    assert "`dev` +10.00 of +20.00 points (50 %)" in text
+    assert make_report.dataset_title(run) == "CIFAR-10 (JPEG image folders)"
