@@ -14,36 +14,29 @@ labels and every epoch's scores, for paired bootstrap intervals).
 
 Example (ELPV at 224 px, two learning rates)::
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/learning_curve.py --dataset elpv \\
+    python -m benchmarks.learning_curve --dataset elpv \\
         --settings 1e-4:auto 1e-3:auto --image-size 224 --epochs 3 \\
         --out benchmarks/results/curves/elpv-224
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-
-from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
-from skmsc import datasets as skds  # noqa: E402
-from skmsc.neighbors import ExactIndex, knn_scores  # noqa: E402
-from skmsc.nn import MeanShiftedNetwork, _safeguard, resolve_precision  # noqa: E402
-from skmsc.nn._training import (  # noqa: E402
+from skmsc import MeanShiftedContrastiveDetector
+from skmsc import datasets as skds
+from skmsc.neighbors import ExactIndex, knn_scores
+from skmsc.nn import MeanShiftedNetwork, _safeguard, resolve_precision
+from skmsc.nn._training import (
     extract_features,
     features_of_inputs,
     fine_tune_and_extract,
@@ -242,7 +235,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     (args.out / "scores").mkdir(parents=True, exist_ok=True)
     results = {"args": {k: str(v) for k, v in vars(args).items()},
-               "command": " ".join(["python", "benchmarks/learning_curve.py",
+               "command": " ".join(["python", "-m", "benchmarks.learning_curve",
                                     *(argv or sys.argv[1:])]),
                "curves": []}
     rng = np.random.default_rng(0)
