@@ -245,10 +245,12 @@ class MeanShiftedNetwork:
         ``pretrained`` are the features of ``X`` before training (the centre's). With
         ``tuning.early_stopping`` a held-out part of ``X`` and synthetic anomalies made
         from it choose the epoch to keep, the pretrained network included (seeded by the
-        augmentation seed); else the last epoch is kept. ``on_epoch(epoch, features)``
-        sees each evaluated epoch. Returns ``(loss_curve, features, validation_scores,
-        kept_epoch)``; ``validation_scores`` is ``None`` without the safeguard. ``timer``:
-        a ``skmsc.nn._eta.FitTimer`` told of every batch.
+        augmentation seed); else the last epoch is kept. With the safeguard,
+        ``on_epoch(epoch, features, proxy_scores)`` sees each evaluated epoch (0 =
+        pretrained) with its held-out and synthetic-anomaly scores (learning curves).
+        Returns ``(loss_curve, features, validation_scores, kept_epoch)``;
+        ``validation_scores`` is ``None`` without the safeguard. ``timer``: a
+        ``skmsc.nn._eta.FitTimer`` told of every batch.
         """
         tune = self._tune_kwargs(
             epochs=tuning.epochs, batch_size=tuning.batch_size,
