@@ -35,6 +35,7 @@ from sklearn.metrics import roc_auc_score
 from skmsc import MeanShiftedContrastiveDetector
 from skmsc import datasets as skds
 from skmsc._estimators._network_mixin import fit_seeds
+from skmsc.data._batches import batch_source
 from skmsc.neighbors import ExactIndex, knn_scores
 from skmsc.nn import FineTuning, MeanShiftedNetwork, _safeguard
 from skmsc.nn._training import features_of_inputs, network_inputs
@@ -146,8 +147,8 @@ def make_probes(X_train, spec, args, seed: int) -> dict:
     per kind (local: cut-paste, scar, blend; global: rotate, flip, shuffle, mosaic)."""
     train_rows, held_out = _safeguard.validation_rows(len(X_train), args.validation_fraction,
                                                       seed)
-    inputs = network_inputs(X_train, held_out, spec, args.image_size, torch.device("cpu"),
-                            args.batch_size).float()
+    inputs = network_inputs(batch_source(X_train), held_out, spec, args.image_size,
+                            torch.device("cpu"), args.batch_size).float()
     generator = torch.Generator().manual_seed(seed + 1)
     probes = {"train_rows": train_rows, "held_out": held_out}
     for kind in PROBE_KINDS:

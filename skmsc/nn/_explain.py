@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
-from ..data._batches import BatchTransform, batch_source
+from ..data._batches import BatchTransform
 from ..neighbors import KNNScorer
 from ._preprocess import crop_offsets, eval_transform, resized_size
 from ._runtime import autocast
@@ -263,7 +263,6 @@ def anomaly_maps(encoder: MeanShiftedEncoder, source, score: KNNScore, *,
     if method not in MAP_METHODS:
         raise ValueError(f"method={method!r} is not one of {MAP_METHODS}.")
     encoder.eval()
-    source = batch_source(source)
     n = len(source)
     step = extract_step(source, batch_size, image_size)
     maps = []

@@ -20,11 +20,19 @@ from ..neighbors import KNNScorer
 from ._explain import KNNScore
 from ._explain import anomaly_maps as _anomaly_maps
 from ._runtime import loadable_device, resolve_device, resolve_precision
-from ._training import extract_features, fine_tune, fine_tune_and_extract
+from ._training import Extraction, extract_features, fine_tune, fine_tune_and_extract
 from .backbones import BackboneSpec, build_backbone, freeze_stages, get_spec
 from .model import MeanShiftedEncoder
 
 __all__ = ["FineTuning", "MeanShiftedNetwork"]
+
+
+def _source(X):
+    """``X`` as a batch source: the nn layer's one adapter, for direct callers of
+    :class:`MeanShiftedNetwork` who pass an array or image collection. The estimators
+    adapt their input once at fit/score entry and pass a batch source, which is used as
+    it is."""
+    return batch_source(X)  # a batch source comes back as it is
 
 
 @dataclass(frozen=True)
@@ -172,11 +180,16 @@ class MeanShiftedNetwork:
         ``precision`` is ``"auto"`` or a resolved name (``"float32"``, ``"bfloat16"``,
         ``"float16"``). ``timer``: a ``skmsc.nn._eta.FitTimer`` told of every batch.
         """
-        return extract_features(
-            self.encoder, batch_source(X), self.spec, self.image_size, batch_size,
-            self.device, verbose=verbose, precision=self.precision(precision, training=False),
-            timer=timer,
-        )
+        return extract_features(self.encoder, _source(X),
+                                self.extraction(batch_size, precision, verbose=verbose),
+                                timer=timer)
+
+    def extraction(self, batch_size: int, precision: str = "float32", *,
+                   verbose=False) -> Extraction:
+        """How :meth:`extract` runs on this network (``precision``: ``"auto"`` or a name)."""
+        return Extraction(spec=self.spec, image_size=self.image_size, batch_size=batch_size,
+                          device=self.device, verbose=verbose,
+                          precision=self.precision(precision, training=False))
 
     def center(self, X, *, batch_size: int = 64, precision: str = "float32", angular=False,
                verbose=False) -> np.ndarray:
@@ -234,7 +247,7 @@ class MeanShiftedNetwork:
             weight_decay=weight_decay, temperature=temperature, angular=angular, seed=seed,
             precision=precision, verbose=verbose,
         )
-        return fine_tune(self.encoder, batch_source(X), torch.from_numpy(np.asarray(center)),
+        return fine_tune(self.encoder, _source(X), torch.from_numpy(np.asarray(center)),
                          **tune)
 
     def fine_tune_and_extract(self, X, pretrained: np.ndarray, center: np.ndarray,
@@ -258,18 +271,16 @@ class MeanShiftedNetwork:
             temperature=tuning.temperature, angular=tuning.angular, seed=tuning.seed,
             precision=tuning.precision, verbose=tuning.verbose, timer=timer,
         )
-        extract = dict(spec=self.spec, image_size=self.image_size,
-                       batch_size=tuning.batch_size, device=self.device,
-                       verbose=tuning.verbose, timer=timer,
-                       precision=self.precision(tuning.features_precision, training=False))
+        extraction = self.extraction(tuning.batch_size, tuning.features_precision,
+                                     verbose=tuning.verbose)
         seed = tuning.seed
         augment_seed = seed if np.isscalar(seed) else seed[0]
         return fine_tune_and_extract(
-            self.encoder, batch_source(X), torch.from_numpy(np.asarray(center)), pretrained,
-            extract=extract, tune=tune, early_stopping=tuning.early_stopping,
+            self.encoder, _source(X), torch.from_numpy(np.asarray(center)), pretrained,
+            extraction=extraction, tune=tune, early_stopping=tuning.early_stopping,
             validation_fraction=tuning.validation_fraction,
             n_iter_no_change=tuning.n_iter_no_change, seed=int(augment_seed),
-            on_epoch=on_epoch,
+            on_epoch=on_epoch, timer=timer,
         )
 
     def anomaly_maps(self, X, *, index, scorer: KNNScorer | None = None,
@@ -292,7 +303,7 @@ class MeanShiftedNetwork:
             scorer = KNNScorer(n_neighbors)
         score = KNNScore(index, scorer)
         return _anomaly_maps(
-            self.encoder, batch_source(X), score, spec=self.spec, image_size=self.image_size,
+            self.encoder, _source(X), score, spec=self.spec, image_size=self.image_size,
             device=self.device, method=method, batch_size=batch_size,
             precision=self.precision(precision, training=False), fill=fill,
         )
