@@ -105,7 +105,19 @@ def test_default_epsilon_follows_the_measured_sizes():
     assert eps_low < between[0] < between[1] < between[2] < eps_high
 
 
-def test_nndescent_index_uses_the_size_dependent_epsilon():
+def test_nndescent_index_uses_the_size_dependent_epsilon(monkeypatch):
+    # pynndescent's graph is stubbed: building a real one compiles numba code for ~30 s in
+    # a fresh process (the real index is tested by the slow tests above).
+    import pynndescent
+
+    class Graph:
+        def __init__(self, data, **kwargs):
+            self.kwargs = kwargs
+
+        def prepare(self):
+            pass
+
+    monkeypatch.setattr(pynndescent, "NNDescent", Graph)
     gallery = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
     assert NNDescentIndex(gallery, random_state=0).epsilon == 0.5
     assert NNDescentIndex(gallery, epsilon=0.2, random_state=0).epsilon == 0.2
