@@ -32,7 +32,7 @@ docs: $(STAMP)
 test: lint docs
 	$(BIN)/python -m pytest
 
-# The quicker loop while changing code (123-138 s on 2 cores at load 3.2-3.5): lint, then every test not marked
-# slow, without the docs build. `make test` still runs everything.
+# The quicker loop while changing code (123-138 s on 2 cores at load 3.2-3.5): lint, then
+# every test not marked slow, without the docs build. `make test` still runs everything.
 test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow"
