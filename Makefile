@@ -1,7 +1,7 @@
 # Two entry points for a fresh machine (see README):
 #   make quickstart   set up, then fit and score on real offline images
 #   make test         set up, then run the linters, build the docs and run the whole test suite
-#   make test-fast    the linters and the tests not marked slow (about 3 min on 2 cores)
+#   make test-fast    the linters and the tests not marked slow (about 2 min on 2 busy cores)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -32,7 +32,7 @@ docs: $(STAMP)
 test: lint docs
 	$(BIN)/python -m pytest
 
-# The quicker loop while changing code (about 3 min on 2 cores): lint, then every test not marked
-# slow, without the docs build. `make test` still runs everything.
+# The quicker loop while changing code (123-138 s on 2 cores at load 3.2-3.5): lint, then
+# every test not marked slow, without the docs build. `make test` still runs everything.
 test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -22,34 +22,28 @@ Paired bootstrap intervals (images resampled) compare the methods. Results go to
 
 The committed results::
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/anomaly_maps.py --dataset fashion-mnist
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/anomaly_maps.py --dataset elpv
-    python benchmarks/anomaly_maps.py --report
+    python -m benchmarks.anomaly_maps --dataset fashion-mnist
+    python -m benchmarks.anomaly_maps --dataset elpv
+    python -m benchmarks.anomaly_maps --report
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
+import numpy as np
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from pathlib import Path  # noqa: E402
+from skmsc import MeanShiftedContrastiveDetector
 
-import numpy as np  # noqa: E402
+from ._harness import environment
 
 ROOT = Path(__file__).resolve().parents[1]
-# The benchmark runs from a checkout: make ``import skmsc`` find it without installing.
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from reproduce import environment  # noqa: E402
-
-from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
 
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "anomaly-maps"
 DEFAULT_TABLE = ROOT / "docs" / "guide" / "anomaly_maps_results.txt"
@@ -181,7 +175,7 @@ def run(args) -> dict:
     return {
         "dataset": args.dataset,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "benchmarks/anomaly_maps.py", *sys.argv[1:]]),
+        "command": " ".join(["python", "-m", "benchmarks.anomaly_maps", *sys.argv[1:]]),
         "detector": {**detector.get_params(), "precision_": detector.precision_,
                      "best_epoch_": detector.best_epoch_},
         "n_train": len(X_train),

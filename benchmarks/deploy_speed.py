@@ -23,7 +23,7 @@ each configuration from ``torch float32``, and the load average. The fine-tuning
 times epochs of ``MeanShiftedNetwork.fine_tune`` eager and compiled (first compiled
 epoch, which includes compiling, reported apart).
 
-    PYTHONPATH=. OMP_WAIT_POLICY=PASSIVE python benchmarks/deploy_speed.py \
+    python -m benchmarks.deploy_speed \
         --out benchmarks/results/deploy
 
 Writes ``results.json`` and ``results.md`` (the tables, as printed) to ``--out``.
@@ -31,33 +31,27 @@ Writes ``results.json`` and ``results.md`` (the tables, as printed) to ``--out``
 
 from __future__ import annotations
 
+import argparse
 import os
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
+from skmsc import MeanShiftedContrastiveDetector
+from skmsc.nn import MeanShiftedNetwork
+from skmsc.onnx import ONNXDetector, export_onnx
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed_timing import load_average, table, write_results  # noqa: E402
-
-from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
-from skmsc.nn import MeanShiftedNetwork  # noqa: E402
-from skmsc.onnx import ONNXDetector, export_onnx  # noqa: E402
+from ._harness import ints, load_average, table, write_results
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
     p.add_argument("--sizes", type=ints, default=[64, 224])
     p.add_argument("--n", type=int, default=1000, help="images scored")
     p.add_argument("--train", type=int, default=1000, help="gallery images")

@@ -1,6 +1,6 @@
 """Which label-free rule picks the fine-tuning epoch best: each rule on every probed curve.
 
-``benchmarks/learning_curve.py --probes DIR`` writes, for every epoch of every curve, the
+``benchmarks.learning_curve --probes DIR`` writes, for every epoch of every curve, the
 features of the gallery, the test set, the safeguard's held-out normals and one altered
 copy of each held-out image per kind: local (cut-paste, scar, blend: what the safeguard
 used) and global (rotate, flip, shuffle, mosaic: what a semantic anomaly changes). This
@@ -12,7 +12,7 @@ set (its 95 % interval below zero).
 
 Example::
 
-    python benchmarks/epoch_rules.py /work/data/probes/cifar10 /work/data/probes/elpv \\
+    python -m benchmarks.epoch_rules /work/data/probes/cifar10 /work/data/probes/elpv \\
         --out benchmarks/results/epoch-rules.json
 """
 
@@ -26,10 +26,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from skmsc.neighbors import ExactIndex  # noqa: E402
-from skmsc.nn import _safeguard  # noqa: E402
+from skmsc.neighbors import ExactIndex
+from skmsc.nn import _safeguard
 
 LOCAL = ("cut-paste", "scar", "blend")
 GLOBAL = _safeguard.GLOBAL_KINDS
@@ -145,7 +143,7 @@ def main(argv=None):
     for folder in args.folders:
         subfolders = sorted(p for p in folder.iterdir() if p.is_dir())
         groups[folder.name] = [load_curve(p) for p in subfolders]
-    result = {"command": " ".join(["python", "benchmarks/epoch_rules.py",
+    result = {"command": " ".join(["python", "-m", "benchmarks.epoch_rules",
                                    *(argv or sys.argv[1:])]), "groups": {}}
     for group, curves in groups.items():
         table = evaluate(curves, RULES)

@@ -7,23 +7,20 @@ detector (epochs=0: scoring speed does not depend on training) and times
 decoding threads. Prints what it measured, and
 the largest score difference between the file and array inputs.
 
-    PYTHONPATH=. OMP_WAIT_POLICY=PASSIVE python benchmarks/file_scoring.py --n 1000
+    python -m benchmarks.file_scoring --n 1000
 """
 
+import argparse
 import os
+import tempfile
+import time
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
+import numpy as np
+from PIL import Image
 
-import argparse  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
-from skmsc.data.files import ImageFiles  # noqa: E402
-from skmsc.datasets import read_images  # noqa: E402
+from skmsc import MeanShiftedContrastiveDetector
+from skmsc.data.files import ImageFiles
+from skmsc.datasets import read_images
 
 
 def load(n):

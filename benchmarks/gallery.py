@@ -19,7 +19,7 @@ per setting:
 
 And once: ``partial_fit`` of 100 feature vectors onto a whole class gallery.
 
-    PYTHONPATH=. OMP_WAIT_POLICY=PASSIVE python benchmarks/gallery.py \
+    python -m benchmarks.gallery \
         --out benchmarks/results/gallery
 
 Writes ``results.json`` and ``results.md`` (the tables, as printed) to ``--out``.
@@ -27,34 +27,27 @@ Writes ``results.json`` and ``results.md`` (the tables, as printed) to ``--out``
 
 from __future__ import annotations
 
-import os
+import argparse
+import statistics
+import time
+from types import SimpleNamespace
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
+import numpy as np
+from sklearn.metrics import roc_auc_score
 
-import argparse  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
+from skmsc import KNNDetector, MeanShiftedFeatures
+from skmsc.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
 
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed_timing import load_average, table, write_results  # noqa: E402
-
-from skmsc import KNNDetector, MeanShiftedFeatures  # noqa: E402
-from skmsc.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
+from ._harness import floats, ints, load_average, names, table, write_results
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--classes", type=lambda s: [int(v) for v in s.split(",")],
+    p.add_argument("--classes", type=ints,
                    default=[0, 2, 6, 9])
-    p.add_argument("--fractions", type=lambda s: [float(v) for v in s.split(",")],
+    p.add_argument("--fractions", type=floats,
                    default=[0.1, 0.01])
-    p.add_argument("--reductions", type=lambda s: s.split(","), default=["kmeans", "coreset"])
+    p.add_argument("--reductions", type=names, default=["kmeans", "coreset"])
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--n-train", type=int, default=None, help="training images per class "
                    "(default: all 6,000)")

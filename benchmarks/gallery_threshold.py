@@ -10,7 +10,7 @@ the held-out normals are the class's other training images and its 1,000 test im
 Printed per setting and ``contamination``: the fraction of held-out normals flagged and
 its 95 % Wilson interval, and that fraction divided by the one asked for.
 
-    PYTHONPATH=. OMP_WAIT_POLICY=PASSIVE python benchmarks/gallery_threshold.py \
+    python -m benchmarks.gallery_threshold \
         --out benchmarks/results/gallery-threshold
 
 Writes ``results.json`` and ``results.md`` (the table, as printed) to ``--out``.
@@ -18,30 +18,22 @@ Writes ``results.json`` and ``results.md`` (the table, as printed) to ``--out``.
 
 from __future__ import annotations
 
-import os
+import argparse
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
+import numpy as np
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+from skmsc import KNNDetector, MeanShiftedFeatures
+from skmsc.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
 
-import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from speed_timing import load_average, table, write_results  # noqa: E402
-
-from skmsc import KNNDetector, MeanShiftedFeatures  # noqa: E402
-from skmsc.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist  # noqa: E402
+from ._harness import floats, ints, load_average, names, table, write_results
 
 
 def parse_args(argv=None):
-    floats = lambda s: [float(v) for v in s.split(",")]  # noqa: E731
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--classes", type=lambda s: [int(v) for v in s.split(",")],
+    p.add_argument("--classes", type=ints,
                    default=[0, 2, 6, 9])
     p.add_argument("--fractions", type=floats, default=[0.1, 0.01])
-    p.add_argument("--reductions", type=lambda s: s.split(","), default=["kmeans", "coreset"])
+    p.add_argument("--reductions", type=names, default=["kmeans", "coreset"])
     p.add_argument("--contaminations", type=floats, default=[0.01, 0.05, 0.1, 0.2])
     p.add_argument("--image-size", type=int, default=64)
     p.add_argument("--n-fit", type=int, default=4000,

@@ -10,14 +10,14 @@ Steps, within ``--budget-s`` seconds in all:
    at 224 px, in float32 and in bfloat16: training views/s of the loop ``fit`` runs
    against the raw training ceiling (steps on random tensors already on the GPU), and
    ``score_samples`` images/s against the raw forward ceiling, measured in the same run
-   (``benchmarks/speed_pipeline.py``);
+   (``benchmarks.speed_pipeline``);
 2. ``oom``: a real CUDA out-of-memory: the GPU's memory is filled but for a little, then
    a ResNet50 fine-tuning epoch and a feature extraction with large batches must halve
    them (with ``ResourceWarning``) and finish; with almost nothing free, fine-tuning must
    stop with ``torch.OutOfMemoryError`` naming the batch size;
 3. ``cpu_load``: a detector fitted on CUDA, saved, loaded in a process that sees no GPU,
    and its scores there against the CUDA scores;
-4. ``fashion_mnist``: ``benchmarks/reproduce.py --size full --backbone
+4. ``fashion_mnist``: ``benchmarks.reproduce --size full --backbone
    efficientnet_lite0`` (every training image of the class, the whole test set, 20
    epochs at lr 1e-5, 224 px; ResNet152's ImageNet weights cannot be fetched offline),
    one class after another while the time left allows one more.
@@ -28,36 +28,31 @@ out-of-memory step then records that it needs CUDA.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
+import numpy as np
+import torch
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-import warnings  # noqa: E402
-from pathlib import Path  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
+from skmsc import MeanShiftedContrastiveDetector
+from skmsc.nn import MeanShiftedNetwork
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from . import speed_pipeline
+from ._harness import table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
-
-import speed_pipeline  # noqa: E402
-from speed_timing import table  # noqa: E402
-
-from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
-from skmsc.nn import MeanShiftedNetwork  # noqa: E402
 
 # Seconds kept free at the end for writing results; and the least a class may need.
 _MARGIN_S = 15
@@ -228,7 +223,7 @@ def fashion_mnist(run, device, dry):
     except FileNotFoundError as exc:
         return {"skipped": str(exc)}, f"### fashion_mnist\n\nskipped: {exc}\n"
     scratch = Path(tempfile.mkdtemp(prefix="skmsc-fmnist-"))
-    command = [sys.executable, str(HERE / "reproduce.py"), "--dataset", "fashion-mnist",
+    command = [sys.executable, "-m", "benchmarks.reproduce", "--dataset", "fashion-mnist",
                "--size", "full", "--backbone", "efficientnet_lite0", "--device", str(device),
                "--out", str(scratch), "--resume"]
     if dry:
@@ -245,7 +240,7 @@ def fashion_mnist(run, device, dry):
         begun = time.perf_counter()
         try:
             done = subprocess.run([*command, "--classes", str(label)], capture_output=True,
-                                  text=True, timeout=left)
+                                  text=True, timeout=left, cwd=ROOT)
         except subprocess.TimeoutExpired:
             record["stopped"] = f"class {label} did not finish in the {left:.0f} s left"
             break

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU path measured in one command (benchmarks/gpu_check.py says what it measures).
+# The GPU path measured in one command (benchmarks.gpu_check says what it measures).
 #
 #   bash benchmarks/gpu_check.sh OUT            on a machine with a CUDA GPU (< 8 minutes)
 #   bash benchmarks/gpu_check.sh OUT --dry-run  every step on the CPU, tiny (tests do this)
@@ -35,4 +35,4 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" OMP_WAIT_POLICY=PASSIVE PYTH
 if [ -d .gpu-data/fashion-mnist ]; then
   export SKMSC_FASHION_MNIST_DIR="$PWD/.gpu-data/fashion-mnist"
 fi
-"$PY" benchmarks/gpu_check.py --out "$OUT" "$@" 2>&1 | tee "$OUT/log.txt"
+"$PY" -m benchmarks.gpu_check --out "$OUT" "$@" 2>&1 | tee "$OUT/log.txt"

@@ -14,41 +14,31 @@ labels and every epoch's scores, for paired bootstrap intervals).
 
 Example (ELPV at 224 px, two learning rates)::
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/learning_curve.py --dataset elpv \\
+    python -m benchmarks.learning_curve --dataset elpv \\
         --settings 1e-4:auto 1e-3:auto --image-size 224 --epochs 3 \\
         --out benchmarks/results/curves/elpv-224
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-
-from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
-from skmsc import datasets as skds  # noqa: E402
-from skmsc.neighbors import ExactIndex, knn_scores  # noqa: E402
-from skmsc.nn import MeanShiftedNetwork, _safeguard, resolve_precision  # noqa: E402
-from skmsc.nn._training import (  # noqa: E402
-    extract_features,
-    features_of_inputs,
-    fine_tune_and_extract,
-    network_inputs,
-)
+from skmsc import MeanShiftedContrastiveDetector
+from skmsc import datasets as skds
+from skmsc._estimators._network_mixin import fit_seeds
+from skmsc.data._batches import batch_source
+from skmsc.neighbors import ExactIndex, knn_scores
+from skmsc.nn import FineTuning, MeanShiftedNetwork, _safeguard
+from skmsc.nn._training import features_of_inputs, network_inputs
 
 BOOTSTRAP_ROUNDS = 200
 
@@ -100,56 +90,49 @@ def tasks(args):
 
 
 def curve(X_train, X_test, y_test, setting: dict, args) -> dict:
-    """Fine-tune with the detector's safeguard; test ROC-AUC at every evaluated epoch."""
-    detector = MeanShiftedContrastiveDetector(
-        args.backbone, frozen_stages=setting["frozen_stages"], epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=setting["learning_rate"],
-        angular=setting["angular"], image_size=args.image_size, precision=args.precision,
-        n_neighbors=args.n_neighbors, validation_fraction=args.validation_fraction,
-        n_iter_no_change=args.epochs + 1, random_state=args.seed, device="cpu")
-    seeds = np.random.RandomState(args.seed).randint(0, 2**31 - 1, size=4)
-    # The detector's encoder set-up (was detector._build_encoder).
+    """Fine-tune with the detector's safeguard; test ROC-AUC at every evaluated epoch.
+
+    The calls and seeds are the detector's own (``MeanShiftedNetwork.build``, ``extract``,
+    ``mean_shift``, ``fine_tune_and_extract`` with a :class:`~skmsc.nn.FineTuning`; seeds
+    as ``random_state=args.seed`` gives them), with an ``on_epoch`` hook that scores the
+    test set after every epoch and ``n_iter_no_change`` past the last epoch, so that every
+    epoch is trained and recorded while the safeguard still says which it would keep.
+    """
+    seeds = fit_seeds(args.seed)
     network = MeanShiftedNetwork.build(
-        args.backbone, weights=detector.weights, frozen_stages=detector.frozen_stages,
-        image_size=args.image_size, device="cpu", seed=int(seeds[0]))
-    encoder, spec = network.encoder, network.spec
-    device = torch.device("cpu")
-    encoder.to(device, memory_format=torch.channels_last)
-    features_precision = resolve_precision(args.precision, device, training=False)
-    extract = dict(spec=spec, image_size=args.image_size, batch_size=args.batch_size,
-                   device=device, precision=features_precision)
-    pretrained = extract_features(encoder, X_train, **extract)
-    center = pretrained.mean(axis=0)
-    if setting["angular"]:
-        center = center / np.linalg.norm(center)
+        args.backbone, weights=MeanShiftedContrastiveDetector().weights,
+        frozen_stages=setting["frozen_stages"], image_size=args.image_size, device="cpu",
+        seed=int(seeds[0]))
+    features_precision = network.precision(args.precision, training=False)
+    extract = dict(batch_size=args.batch_size, precision=features_precision)
+    pretrained = network.extract(X_train, **extract)
+    center = network.mean_shift(pretrained, angular=setting["angular"])
     scores_by_epoch, seconds = [], []
     clock = [time.perf_counter()]
 
     proxy_scores = []
-    probe_inputs = make_probes(X_train, spec, args, int(seeds[1])) if args.probes else None
+    probe_inputs = make_probes(X_train, network.spec, args, int(seeds[1])) if args.probes else None
 
     def on_epoch(epoch, features, held_out_scores):
         proxy_scores.append(held_out_scores)
         seconds.append(round(time.perf_counter() - clock[0], 1))
-        test = extract_features(encoder, X_test, **extract)
+        test = network.extract(X_test, **extract)
         if probe_inputs is not None:
-            dump_probes(args, epoch, encoder, spec, features_precision, features, test,
-                        probe_inputs, setting)
+            dump_probes(args, epoch, network.encoder, network.spec, features_precision,
+                        features, test, probe_inputs, setting)
         scores_by_epoch.append(knn_scores(ExactIndex(features), test, args.n_neighbors))
         print(f"    epoch {epoch}: ROC-AUC {100 * roc_auc_score(y_test, scores_by_epoch[-1]):.2f}",
               flush=True)
         clock[0] = time.perf_counter()
 
-    tune = dict(spec=spec, image_size=args.image_size, epochs=args.epochs,
-                batch_size=args.batch_size, learning_rate=setting["learning_rate"],
-                weight_decay=5e-5, temperature=0.25, angular=setting["angular"],
-                device=device, order_rng=np.random.default_rng(int(seeds[2])),
-                augment_generator=torch.Generator().manual_seed(int(seeds[1])),
-                precision=resolve_precision(args.precision, device, training=True))
-    losses, _, proxy, chosen = fine_tune_and_extract(
-        encoder, X_train, torch.from_numpy(center), pretrained, extract=extract, tune=tune,
-        early_stopping=True, validation_fraction=args.validation_fraction,
-        n_iter_no_change=args.epochs + 1, seed=int(seeds[1]), on_epoch=on_epoch)
+    tuning = FineTuning(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=setting["learning_rate"],
+        angular=setting["angular"], seed=(int(seeds[1]), int(seeds[2])),
+        precision=network.precision(args.precision, training=True),
+        features_precision=features_precision, early_stopping=True,
+        validation_fraction=args.validation_fraction, n_iter_no_change=args.epochs + 1)
+    losses, _, proxy, chosen = network.fine_tune_and_extract(
+        X_train, pretrained, center, tuning, on_epoch=on_epoch)
     aucs = [float(roc_auc_score(y_test, s)) for s in scores_by_epoch]
     return {"roc_auc_by_epoch": aucs, "proxy_by_epoch": proxy, "chosen_epoch": chosen,
             "loss_by_epoch": losses, "seconds_by_epoch": seconds,
@@ -164,8 +147,8 @@ def make_probes(X_train, spec, args, seed: int) -> dict:
     per kind (local: cut-paste, scar, blend; global: rotate, flip, shuffle, mosaic)."""
     train_rows, held_out = _safeguard.validation_rows(len(X_train), args.validation_fraction,
                                                       seed)
-    inputs = network_inputs(X_train, held_out, spec, args.image_size, torch.device("cpu"),
-                            args.batch_size).float()
+    inputs = network_inputs(batch_source(X_train), held_out, spec, args.image_size,
+                            torch.device("cpu"), args.batch_size).float()
     generator = torch.Generator().manual_seed(seed + 1)
     probes = {"train_rows": train_rows, "held_out": held_out}
     for kind in PROBE_KINDS:
@@ -242,7 +225,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     (args.out / "scores").mkdir(parents=True, exist_ok=True)
     results = {"args": {k: str(v) for k, v in vars(args).items()},
-               "command": " ".join(["python", "benchmarks/learning_curve.py",
+               "command": " ".join(["python", "-m", "benchmarks.learning_curve",
                                     *(argv or sys.argv[1:])]),
                "curves": []}
     rng = np.random.default_rng(0)

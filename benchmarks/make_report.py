@@ -1,13 +1,13 @@
 """Generate docs/benchmarks.md and its plots from the benchmark result files.
 
-Reads every ``results.json`` written by ``benchmarks/reproduce.py`` under ``--results``:
+Reads every ``results.json`` written by ``benchmarks.reproduce`` under ``--results``:
 folders directly inside it are benchmark runs (one section each), folders under
 ``--results/pilot/`` are tuning runs (one table). Writes the Markdown report and PNG
 plots; every number in them comes from those files.
 
 Example::
 
-    python benchmarks/make_report.py --results benchmarks/results \\
+    python -m benchmarks.make_report --results benchmarks/results \\
         --out docs/benchmarks.md --figures docs/_static/benchmarks
 """
 
@@ -16,17 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from dataclasses import MISSING, asdict, fields  # noqa: E402
-
-from reproduce import METHOD_LABELS, SIZES, Size, slug  # noqa: E402
-from reproduce import summary as method_means  # noqa: E402
+from .reproduce import METHOD_LABELS, SIZES, Size, slug
+from .reproduce import summary as method_means
 
 # Quoted from the paper (Reiss & Hoshen, AAAI 2023, Table 1), not measured here.
 PAPER_CIFAR10_RESNET152 = {
@@ -453,7 +449,7 @@ def pilot_section(runs: list[tuple[Path, dict]], others: list[tuple[Path, dict]]
         "- More training images steady the gain: with 1,000 images per class the curves stay "
         "within about one point of the baseline either way; with 3,000, MSC is about half a "
         "point above it after two epochs on both pilot classes. Milder crops (area 0.6-1 "
-        "instead of MoCo-v2's 0.2-1, `learning_curve.py --crop-scale`) and 128x128 inputs "
+        "instead of MoCo-v2's 0.2-1, `benchmarks.learning_curve --crop-scale`) and 128x128 inputs "
         "did not change the picture: on these two classes neither the crops on 28-pixel "
         "grayscale garments nor the resolution explains the small gains, while the number "
         "of distinct training images did.",
@@ -466,7 +462,7 @@ def pilot_section(runs: list[tuple[Path, dict]], others: list[tuple[Path, dict]]
 
 
 def load_curves(folder: Path) -> list[tuple[Path, dict]]:
-    """Learning-curve files written by ``benchmarks/learning_curve.py``."""
+    """Learning-curve files written by ``benchmarks.learning_curve``."""
     return [(path, json.loads(path.read_text())) for path in sorted(folder.glob("*.json"))]
 
 
@@ -532,7 +528,7 @@ def curves_section(curve_files: list[tuple[Path, dict]], figures: Path,
     lines = [
         "## Pilot: ROC-AUC after every epoch",
         "",
-        "`benchmarks/learning_curve.py` fine-tunes once per class and setting and scores "
+        "`benchmarks.learning_curve` fine-tunes once per class and setting and scores "
         "the test subsample after every epoch (epoch 0 is the pretrained kNN baseline), so "
         "one run shows whether more steps help. EfficientNet-Lite0, SGD without momentum, "
         "temperature 0.25, batch as listed, seed 0; settings are in each file's `args`.",
@@ -620,7 +616,7 @@ def guarded_curves_section(curve_files: list[tuple[Path, dict]], figures: Path,
     lines = [
         "## Learning curves and the label-free safeguard",
         "",
-        "`benchmarks/learning_curve.py` runs the detector's own fine-tuning with "
+        "`benchmarks.learning_curve` runs the detector's own fine-tuning with "
         "`early_stopping` on (10 % of the training images held out, never more than 256), "
         "scores the test set after every epoch (epoch 0 = the pretrained kNN baseline) and "
         "records the held-out proxy (ROC-AUC of held-out normals against synthetic "
@@ -697,15 +693,15 @@ def safeguard_table(curves: list[dict]) -> list[str]:
 
 
 def epoch_rules_section(payload: dict) -> list[str]:
-    """The candidate epoch rules of ``benchmarks/epoch_rules.py``, one table per data set."""
+    """The candidate epoch rules of ``benchmarks.epoch_rules``, one table per data set."""
     lines = [
         "## Choosing the epoch without labels: candidate rules",
         "",
         "Each rule sees only the normal training images: the safeguard's held-out normals "
         "and synthetic anomalies made from them, local (cut-paste, scar, blend: the old "
         "proxy) or global (a quarter turn, upside down, quadrants shuffled, a mosaic of "
-        "four normals: what a new object class changes). `benchmarks/epoch_rules.py` "
-        "replays every rule on the features `learning_curve.py --probes` wrote after every "
+        "four normals: what a new object class changes). `benchmarks.epoch_rules` "
+        "replays every rule on the features `benchmarks.learning_curve --probes` wrote after every "
         "epoch; labels only score the choice. *Share of gain*: the test ROC-AUC gain of the "
         "kept epochs over epoch 0, summed over curves, divided by that of the best epochs. "
         "*Below 0 (noise)*: curves whose kept epoch is below epoch 0 with the 95 % paired "
@@ -828,7 +824,7 @@ def build_report(results: Path, out: Path, figures: Path) -> str:
     lines = [
         "# Benchmarks: the paper's one-class protocol",
         "",
-        "<!-- Generated by benchmarks/make_report.py from benchmarks/results; do not edit. -->",
+        "<!-- Generated by benchmarks.make_report from benchmarks/results; do not edit. -->",
         "",
         "Protocol (Reiss & Hoshen, 2023): for each class c, fit on the training images of "
         "class c only, score the whole test set, and compute the ROC-AUC with class c as "
@@ -838,13 +834,13 @@ def build_report(results: Path, out: Path, figures: Path) -> str:
         "MSC with the label-free safeguard on). Regenerate with:",
         "",
         "```bash",
-        "OMP_WAIT_POLICY=PASSIVE python benchmarks/reproduce.py --dataset folder --root "
+        "python -m benchmarks.reproduce --dataset folder --root "
         "CIFAR10_JPEGS --size cpu --classes 0 1 2 3 4 --out benchmarks/results/cifar10-dev-cpu",
-        "OMP_WAIT_POLICY=PASSIVE python benchmarks/reproduce.py --dataset elpv "
+        "python -m benchmarks.reproduce --dataset elpv "
         "--size cpu --out benchmarks/results/elpv-cpu-preset",
-        "OMP_WAIT_POLICY=PASSIVE python benchmarks/reproduce.py --dataset fashion-mnist "
+        "python -m benchmarks.reproduce --dataset fashion-mnist "
         "--size cpu --classes 0 2 4 6 --out benchmarks/results/fashion-mnist-cpu-preset",
-        "python benchmarks/make_report.py",
+        "python -m benchmarks.make_report",
         "```",
         "",
         "`CIFAR10_JPEGS` is CIFAR-10 as image files, `train/<class>/*.jpg` and "
@@ -856,7 +852,7 @@ def build_report(results: Path, out: Path, figures: Path) -> str:
         *[f"- `{s.name}`: {s.description}" for s in SIZES.values()],
         "",
         "GPU: no GPU machine was lent to this task, so the `full` size (the paper's "
-        "settings, meant for a GPU) has not been run; `python benchmarks/reproduce.py "
+        "settings, meant for a GPU) has not been run; `python -m benchmarks.reproduce "
         "--dataset cifar10 --root DATA --size full --out benchmarks/results/cifar10-full` "
         "runs it where ResNet152 weights and a GPU are available.",
         "",

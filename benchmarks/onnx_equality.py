@@ -9,24 +9,20 @@ it also prints how far the detector's scores move when its uint8 resize runs as 
 passes with rounding (what an export with float resize matrices would compute) instead
 of torch's uint8 kernels.
 
-    PYTHONPATH=. OMP_WAIT_POLICY=PASSIVE python benchmarks/onnx_equality.py
+    python -m benchmarks.onnx_equality
 """
 
 from __future__ import annotations
 
-import os
+import tempfile
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
+import numpy as np
+from skimage import data
 
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-from skimage import data  # noqa: E402
-
-import skmsc.nn._preprocess as preprocess  # noqa: E402
-from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
-from skmsc.onnx import ONNXDetector, export_onnx  # noqa: E402
+import skmsc.nn._preprocess as preprocess
+from skmsc import MeanShiftedContrastiveDetector
+from skmsc.onnx import ONNXDetector, export_onnx
 
 BACKBONES = [("efficientnet_lite0", "imagenet"), ("resnet18", None), ("resnet50", None)]
 

@@ -2,10 +2,10 @@
 
 Usage::
 
-    python benchmarks/reliability.py table       # cases tried / handled per class (#16)
-    python benchmarks/reliability.py decode      # peak RSS decoding an 8000x8000 PNG
-    python benchmarks/reliability.py soak        # RSS after repeated fit/score cycles
-    python benchmarks/reliability.py huge        # peak RSS, 16 images of 2048x2048
+    python -m benchmarks.reliability table       # cases tried / handled per class (#16)
+    python -m benchmarks.reliability decode      # peak RSS decoding an 8000x8000 PNG
+    python -m benchmarks.reliability soak        # RSS after repeated fit/score cycles
+    python -m benchmarks.reliability huge        # peak RSS, 16 images of 2048x2048
 
 ``table`` runs the cases of ``reliability_cases.py`` (each class in a process of its own,
 so that a crash or a hang counts against its class only) and prints, per class, how many
@@ -14,22 +14,17 @@ measure another version of skmsc with the same cases. Prints what it measured; n
 is written outside a temporary folder.
 """
 
+import argparse
+import gc
 import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
-
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import resource  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # reliability_cases, as a script
+import numpy as np
 
 
 def current_rss_mib() -> float:
@@ -95,7 +90,7 @@ def huge(unbounded: bool) -> None:
 
 def run_class(index: int) -> None:
     """Child process of ``table``: run one class's cases, one line per case."""
-    import reliability_cases
+    from . import reliability_cases
 
     with tempfile.TemporaryDirectory(prefix="skmsc-reliability-") as folder:
         workdir = Path(folder)
@@ -111,15 +106,16 @@ def run_class(index: int) -> None:
 
 
 def table(show: int) -> None:
-    import reliability_cases
-
     import skmsc
+
+    from . import reliability_cases
 
     totals = {}
     for index, (number, name, _) in enumerate(reliability_cases.CLASSES):
         try:
-            done = subprocess.run([sys.executable, __file__, "_class", str(index)],
-                                  capture_output=True, text=True, timeout=1800)
+            done = subprocess.run([sys.executable, "-m", "benchmarks.reliability", "_class",
+                                   str(index)], capture_output=True, text=True,
+                                  timeout=1800, cwd=Path(__file__).resolve().parents[1])
             lines, status = done.stdout.splitlines(), done.returncode
         except subprocess.TimeoutExpired as exc:
             lines, status = (exc.stdout or b"").decode().splitlines(), "timeout"

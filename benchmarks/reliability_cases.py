@@ -24,9 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import hostile_files  # noqa: E402  (shared with the tests: the same hostile files)
-from fault_injection import (  # noqa: E402
+from tests import hostile_files
+from tests.fault_injection import (
     FILE_SYSTEM_CALLS,
     count_events,
     fails_at,

@@ -9,40 +9,33 @@ Results go to ``--out``: ``results.json`` (configuration, environment, per-class
 records), ``results.csv`` (one row per class and method) and ``scores/<class>.npz``
 (test labels and every method's scores, for ROC curves). They are rewritten after
 every class, so a run that stops early still leaves usable results; ``--resume``
-continues such a run. Never edit them by hand: ``benchmarks/make_report.py`` turns
+continues such a run. Never edit them by hand: ``benchmarks.make_report`` turns
 them into ``docs/benchmarks.md``.
 
 Example (the committed CPU results)::
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/reproduce.py --dataset fashion-mnist \\
+    python -m benchmarks.reproduce --dataset fashion-mnist \\
         --size cpu --out benchmarks/results/fashion-mnist-cpu
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import csv
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import UTC, datetime
+from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
+import numpy as np
 
-import argparse  # noqa: E402
-import csv  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import re  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import asdict, dataclass, fields, replace  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
-from pathlib import Path  # noqa: E402
+from skmsc import MeanShiftedContrastiveDetector
+from skmsc import datasets as skds
 
-import numpy as np  # noqa: E402
-
-# The benchmark runs from a checkout: make ``import skmsc`` find it without installing.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from skmsc import MeanShiftedContrastiveDetector  # noqa: E402
-from skmsc import datasets as skds  # noqa: E402
+from ._harness import environment
 
 DATASETS = ("fashion-mnist", "cifar10", "cifar100", "folder", "elpv")
 RESULT_FORMAT = 1
@@ -203,39 +196,6 @@ def train_images(train, test, normal_class: int, n_train: int | None, seed: int,
     return pixels(X_train, load_size), y_test
 
 
-# ------------------------------------------------------------------------ environment
-def environment(device: str) -> dict:
-    import sklearn
-    import torch
-    import torchvision
-
-    from skmsc._version import __version__
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "device_requested": device,
-        "git_commit": commit,
-        "versions": {
-            "skmsc": __version__, "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "scikit-learn": sklearn.__version__,
-            "numpy": np.__version__,
-        },
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
-    }
-
-
 # ---------------------------------------------------------------------------- running
 def run_method(method: str, config: Size, X_train, X_test, y_test, seed: int, device: str):
     """Fit one method on the normal images and score the test set."""
@@ -391,7 +351,7 @@ def main(argv=None) -> dict:
         "overrides": overrides,
         "seed": args.seed,
         "methods": args.methods,
-        "command": " ".join(["python", "benchmarks/reproduce.py", *(argv or sys.argv[1:])]),
+        "command": " ".join(["python", "-m", "benchmarks.reproduce", *(argv or sys.argv[1:])]),
         "environment": environment(args.device),
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "classes": [],

@@ -27,7 +27,7 @@ knn
     build and query times per gallery size.
 
 Each section is a module ``speed_<section>.py`` with a ``section(args, device, out)``
-function; ``speed_timing.py`` holds the timing and table helpers they share. All but
+function; ``_harness.py`` holds the timing and table helpers they share. All but
 ``steps`` (which times private preprocessing helpers on purpose) use the public API.
 
 Results go to ``<out>/performance.json``, ``<out>/performance_tables.md`` (the tables
@@ -35,7 +35,7 @@ below, as printed) and ``<out>/performance.png``. Timings are medians of ``--rep
 
 Example::
 
-    OMP_WAIT_POLICY=PASSIVE python benchmarks/speed.py --sections pipeline,precision
+    python -m benchmarks.speed --sections pipeline,precision
 """
 
 from __future__ import annotations
@@ -45,22 +45,17 @@ import importlib
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its threads
+import torch
 
-import torch  # noqa: E402
+from skmsc.nn import resolve_device
+
+from . import speed_memory
+from ._harness import floats, ints, load_average, names
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the speed_* section modules
-
-import speed_memory  # noqa: E402
-from speed_timing import load_average  # noqa: E402
-
-from skmsc.nn import resolve_device  # noqa: E402
 
 SECTIONS = ("pipeline", "steps", "precision", "memory", "knn")
 
@@ -68,21 +63,20 @@ SECTIONS = ("pipeline", "steps", "precision", "memory", "knn")
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
-    strs = lambda s: s.split(",")  # noqa: E731
-    p.add_argument("--sections", type=strs, default=list(SECTIONS),
+    p.add_argument("--sections", type=names, default=list(SECTIONS),
                    help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", help="precision of pipeline and memory runs")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    p.add_argument("--backbones", type=strs, default=["efficientnet_lite0", "resnet18", "resnet50"])
+    p.add_argument("--backbones", type=names,
+                   default=["efficientnet_lite0", "resnet18", "resnet50"])
     p.add_argument("--sizes", type=ints, default=[32, 224])
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--steps", type=int, default=3, help="batches per pipeline measurement")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--precision-backbones", type=strs, default=["efficientnet_lite0", "resnet18"])
+    p.add_argument("--precision-backbones", type=names, default=["efficientnet_lite0", "resnet18"])
     p.add_argument("--precision-size", type=int, default=224)
-    p.add_argument("--auc-precisions", type=strs, default=["float32", "auto"],
+    p.add_argument("--auc-precisions", type=names, default=["float32", "auto"],
                    help="the first is the reference of the change column")
     p.add_argument("--auc-class", type=int, default=0)
     p.add_argument("--auc-train", type=int, default=1000)
@@ -95,7 +89,7 @@ def parse_args(argv=None):
     p.add_argument("--knn-k", type=int, default=2)
     p.add_argument("--nnd-degrees", type=ints, default=[30, 60],
                    help="pynndescent graph degrees tried at the smallest gallery")
-    p.add_argument("--nnd-epsilons", type=lambda s: [float(v) for v in s.split(",")],
+    p.add_argument("--nnd-epsilons", type=floats,
                    default=[0.1, 0.2, 0.3, 0.5], help="query epsilons tried there")
     p.add_argument("--recall-target", type=float, default=0.995,
                    help="the setting used at larger galleries is the fastest that reaches it "
@@ -134,7 +128,8 @@ def main(argv=None):
             raise SystemExit(f"unknown section {name!r}; choose from {SECTIONS}")
         print(f"== {name}", flush=True)
         start = time.perf_counter()
-        text += importlib.import_module(f"speed_{name}").section(args, device, out) + "\n"
+        section = importlib.import_module(f".speed_{name}", __package__).section
+        text += section(args, device, out) + "\n"
         out[f"{name}_seconds"] = time.perf_counter() - start
     out["machine"]["load_average_end"] = load_average()
     text += f"Load average at end {out['machine']['load_average_end']}\n"

@@ -6,11 +6,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from speed_timing import median_time, table
 
 from skmsc.datasets import load_fashion_mnist
 from skmsc.neighbors import ExactIndex, NNDescentIndex
 from skmsc.nn import MeanShiftedNetwork
+
+from ._harness import median_time, table
 
 
 def _real_features(args, device):

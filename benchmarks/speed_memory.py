@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import torch
-from speed_timing import table
+
+from ._harness import table
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from speed_timing import interleaved, load_average, median_time, table
 
 from skmsc import MeanShiftedContrastiveDetector
 from skmsc.nn import MeanShiftedNetwork, autocast, resolve_precision
 from skmsc.nn.model import mean_shifted_contrastive_loss
+
+from ._harness import interleaved, load_average, median_time, table
 
 
 def network(name, device, size=224, channels_last=True, seed=0):

@@ -8,11 +8,12 @@ import time
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
-from speed_pipeline import forward_pass, network, random_input, train_step
-from speed_timing import interleaved, table
 
 from skmsc import MeanShiftedContrastiveDetector
 from skmsc.datasets import load_fashion_mnist
+
+from ._harness import interleaved, table
+from .speed_pipeline import forward_pass, network, random_input, train_step
 
 
 def section(args, device, out):

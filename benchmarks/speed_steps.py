@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from speed_timing import median_time, table
 
 from skmsc.nn import augment
 from skmsc.nn._preprocess import eval_inputs, network_input, to_unit_tensor
 from skmsc.nn.backbones import BACKBONES
+
+from ._harness import median_time, table
 
 
 def section(args, device, out):

@@ -27,9 +27,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import csv  # noqa: E402
+import inspect  # noqa: E402
 import io  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
+from numbers import Integral  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -40,50 +42,101 @@ from ._version import __version__  # noqa: E402
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
-def _count_or_fraction(text: str):
-    """``--gallery-size``: an integer count, or a float fraction."""
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)  # argparse reports a ValueError as "invalid value"
-
-
-# Estimator parameters exposed by `skmsc fit`: (flag, type, help). Unset flags keep the
-# estimator's defaults.
-FIT_PARAMETERS = [
-    ("backbone", str, "pretrained network (efficientnet_lite0 works offline and is the "
-     "fast one on a CPU)"),
-    ("weights", str, "'imagenet', a state-dict file, or 'none' for random weights"),
-    ("frozen_stages", str, "'auto' or the number of leading stages kept frozen"),
-    ("epochs", int, "fine-tuning epochs (0: pretrained features only)"),
-    ("batch_size", int, "images per step and per scoring batch"),
-    ("learning_rate", float, "SGD learning rate"),
-    ("weight_decay", float, "SGD weight decay"),
-    ("temperature", float, "contrastive loss temperature"),
-    ("n_neighbors", int, "neighbours summed in the anomaly score"),
-    ("image_size", int, "side of the square the network sees"),
-    ("knn_algorithm", str, "'auto', 'exact' or 'nndescent'"),
-    ("contamination", str, "fraction of new normal images to flag (false-alarm rate), "
-     "'auto' (0.01) or a number in (0, 0.5]"),
-    ("device", str, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
-    ("precision", str, "'auto', 'float32', 'bfloat16' or 'float16' (network arithmetic)"),
-    ("random_state", int, "seed, for reproducible fits"),
-    ("gallery_size", _count_or_fraction,
-     "shrink the searched gallery to a number of vectors (e.g. 600) or a fraction of the "
-     "training images (e.g. 0.1); none: keep them all"),
-    ("gallery_reduction", str, "'kmeans' or 'coreset': how --gallery-size shrinks it"),
-]
-#: The estimator's defaults of the ``fit`` flags, shown by ``--help`` (checked against
-#: ``MeanShiftedContrastiveDetector().get_params()`` by the tests; the CLI does not import
-#: the estimator before it must, so that ``--help`` is instant).
-FIT_DEFAULTS = {
-    "backbone": "resnet152", "weights": "imagenet", "frozen_stages": "auto", "epochs": 20,
-    "batch_size": 64, "learning_rate": 1e-5, "weight_decay": 5e-5, "temperature": 0.25,
-    "n_neighbors": 2, "image_size": 224, "knn_algorithm": "auto", "contamination": "auto",
-    "device": "auto", "precision": "auto", "random_state": None, "angular": False,
-    "gallery_size": None, "gallery_reduction": "kmeans",
+# Help of the estimator parameters that `skmsc fit` offers. Which flags there are, what
+# values they take and their defaults come from MeanShiftedContrastiveDetector itself (its
+# signature and _parameter_constraints, read by fit_parameters): a new estimator parameter
+# gets a flag without a change here (and a generic help line until it gets its own).
+FIT_HELP = {
+    "backbone": "pretrained network (efficientnet_lite0 works offline and is the fast one "
+    "on a CPU)",
+    "weights": "'imagenet', a state-dict file, or 'none' for random weights",
+    "frozen_stages": "'auto' or the number of leading stages kept frozen",
+    "epochs": "fine-tuning epochs (0: pretrained features only)",
+    "batch_size": "images per step and per scoring batch",
+    "learning_rate": "SGD learning rate",
+    "weight_decay": "SGD weight decay",
+    "temperature": "contrastive loss temperature",
+    "angular": "add the angular centre loss",
+    "n_neighbors": "neighbours summed in the anomaly score",
+    "image_size": "side of the square the network sees",
+    "knn_algorithm": "'auto', 'exact' or 'nndescent'",
+    "contamination": "fraction of new normal images to flag (false-alarm rate), 'auto' "
+    "(0.01) or a number in (0, 0.5]",
+    "device": "'auto', 'cpu', 'cuda' or 'cuda:N'",
+    "precision": "'auto', 'float32', 'bfloat16' or 'float16' (network arithmetic)",
+    "early_stopping": "the label-free safeguard: keep the fine-tuning epoch (or the "
+    "pretrained network) that best separates held-out images from synthetic anomalies",
+    "validation_fraction": "fraction of the images held out for --early-stopping",
+    "n_iter_no_change": "with --early-stopping, stop after this many epochs without a new "
+    "best",
+    "random_state": "seed, for reproducible fits",
+    "gallery_size": "shrink the searched gallery to a number of vectors (e.g. 600) or a "
+    "fraction of the training images (e.g. 0.1); none: keep them all",
+    "gallery_reduction": "'kmeans' or 'coreset': how --gallery-size shrinks it",
 }
+#: Estimator parameters without a `fit` flag: -q/--quiet sets verbose.
+FIT_EXCLUDED = ("verbose",)
 
+
+def fit_parameters() -> list[tuple[str, object, list]]:
+    """(name, default, constraints) of each estimator parameter `skmsc fit` offers, in the
+    signature's order. Imports the estimator (and torch): called only for `skmsc fit`.
+
+    Examples
+    --------
+    >>> from skmsc.cli import fit_parameters
+    >>> {name: default for name, default, _ in fit_parameters()}["n_iter_no_change"]
+    3
+    """
+    from ._estimators import MeanShiftedContrastiveDetector
+
+    constraints = MeanShiftedContrastiveDetector._parameter_constraints
+    signature = inspect.signature(MeanShiftedContrastiveDetector.__init__)
+    return [(name, parameter.default, constraints[name])
+            for name, parameter in list(signature.parameters.items())[1:]
+            if name not in FIT_EXCLUDED]
+
+
+def _flag_value(name: str, constraints: list):
+    """The argparse ``type`` of a parameter: the text read by the first constraint it fits
+    ('none' for None, an option, an integer, a number, a seed). Other text is a usage error
+    here for a number-only parameter; else it goes to the estimator, whose own check
+    reports it."""
+    from sklearn.utils._param_validation import Interval, StrOptions
+
+    def convert(text: str):
+        if text.lower() == "none" and None in constraints:
+            return None
+        if any(isinstance(c, StrOptions) and text in c.options for c in constraints):
+            return text
+        kinds = [c.type for c in constraints if isinstance(c, Interval)]
+        kinds += [Integral] if "random_state" in constraints else []
+        for kind in sorted(kinds, key=lambda k: k is not Integral):  # integers first
+            try:
+                return int(text) if kind is Integral else float(text)
+            except ValueError:
+                pass
+        if any(isinstance(c, StrOptions) or c is str for c in constraints):
+            return text
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kinds == [Integral] else 'a number'}"
+            f"{' or none' if None in constraints else ''}, got {text!r}")
+
+    convert.__name__ = name
+    return convert
+
+
+def _add_fit_parameters(fit) -> None:
+    for name, default, constraints in fit_parameters():
+        flag = "--" + name.replace("_", "-")
+        text = FIT_HELP.get(name, f"the {name} parameter of MeanShiftedContrastiveDetector")
+        shown = f"{text} (default: {'none' if default is None else default})"
+        if "boolean" in constraints:
+            fit.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                             default=argparse.SUPPRESS, help=shown)
+        else:
+            fit.add_argument(flag, dest=name, type=_flag_value(name, constraints),
+                             default=argparse.SUPPRESS, help=shown)
 
 
 class UsageError(Exception):
@@ -99,7 +152,10 @@ class UsageError(Exception):
     """
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv=None) -> argparse.ArgumentParser:
+    """The command line's parser; `fit`'s estimator flags only when ``argv`` is a `fit`
+    command (they import the estimator, which `skmsc --help` and the other commands do not
+    wait for)."""
     parser = argparse.ArgumentParser(
         prog="skmsc",
         description="Image anomaly detection with the mean-shifted contrastive loss: fit on "
@@ -149,11 +205,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="folder(s) of normal images")
     fit.add_argument("-o", "--output", required=True, metavar="MODEL",
                      help="folder to save the fitted model to")
-    for name, kind, text in FIT_PARAMETERS:
-        fit.add_argument("--" + name.replace("_", "-"), dest=name, type=kind,
-                         help=_with_default(text, name))
-    fit.add_argument("--angular", action="store_true", default=None,
-                     help="add the angular centre loss (default: off)")
+    if _is_fit_command(sys.argv[1:] if argv is None else argv):
+        _add_fit_parameters(fit)
     _add_fit_report_flags(fit)
 
     score = sub.add_parser(
@@ -189,9 +242,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _with_default(text: str, name: str) -> str:
-    default = FIT_DEFAULTS.get(name)
-    return f"{text} (default: {'none' if default is None else default})"
+def _is_fit_command(argv) -> bool:
+    positional = [a for a in argv if not str(a).startswith("-")]
+    return bool(positional) and positional[0] == "fit"
 
 
 def _add_fit_report_flags(fit) -> None:
@@ -378,14 +431,9 @@ def _fit(args) -> int:
     from ._estimators import MeanShiftedContrastiveDetector
     from .data.files import ImageFiles
 
-    names = [name for name, _, _ in FIT_PARAMETERS] + ["angular"]
-    params = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    if params.get("weights") == "none":
-        params["weights"] = None
-    if params.get("frozen_stages", "auto") != "auto":
-        params["frozen_stages"] = _number(params["frozen_stages"], int, "--frozen-stages")
-    if params.get("contamination", "auto") != "auto":
-        params["contamination"] = _number(params["contamination"], float, "--contamination")
+    # Flags left unset are not in args (argparse.SUPPRESS): the estimator's defaults hold.
+    params = {name: getattr(args, name) for name, _, _ in fit_parameters()
+              if hasattr(args, name)}
     detector = MeanShiftedContrastiveDetector(**params, verbose=not args.quiet)
     detector._validate_params()  # bad values are usage errors, reported before fitting
     print(f"skmsc: fitting on {len(paths)} images", file=sys.stderr)
@@ -759,17 +807,10 @@ def _evaluate_on(detector, folders, args) -> int:
 
 
 def _move(detector, device: str) -> None:
-    import torch
-
-    from .nn._runtime import resolve_device
-
     try:
-        target = resolve_device(device)
+        detector.set_device(device)
     except (ValueError, RuntimeError) as exc:
         raise UsageError(str(exc)) from exc
-    if detector.encoder_ is not None:
-        detector.encoder_.to(target)
-    detector.device_ = torch.device(target)
 
 
 def _non_negative_int(text: str) -> int:
@@ -840,7 +881,7 @@ def main(argv=None) -> int:
     >>> main(["info", "no-such-model-folder"])  # doctest: +SKIP
     1
     """
-    args = _parser().parse_args(argv)  # exits with 2 on usage errors, 0 on --help
+    args = _parser(argv).parse_args(argv)  # exits with 2 on usage errors, 0 on --help
     commands = {"fit": _fit, "score": _score, "info": _info, "evaluate": _evaluate,
                 "export": _export}
     try:

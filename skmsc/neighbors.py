@@ -1,7 +1,10 @@
-"""k-nearest-neighbour search over the training features: exact and approximate.
+"""k-nearest-neighbour search over the training features, and the scoring rule.
 
-The score of the method is the sum of squared Euclidean distances to the ``k`` nearest
-training features. Both searches return squared distances so the two agree up to recall.
+The score of the method is minus the sum of squared Euclidean distances to the ``k``
+nearest training features. Both searches return squared distances so the two agree up to
+recall. The rule itself is written once, in :class:`KNNScorer`: scoring, the
+leave-one-out threshold, anomaly maps, the fine-tuning safeguard and the exported ONNX
+graph all apply it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ import numpy as np
 import torch
 
 __all__ = [
-    "AUTO_EXACT_MAX_SAMPLES", "NNDESCENT_EPSILON_BY_SIZE", "ExactIndex", "NNDescentIndex",
+    "AUTO_EXACT_MAX_SAMPLES", "NNDESCENT_EPSILON_BY_SIZE", "ExactIndex", "KNNScorer",
+    "NNDescentIndex",
     "default_epsilon", "knn_scores", "make_index", "resolve_knn_algorithm",
 ]
 
@@ -264,9 +268,62 @@ def make_index(gallery, algorithm="exact", random_state=0):
     raise ValueError(f"Unknown kNN algorithm {algorithm!r}; use 'exact' or 'nndescent'.")
 
 
+class KNNScorer:
+    """The method's scoring rule: minus the summed squared distance to the ``k`` nearest.
+
+    The one place the rule is written. :meth:`from_distances` turns the squared distances
+    to the ``n_neighbors`` nearest gallery vectors into normality scores (higher = more
+    normal); it is written with operations numpy arrays and torch tensors share, so the
+    same line scores in numpy (:meth:`scores`, the leave-one-out threshold, the
+    safeguard's proxy), in torch with gradients (:meth:`torch_scores`, anomaly maps) and in
+    the exported ONNX graph. A new rule (e.g. the mean of the ``k`` distances) is a change
+    of :meth:`from_distances` alone.
+
+    Parameters
+    ----------
+    n_neighbors : int
+        ``k``: how many nearest gallery vectors a score uses.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from skmsc.neighbors import KNNScorer, make_index
+    >>> scorer = KNNScorer(2)
+    >>> scorer.scores(make_index(np.eye(3)), np.array([[1.0, 0.0, 0.0]])).tolist()
+    [-2.0]
+    >>> scorer.from_distances(np.array([[0.5, 1.5]])).tolist()
+    [-2.0]
+    >>> z, neighbours = torch.zeros(1, 2), torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
+    >>> scorer.torch_scores(z, neighbours).tolist()
+    [-5.0]
+    """
+
+    def __init__(self, n_neighbors: int):
+        self.n_neighbors = int(n_neighbors)
+
+    def __repr__(self) -> str:
+        return f"KNNScorer(n_neighbors={self.n_neighbors})"
+
+    @staticmethod
+    def from_distances(squared_distances):
+        """Normality scores ``(n,)`` from the squared distances ``(n, k)`` to the nearest
+        (ascending); numpy or torch in, the same kind out."""
+        return -squared_distances.sum(1)
+
+    def scores(self, index, features: np.ndarray) -> np.ndarray:
+        """Normality scores (float64) of ``features`` against the gallery of ``index``."""
+        distances, _ = index.kneighbors(features, self.n_neighbors)
+        return self.from_distances(distances)
+
+    def torch_scores(self, z, neighbours):
+        """Normality scores of the features ``z`` ``(n, d)`` against their chosen
+        ``neighbours`` ``(n, k, d)``, in torch (differentiable in ``z``)."""
+        diff = neighbours - z.unsqueeze(1)
+        return self.from_distances((diff * diff).sum(2))
+
+
 def knn_scores(index, features: np.ndarray, n_neighbors: int) -> np.ndarray:
-    """The method's normality scores: minus the summed squared distance to the nearest
-    ``n_neighbors`` gallery vectors of ``index``.
+    """The method's normality scores: :meth:`KNNScorer.scores` with ``n_neighbors``.
 
     Examples
     --------
@@ -275,5 +332,4 @@ def knn_scores(index, features: np.ndarray, n_neighbors: int) -> np.ndarray:
     >>> knn_scores(make_index(np.eye(3)), np.array([[1.0, 0.0, 0.0]]), 2).tolist()
     [-2.0]
     """
-    distances, _ = index.kneighbors(features, n_neighbors)
-    return -distances.sum(axis=1)
+    return KNNScorer(n_neighbors).scores(index, features)

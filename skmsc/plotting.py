@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._estimators._maps import DEFAULT_MAP_METHOD
+from ._estimators import DEFAULT_MAP_METHOD
 from .data.files import as_image_files
 from .model_selection import _warn_if_auc_looks_inverted, is_normal
 

@@ -130,6 +130,9 @@ SLOW_TESTS = {
     "test_input_validation.py::test_input_container_check_raises_only_clear_errors",
     "test_input_validation.py::test_check_image_array_accepts_only_valid_batches",
     "test_neighbors.py::test_nndescent_finds_the_exact_neighbours_on_easy_data",
+    # pynndescent compiles its numba code for ~30 s in a fresh process: the tests that
+    # build a real graph run in `make test` only.
+    "test_neighbors.py::test_nndescent_recall_on_real_digit_vectors",
     "test_detector_images.py::test_end_to_end_auc_on_real_digits",
     "test_model_selection.py::test_grid_search_on_images_with_parallel_workers",
     "test_feature_pipeline.py::test_cached_search_fine_tunes_once_per_setting_and_fold",
@@ -171,6 +174,10 @@ SLOW_TESTS = {
     "test_onnx_export.py::test_export_refuses_what_it_cannot_export",
     "test_onnx_export.py::test_runtime_refuses_bad_images_with_the_fix",
     "test_onnx_export.py::test_cli_export_of_a_file_fitted_model",
+    # The two ONNX docstring examples each export a network (torch's exporter, ~10 s);
+    # the other modules' examples stay in the quick loop.
+    "test_docs.py::test_docstring_examples[skmsc.onnx._export]",
+    "test_docs.py::test_docstring_examples[skmsc.onnx._runtime]",
     "test_gpu_check.py::test_gpu_check_dry_run_records_every_step",
     "test_deploy_benchmarks.py::*",
     "test_growing_gallery.py::test_partial_fit_equals_a_fresh_knn_fit_on_the_union",
@@ -185,6 +192,7 @@ SLOW_TESTS = {
 
 def pytest_collection_modifyitems(items):
     for item in items:
-        names = {f"{item.path.name}::{item.originalname}", f"{item.path.name}::*"}
+        names = {f"{item.path.name}::{item.originalname}", f"{item.path.name}::*",
+                 f"{item.path.name}::{item.name}"}  # the last: one parametrized case
         if names & SLOW_TESTS:
             item.add_marker(pytest.mark.slow)

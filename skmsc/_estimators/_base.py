@@ -37,14 +37,24 @@ from sklearn.utils._param_validation import (
     StrOptions,
     validate_parameter_constraints,
 )
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import persistence
-from .._checks import DivergenceError, check_feature_range, normal_mask
+from .._checks import (
+    DivergenceError,
+    check_enough_samples,
+    check_feature_range,
+    check_input_container,
+    explained_non_finite,
+    normal_mask,
+    warn_if_labelled_anomalies,
+)
 from .._gallery import REDUCTIONS, gallery_rows, leave_one_out_distances, reduce_gallery
 from .._version import __version__
-from ..neighbors import knn_scores, make_index, resolve_knn_algorithm
+from ..neighbors import KNNScorer, make_index, resolve_knn_algorithm
 from ._saved_fields import (
+    OMIT,
+    FittedField,
     SavedFieldError,
     require,
     saved_array,
@@ -74,6 +84,39 @@ KNN_PARAMETER_CONSTRAINTS: dict = {
                      Interval(Real, 0, 1, closed="right")],
     "gallery_reduction": [StrOptions(set(REDUCTIONS))],
 }
+
+
+def store_params(estimator, arguments: dict) -> None:
+    """Store each ``__init__`` argument unchanged under its own name, as scikit-learn
+    expects: ``store_params(self, locals())`` is the whole body of every estimator's
+    ``__init__``, so the estimators that share parameters share no assignments."""
+    for name in type(estimator)._get_param_names():
+        setattr(estimator, name, arguments[name])
+
+
+def validated_fit_array(estimator, X, *, allow_nd: bool):
+    """An array ``X`` checked for ``fit``: skmsc's clear errors for mistaken containers and
+    non-finite values, then scikit-learn's ``validate_data`` (which sets
+    ``n_features_in_``). The one array check of every estimator's ``fit``."""
+    check_input_container(X)
+    with explained_non_finite(X):
+        return validate_data(estimator, X, dtype="numeric", allow_nd=allow_nd,
+                             ensure_min_samples=1)
+
+
+def check_training_set(estimator, n_samples: int, y, min_neighbors: int) -> None:
+    """Warn if ``y`` marks training rows as anomalies; refuse too few samples for
+    ``min_neighbors`` leave-one-out neighbours."""
+    warn_if_labelled_anomalies(y, n_samples, type(estimator).__name__)
+    check_enough_samples(n_samples, min_neighbors)
+
+
+def feature_copy(X) -> np.ndarray:
+    """Feature vectors as a new float32 array (never a view of the caller's data, also of
+    a float32 memmap), their distances checked to be finite."""
+    features = np.array(X, dtype=np.float32, copy=True)
+    check_feature_range(features)
+    return features
 
 
 def resolve_contamination(contamination) -> float:
@@ -273,63 +316,78 @@ class SkmscEstimatorMixin:
 
     def __setstate__(self, state):
         super().__setstate__(state)
+        fields = self._fitted_fields()
+        if any(field.name in state for field in fields):
+            for field in fields:  # pickled before the field existed
+                if field.older is not None and field.name not in state:
+                    setattr(self, field.name, field.older(self))
+            self._restored()
         if "versions_" in state:
             warn_on_version_mismatch(state.get("versions_"), type(self).__name__)
 
     # ------------------------------------------------------------------ save / load
+    _FITTED_FIELDS = (
+        FittedField("versions_", lambda est, fitted, tensors: _restore_versions(fitted)),
+        # Written even when absent (None): image-file fits have no n_features_in_.
+        FittedField("n_features_in_", lambda est, fitted, tensors: (
+            OMIT if saved_value(fitted, "n_features_in_") is None
+            else saved_int(fitted, "n_features_in_", low=1)),
+            save=lambda est: (int(est.n_features_in_) if hasattr(est, "n_features_in_")
+                              else None)),
+        FittedField("feature_names_in_", lambda est, fitted, tensors: _restore_feature_names(
+            est, fitted), save=lambda est: ([str(n) for n in est.feature_names_in_]
+                                            if hasattr(est, "feature_names_in_") else OMIT)),
+        # The model card's facts (_record_fit); None each for saves made before them.
+        FittedField("training_source_", lambda est, fitted, tensors: _restore_record(
+            fitted, "training_source_"), older=lambda est: None),
+        FittedField("n_samples_fit_", lambda est, fitted, tensors: _restore_record(
+            fitted, "n_samples_fit_"), older=lambda est: None),
+        FittedField("fit_started_", lambda est, fitted, tensors: _restore_record(
+            fitted, "fit_started_"), older=lambda est: None),
+        FittedField("fit_seconds_", lambda est, fitted, tensors: _restore_record(
+            fitted, "fit_seconds_"), older=lambda est: None),
+    )
+
+    @classmethod
+    def _fitted_fields(cls) -> tuple[FittedField, ...]:
+        """Every level's ``_FITTED_FIELDS``, base classes first (a subclass may redeclare
+        a field: it keeps its place)."""
+        fields = {}
+        for klass in reversed(cls.__mro__):
+            for field in vars(klass).get("_FITTED_FIELDS", ()):
+                fields[field.name] = field
+        return tuple(fields.values())
+
     def _saved_state(self) -> tuple[dict, dict]:
-        """(JSON-ready fitted attributes, arrays) of this class's level."""
-        fitted = {
-            "versions_": self.versions_,
-            "n_features_in_": (
-                int(self.n_features_in_) if hasattr(self, "n_features_in_") else None
-            ),
-        }
-        if hasattr(self, "feature_names_in_"):
-            fitted["feature_names_in_"] = [str(n) for n in self.feature_names_in_]
-        fitted.update({name: getattr(self, name, None) for name in _FIT_RECORD})
-        return fitted, {}
+        """(JSON-ready fitted attributes, arrays), from the declared fields."""
+        fitted, tensors = {}, {}
+        for field in self._fitted_fields():
+            value = getattr(self, field.name) if field.save is None else field.save(self)
+            if value is OMIT:
+                continue
+            if field.tensor and isinstance(value, dict):
+                tensors.update(value)
+            else:
+                (tensors if field.tensor else fitted)[field.saved_as] = value
+        return fitted, tensors
 
     def _restore_state(self, fitted: dict, tensors: dict) -> None:
-        """Set this level's fitted attributes from ``fitted``/``tensors``, checking them."""
-        versions = saved_value(fitted, "versions_")
-        require(isinstance(versions, dict) and all(
-            isinstance(k, str) and isinstance(v, str) for k, v in versions.items()),
-            "versions_", "expected a mapping of package names to version strings")
-        self.versions_ = versions
-        if saved_value(fitted, "n_features_in_") is not None:
-            self.n_features_in_ = saved_int(fitted, "n_features_in_", low=1)
-        if "feature_names_in_" in fitted:
-            names = fitted["feature_names_in_"]
-            require(isinstance(names, list) and all(isinstance(n, str) for n in names),
-                    "feature_names_in_", "expected a list of strings")
-            require(len(names) == getattr(self, "n_features_in_", None), "feature_names_in_",
-                    f"{len(names)} names for n_features_in_="
-                    f"{getattr(self, 'n_features_in_', None)}")
-            self.feature_names_in_ = np.asarray(names, dtype=object)
-        self._restore_fit_record(fitted)
+        """Set every declared field from ``fitted``/``tensors``, each checked by its
+        ``restore``; then the derived state (``_restored``)."""
+        for field in self._fitted_fields():
+            if field.older is not None:
+                store = tensors if field.tensor else fitted
+                if field.saved_as not in store:  # saved before the field existed
+                    store = {**store, field.saved_as: field.older(self)}
+                    fitted, tensors = (fitted, store) if field.tensor else (store, tensors)
+            value = field.restore(self, fitted, tensors)
+            if value is not OMIT:
+                setattr(self, field.name, value)
+        self._restored()
 
-    def _restore_fit_record(self, fitted: dict) -> None:
-        """``training_source_``, ``n_samples_fit_``, ``fit_started_``, ``fit_seconds_``,
-        checked; ``None`` each for saves made before they were recorded."""
-        check = persistence.check
-        record = {name: fitted.get(name) for name in _FIT_RECORD}
-        source, n_samples = record["training_source_"], record["n_samples_fit_"]
-        started, seconds = record["fit_started_"], record["fit_seconds_"]
-        check(source is None or isinstance(source, str), "training_source_ is not a string")
-        check(n_samples is None or (isinstance(n_samples, int)
-                                    and not isinstance(n_samples, bool) and n_samples >= 1),
-              f"n_samples_fit_ {n_samples!r} is not a positive integer")
-        if started is not None:
-            try:
-                datetime.fromisoformat(started)
-            except (TypeError, ValueError):
-                check(False, f"fit_started_ {started!r} is not an ISO 8601 date")
-        check(seconds is None or (isinstance(seconds, int | float) and not isinstance(
-            seconds, bool) and math.isfinite(seconds) and seconds >= 0),
-              f"fit_seconds_ {seconds!r} is not a duration in seconds")
-        for name, value in record.items():
-            setattr(self, name, value)
+    def _restored(self) -> None:
+        """Rebuild what is derived from the fitted fields and not saved (after ``load``
+        and unpickling); cooperative."""
 
     def save(self, path):
         """Save to the folder ``path`` without pickle (see :mod:`skmsc.persistence`).
@@ -388,9 +446,46 @@ class SkmscEstimatorMixin:
         return estimator
 
 
-# Facts about a fit kept for its model card (``skmsc info``): set by
-# ``SkmscEstimatorMixin._record_fit``, saved and checked on load.
-_FIT_RECORD = ("training_source_", "n_samples_fit_", "fit_started_", "fit_seconds_")
+def _restore_versions(fitted: dict) -> dict:
+    versions = saved_value(fitted, "versions_")
+    require(isinstance(versions, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in versions.items()),
+        "versions_", "expected a mapping of package names to version strings")
+    return versions
+
+
+def _restore_feature_names(est, fitted: dict):
+    if "feature_names_in_" not in fitted:
+        return OMIT
+    names = fitted["feature_names_in_"]
+    require(isinstance(names, list) and all(isinstance(n, str) for n in names),
+            "feature_names_in_", "expected a list of strings")
+    require(len(names) == getattr(est, "n_features_in_", None), "feature_names_in_",
+            f"{len(names)} names for n_features_in_={getattr(est, 'n_features_in_', None)}")
+    return np.asarray(names, dtype=object)
+
+
+def _restore_record(fitted: dict, name: str):
+    """A fact of the model card (``training_source_``, ``n_samples_fit_``,
+    ``fit_started_``, ``fit_seconds_``), checked; ``None`` is allowed."""
+    check = persistence.check
+    value = fitted[name]
+    if name == "training_source_":
+        check(value is None or isinstance(value, str), "training_source_ is not a string")
+    elif name == "n_samples_fit_":
+        check(value is None or (isinstance(value, int) and not isinstance(value, bool)
+                                and value >= 1),
+              f"n_samples_fit_ {value!r} is not a positive integer")
+    elif name == "fit_started_" and value is not None:
+        try:
+            datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            check(False, f"fit_started_ {value!r} is not an ISO 8601 date")
+    elif name == "fit_seconds_":
+        check(value is None or (isinstance(value, int | float) and not isinstance(
+            value, bool) and math.isfinite(value) and value >= 0),
+              f"fit_seconds_ {value!r} is not a duration in seconds")
+    return value
 
 
 def scoring_chunk_rows(n_features: int, batch_size: int) -> int:
@@ -442,6 +537,12 @@ class KNNScorerMixin:
     ``_feature_chunks(X)``: the validated features of ``X``, in one or more chunks.
     """
 
+    def knn_scorer(self) -> KNNScorer:
+        """The scoring rule with this detector's ``n_neighbors``
+        (:class:`skmsc.neighbors.KNNScorer`): what ``score_samples``, the leave-one-out
+        threshold, ``anomaly_maps`` and the ONNX export apply."""
+        return KNNScorer(self.n_neighbors)
+
     def _fit_knn(self, features: np.ndarray, seed: int) -> None:
         """Index ``features`` (or the smaller gallery ``gallery_size`` asks for) and set the
         threshold from the training samples' leave-one-out scores."""
@@ -466,7 +567,7 @@ class KNNScorerMixin:
             loo_distances = leave_one_out_distances(index, features, reduced, self.n_neighbors)
         self.train_features_ = features
         self.gallery_ = gallery
-        self.train_scores_ = -loo_distances.sum(axis=1)
+        self.train_scores_ = self.knn_scorer().from_distances(loo_distances)
         self.knn_algorithm_ = algorithm
         self._index = index
         self._index_seed = int(seed)
@@ -608,8 +709,9 @@ class KNNScorerMixin:
         return snapshot(self)._score_samples(X)
 
     def _score_samples(self, X):
+        scorer = self.knn_scorer()
         parts = [
-            knn_scores(self._index, features, self.n_neighbors)
+            scorer.scores(self._index, features)
             for features in self._feature_chunks(X)
         ]
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
@@ -833,72 +935,84 @@ class KNNScorerMixin:
         state.pop("_index", None)  # rebuilt from train_features_ on load (same seed)
         return state
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "train_features_" in state:
-            if "gallery_" not in state:  # pickled before gallery_size existed
-                self.gallery_ = self.train_features_
-            if "contamination_" not in state:  # pickled before contamination_ existed
-                self.contamination_ = resolve_contamination(self.contamination)
-            self._rebuild_index()
-
-    def _saved_state(self) -> tuple[dict, dict]:
-        fitted, tensors = super()._saved_state()
-        fitted.update(offset_=float(self.offset_), knn_algorithm_=self.knn_algorithm_,
-                      index_seed=int(self._index_seed),
-                      contamination_=float(self.contamination_))
-        tensors.update(train_features_=self.train_features_, train_scores_=self.train_scores_)
-        if self.gallery_ is not self.train_features_:  # reduced by gallery_size
-            tensors["gallery_"] = self.gallery_
-        return fitted, tensors
-
-    def _restore_state(self, fitted: dict, tensors: dict) -> None:
-        super()._restore_state(fitted, tensors)
-        check = persistence.check
-        for name in ("train_features_", "train_scores_"):
-            check(name in tensors, f"tensor {name} is missing")
-        features = saved_array(tensors, "train_features_", ndim=2)
-        check(features.shape[1] >= 1, "train_features_ has no columns")
-        check(tensors["train_scores_"].shape == (len(features),),
-              "train_scores_ does not match train_features_")
-        scores = saved_array(tensors, "train_scores_", ndim=1,
-                             dtype=tensors["train_scores_"].dtype)
-        require(scores.dtype.kind == "f", "train_scores_", "expected floating-point scores")
-        check(len(features) > self.n_neighbors, "fewer training samples than n_neighbors + 1")
-        try:
-            check_feature_range(features)
-        except ValueError as exc:
-            raise SavedFieldError(f"Saved fitted attribute 'train_features_' is invalid: "
-                                  f"{exc}") from None
-        self.offset_ = saved_float(fitted, "offset_")
-        self._index_seed = saved_int(fitted, "index_seed", low=0, high=2**31 - 1)
-        self.knn_algorithm_ = saved_str(fitted, "knn_algorithm_", {"exact", "nndescent"})
-        self.train_features_ = features
-        self.train_scores_ = scores.astype(np.float64)
-        gallery = (saved_array(tensors, "gallery_", ndim=2) if "gallery_" in tensors
-                   else features)
-        check(gallery.shape[1] == features.shape[1], "gallery_ does not match train_features_")
-        check(len(gallery) > self.n_neighbors, "fewer gallery vectors than n_neighbors + 1")
-        self.gallery_ = gallery
-        check(self.n_samples_fit_ in (None, len(features)),
-              "n_samples_fit_ does not match train_features_")
-        self._restore_threshold(fitted)
+    def _restored(self) -> None:
+        super()._restored()
         self._rebuild_index()
 
-    def _restore_threshold(self, fitted: dict) -> None:
-        """``contamination_`` from the save (saves before it existed: the parameter), checked
-        against ``offset_``: the threshold must follow from ``train_scores_`` by the rule."""
-        check = persistence.check
-        saved = fitted.get("contamination_", self.contamination)
-        try:
-            contamination = resolve_contamination(saved)
-        except (TypeError, ValueError):
-            contamination = float("nan")
-        check(isinstance(saved, numbers.Real | str) and 0 < contamination <= 0.5,
-              f"contamination_ {saved!r} is not a fraction in (0, 0.5]")
-        check(np.all(np.isfinite(self.train_scores_)), "train_scores_ are not finite")
-        expected = offset_from_scores(self.train_scores_, contamination)
-        check(np.isclose(self.offset_, expected, rtol=1e-9, atol=1e-12),
-              f"offset_ {self.offset_!r} does not follow from train_scores_ and "
-              f"contamination_ {contamination!r} (expected {expected!r})")
-        self.contamination_ = contamination
+    _FITTED_FIELDS = (
+        FittedField("train_features_", lambda est, fitted, tensors: _restore_features(
+            est, tensors), tensor=True),
+        FittedField("train_scores_", lambda est, fitted, tensors: _restore_train_scores(
+            tensors), tensor=True),
+        FittedField("offset_", lambda est, fitted, tensors: saved_float(fitted, "offset_"),
+                    save=lambda est: float(est.offset_)),
+        FittedField("_index_seed", lambda est, fitted, tensors: saved_int(
+            fitted, "index_seed", low=0, high=2**31 - 1), key="index_seed",
+            save=lambda est: int(est._index_seed)),
+        FittedField("knn_algorithm_", lambda est, fitted, tensors: saved_str(
+            fitted, "knn_algorithm_", {"exact", "nndescent"})),
+        # Saved only when gallery_size reduced it; else (and before gallery_size existed)
+        # the training features themselves.
+        FittedField("gallery_", lambda est, fitted, tensors: _restore_gallery(est, tensors),
+                    save=lambda est: (OMIT if est.gallery_ is est.train_features_
+                                      else est.gallery_),
+                    tensor=True, older=lambda est: est.train_features_),
+        # Before contamination_ existed: the parameter's.
+        FittedField("contamination_", lambda est, fitted, tensors: _restore_threshold(
+            est, fitted), save=lambda est: float(est.contamination_),
+            older=lambda est: resolve_contamination(est.contamination)),
+    )
+
+
+def _restore_features(est, tensors: dict) -> np.ndarray:
+    check = persistence.check
+    for name in ("train_features_", "train_scores_"):
+        check(name in tensors, f"tensor {name} is missing")
+    features = saved_array(tensors, "train_features_", ndim=2)
+    check(features.shape[1] >= 1, "train_features_ has no columns")
+    check(tensors["train_scores_"].shape == (len(features),),
+          "train_scores_ does not match train_features_")
+    check(len(features) > est.n_neighbors, "fewer training samples than n_neighbors + 1")
+    try:
+        check_feature_range(features)
+    except ValueError as exc:
+        raise SavedFieldError(f"Saved fitted attribute 'train_features_' is invalid: "
+                              f"{exc}") from None
+    check(est.n_samples_fit_ in (None, len(features)),
+          "n_samples_fit_ does not match train_features_")
+    return features
+
+
+def _restore_train_scores(tensors: dict) -> np.ndarray:
+    scores = saved_array(tensors, "train_scores_", ndim=1,
+                         dtype=tensors["train_scores_"].dtype)
+    require(scores.dtype.kind == "f", "train_scores_", "expected floating-point scores")
+    return scores.astype(np.float64)
+
+
+def _restore_gallery(est, tensors: dict) -> np.ndarray:
+    check = persistence.check
+    gallery = saved_array(tensors, "gallery_", ndim=2)
+    check(gallery.shape[1] == est.train_features_.shape[1],
+          "gallery_ does not match train_features_")
+    check(len(gallery) > est.n_neighbors, "fewer gallery vectors than n_neighbors + 1")
+    return gallery
+
+
+def _restore_threshold(est, fitted: dict) -> float:
+    """``contamination_``, checked against ``offset_``: the threshold must follow from
+    ``train_scores_`` by the rule."""
+    check = persistence.check
+    saved = fitted["contamination_"]
+    try:
+        contamination = resolve_contamination(saved)
+    except (TypeError, ValueError):
+        contamination = float("nan")
+    check(isinstance(saved, numbers.Real | str) and 0 < contamination <= 0.5,
+          f"contamination_ {saved!r} is not a fraction in (0, 0.5]")
+    check(np.all(np.isfinite(est.train_scores_)), "train_scores_ are not finite")
+    expected = offset_from_scores(est.train_scores_, contamination)
+    check(np.isclose(est.offset_, expected, rtol=1e-9, atol=1e-12),
+          f"offset_ {est.offset_!r} does not follow from train_scores_ and "
+          f"contamination_ {contamination!r} (expected {expected!r})")
+    return contamination

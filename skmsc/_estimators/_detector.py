@@ -10,9 +10,10 @@ from ._base import (
     KNNScorerMixin,
     SkmscEstimatorMixin,
     scoring_chunk_rows,
+    store_params,
 )
 from ._maps import AnomalyMapMixin
-from ._network import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
+from ._network_mixin import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
 from ._state import fits_aside
 
 __all__ = ["AUTO_CONTAMINATION", "MeanShiftedContrastiveDetector"]
@@ -236,28 +237,7 @@ class MeanShiftedContrastiveDetector(
         random_state=None,
         verbose=False,
     ):
-        self.backbone = backbone
-        self.weights = weights
-        self.frozen_stages = frozen_stages
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.temperature = temperature
-        self.angular = angular
-        self.n_neighbors = n_neighbors
-        self.image_size = image_size
-        self.knn_algorithm = knn_algorithm
-        self.contamination = contamination
-        self.gallery_size = gallery_size
-        self.gallery_reduction = gallery_reduction
-        self.device = device
-        self.precision = precision
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.random_state = random_state
-        self.verbose = verbose
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     @fits_aside

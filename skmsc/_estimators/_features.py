@@ -14,9 +14,9 @@ from sklearn.base import (
     _fit_context,
 )
 
-from ._base import SkmscEstimatorMixin
-from ._network import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
-from ._saved_fields import require, saved_int
+from ._base import SkmscEstimatorMixin, store_params
+from ._network_mixin import NETWORK_PARAMETER_CONSTRAINTS, NetworkEstimatorMixin, fit_seeds
+from ._saved_fields import FittedField, require, saved_int
 from ._state import fits_aside, snapshot
 
 __all__ = ["MeanShiftedFeatures"]
@@ -116,23 +116,7 @@ n_iter_no_change, random_state, verbose
         random_state=None,
         verbose=False,
     ):
-        self.backbone = backbone
-        self.weights = weights
-        self.frozen_stages = frozen_stages
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.temperature = temperature
-        self.angular = angular
-        self.image_size = image_size
-        self.device = device
-        self.precision = precision
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.random_state = random_state
-        self.verbose = verbose
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     @fits_aside
@@ -177,16 +161,10 @@ n_iter_no_change, random_state, verbose
         model = snapshot(self)  # one consistent state, even while another thread fits
         return model._extract(model._validated(X))
 
-    def _saved_state(self) -> tuple[dict, dict]:
-        fitted, tensors = super()._saved_state()
-        fitted["n_features_out"] = int(self._n_features_out)
-        return fitted, tensors
-
-    def _restore_state(self, fitted: dict, tensors: dict) -> None:
-        super()._restore_state(fitted, tensors)
-        self._n_features_out = saved_int(fitted, "n_features_out", low=1)
-        require(self._n_features_out == len(self.center_), "n_features_out",
-                f"{self._n_features_out} does not match center_ ({len(self.center_)})")
+    _FITTED_FIELDS = (
+        FittedField("_n_features_out", lambda est, fitted, tensors: _restore_n_features_out(
+            est, fitted), key="n_features_out", save=lambda est: int(est._n_features_out)),
+    )
 
     def _n_features_out_of(self, tensors: dict) -> int:
         return len(tensors["center_"]) if "center_" in tensors else -1
@@ -197,3 +175,10 @@ n_iter_no_change, random_state, verbose
         tags.non_deterministic = False
         tags.transformer_tags.preserves_dtype = ["float32"]  # features are always float32
         return tags
+
+
+def _restore_n_features_out(est, fitted: dict) -> int:
+    n_features_out = saved_int(fitted, "n_features_out", low=1)
+    require(n_features_out == len(est.center_), "n_features_out",
+            f"{n_features_out} does not match center_ ({len(est.center_)})")
+    return n_features_out

@@ -13,13 +13,19 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._checks import (
-    check_enough_samples,
     check_feature_range,
     check_input_container,
     explained_non_finite,
-    warn_if_labelled_anomalies,
 )
-from ._base import KNN_PARAMETER_CONSTRAINTS, KNNScorerMixin, SkmscEstimatorMixin
+from ._base import (
+    KNN_PARAMETER_CONSTRAINTS,
+    KNNScorerMixin,
+    SkmscEstimatorMixin,
+    check_training_set,
+    feature_copy,
+    store_params,
+    validated_fit_array,
+)
 from ._saved_fields import require
 from ._state import fits_aside
 
@@ -105,12 +111,7 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
 
     def __init__(self, n_neighbors=2, *, knn_algorithm="auto", contamination="auto",
                  gallery_size=None, gallery_reduction="kmeans", random_state=None):
-        self.n_neighbors = n_neighbors
-        self.knn_algorithm = knn_algorithm
-        self.contamination = contamination
-        self.gallery_size = gallery_size
-        self.gallery_reduction = gallery_reduction
-        self.random_state = random_state
+        store_params(self, locals())
 
     @_fit_context(prefer_skip_nested_validation=True)
     @fits_aside
@@ -133,16 +134,10 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         """
         # All or nothing (see fits_aside).
         clock = self._fit_clock()
-        check_input_container(X)
-        with explained_non_finite(X):
-            X = validate_data(self, X, dtype="numeric", ensure_min_samples=1)
-        warn_if_labelled_anomalies(y, len(X), type(self).__name__)
-        check_enough_samples(len(X), self.n_neighbors)
+        X = validated_fit_array(self, X, allow_nd=False)
+        check_training_set(self, len(X), y, self.n_neighbors)
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-        # A copy of the caller's data, never a view of it (also of a float32 memmap).
-        features = np.array(X, dtype=np.float32, copy=True)
-        check_feature_range(features)
-        self._fit_knn(features, seed)
+        self._fit_knn(feature_copy(X), seed)
         self._record_fit(clock, f"feature vectors of shape {X.shape}", len(X))
         return self
 

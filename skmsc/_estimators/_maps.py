@@ -93,7 +93,7 @@ class AnomalyMapMixin:
         source = model._validated(X)
         maps = model._network().anomaly_maps(
             source, index=model._index,
-            n_neighbors=model.n_neighbors, method=method, batch_size=model.batch_size,
+            scorer=model.knn_scorer(), method=method, batch_size=model.batch_size,
             precision=model.precision,
         )
         if source.sample_shape is None:  # image files: each map at its file's size

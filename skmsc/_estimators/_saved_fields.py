@@ -1,7 +1,13 @@
-"""Reading fitted attributes back from a saved folder, each checked against its type and range.
+"""Fitted attributes as they are saved: declared once, read back checked.
+
+Each estimator class declares its fitted attributes once, as a ``_FITTED_FIELDS`` tuple
+of :class:`FittedField` (name, how it is saved, how a saved value is checked, and its
+value for older saves that lack it). ``SkmscEstimatorMixin`` saves, restores and unpickles
+every declared field of every level generically; ``tests/persistence/test_persistence.py`` checks
+that every public fitted attribute (``*_``) is declared and round-trips.
 
 A saved folder may be damaged, edited or forged with matching hashes, so ``load`` trusts
-none of its values: each ``_restore_state`` reads them through these functions, which
+none of its values: each field's ``restore`` reads them through the functions below, which
 raise a ``ValueError`` naming the field and what was expected. A model either scores
 exactly as it was saved or does not load.
 """
@@ -9,12 +15,55 @@ exactly as it was saved or does not load.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 
-__all__ = ["SavedFieldError", "saved_array", "saved_float", "saved_int", "saved_str",
-           "saved_value", "require"]
+__all__ = ["OMIT", "FittedField", "SavedFieldError", "saved_array", "saved_float",
+           "saved_int", "saved_str", "saved_value", "require"]
+
+#: Returned by a field's ``save`` (nothing written) or ``restore`` (attribute not set).
+OMIT = type("Omit", (), {"__repr__": lambda self: "OMIT"})()
+
+
+@dataclass(frozen=True)
+class FittedField:
+    """One fitted attribute, declared once: saved, restored and unpickled from this.
+
+    Parameters
+    ----------
+    name : str
+        The attribute (``offset_``; a private one such as ``_index_seed`` too).
+    restore : callable ``(estimator, fitted, tensors) -> value``
+        Reads the saved value from the JSON-ready ``fitted`` dict or the ``tensors``
+        dict, checks it (with the ``saved_*`` functions below; it may compare with the
+        fields restored before it, in declaration order, base classes first) and returns
+        it, or :data:`OMIT` to leave the attribute unset.
+    save : callable ``estimator -> value``, default=None
+        The value to save: JSON-ready, an array, a dict of arrays (``tensor`` fields
+        spanning several arrays) or :data:`OMIT`. ``None``: the attribute as it is.
+    key : str, default=None
+        The name it is saved under; ``None``: ``name``.
+    tensor : bool, default=False
+        Saved in the tensors file (arrays) rather than the JSON document.
+    older : callable ``estimator -> value``, default=None
+        The value for a save or pickle made before the field existed (``None``: the
+        field is required). ``restore`` still checks it on ``load``.
+    """
+
+    name: str
+    restore: Callable[[Any, dict, dict], Any]
+    save: Callable[[Any], Any] | None = None
+    key: str | None = None
+    tensor: bool = False
+    older: Callable[[Any], Any] | None = None
+
+    @property
+    def saved_as(self) -> str:
+        return self.key or self.name
 
 
 class SavedFieldError(ValueError):

@@ -11,14 +11,15 @@
 - ``_safeguard``: the label-free choice of the epoch to keep;
 - ``_runtime``: device and precision;
 - ``_network``: :class:`MeanShiftedNetwork`, which ties them together;
-- ``_export``: the scoring path as one module for ONNX export (``skmsc.onnx``), with
+- ``_scoring_graph``: the scoring path as one module for ONNX export (``skmsc.onnx``), with
   ``_fixed_point_resize``: torch's uint8 resize as integer matrices.
 
 The runtime helpers (:func:`resolve_device`, :func:`resolve_precision`, :func:`autocast`)
 are public too, for code that runs the encoder itself (the benchmarks' ceilings).
 """
 
-from ._network import MeanShiftedNetwork
+from ._network import FineTuning, MeanShiftedNetwork
 from ._runtime import autocast, resolve_device, resolve_precision
 
-__all__ = ["MeanShiftedNetwork", "autocast", "resolve_device", "resolve_precision"]
+__all__ = ["FineTuning", "MeanShiftedNetwork", "autocast", "resolve_device",
+           "resolve_precision"]

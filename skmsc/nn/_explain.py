@@ -19,7 +19,7 @@ distance from its unit feature ``z(x)`` to its ``k`` nearest gallery (training) 
   49 forward passes per image, in batches of ``batch_size`` occluded copies.
 
 The neighbours are found with the detector's own index, so the explained score is the
-method's score (``skmsc.neighbors.knn_scores``). Both maps are non-negative, larger where
+method's score (:class:`skmsc.neighbors.KNNScorer`). Both maps are non-negative, larger where
 the image departs from its nearest normal images, in units of their own (the occlusion
 map in units of ``S``).
 
@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
-from ..data._batches import BatchTransform, batch_source
+from ..data._batches import BatchTransform
+from ..neighbors import KNNScorer
 from ._preprocess import crop_offsets, eval_transform, resized_size
 from ._runtime import autocast
 from ._training import channels_last, extract_step
@@ -67,32 +68,33 @@ class KNNScore:
     """The method's anomaly score ``S``, differentiable in the features.
 
     ``index.kneighbors`` (the detector's own search, exact or approximate) chooses the
-    ``n_neighbors`` nearest rows of the vectors it searches (``index.gallery``); their
-    squared distances to ``z`` are then computed in torch, so gradients flow to ``z``. Equals minus
-    :func:`skmsc.neighbors.knn_scores` up to float rounding.
+    ``scorer.n_neighbors`` nearest rows of the vectors it searches (``index.gallery``);
+    ``scorer`` (:class:`skmsc.neighbors.KNNScorer`) then scores ``z`` against them in
+    torch, so gradients flow to ``z``. ``S`` is minus that normality score: it equals minus
+    :meth:`KNNScorer.scores` up to float rounding.
 
     Examples
     --------
     >>> import numpy as np, torch
-    >>> from skmsc.neighbors import ExactIndex
+    >>> from skmsc.neighbors import ExactIndex, KNNScorer
     >>> from skmsc.nn._explain import KNNScore
     >>> gallery = np.eye(3, dtype=np.float32)
-    >>> score = KNNScore(ExactIndex(gallery), n_neighbors=2)
+    >>> score = KNNScore(ExactIndex(gallery), KNNScorer(2))
     >>> score(torch.tensor([[1.0, 0.0, 0.0]])).tolist()
     [2.0]
     """
 
-    def __init__(self, index, n_neighbors: int):
+    def __init__(self, index, scorer: KNNScorer):
         # The rows kneighbors returns are rows of what the index searches: take them there.
         self.gallery = np.asarray(index.gallery, dtype=np.float32)
         self.index = index
-        self.n_neighbors = n_neighbors
+        self.scorer = scorer
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         z = z.float()
-        _, rows = self.index.kneighbors(z.detach().cpu().numpy(), self.n_neighbors)
+        _, rows = self.index.kneighbors(z.detach().cpu().numpy(), self.scorer.n_neighbors)
         neighbours = torch.from_numpy(self.gallery[rows]).to(z.device)  # (b, k, d)
-        return (z.unsqueeze(1) - neighbours).pow(2).sum(dim=(1, 2))
+        return -self.scorer.torch_scores(z, neighbours)
 
 
 def _last_feature_map_module(encoder: MeanShiftedEncoder, spec: BackboneSpec):
@@ -261,7 +263,6 @@ def anomaly_maps(encoder: MeanShiftedEncoder, source, score: KNNScore, *,
     if method not in MAP_METHODS:
         raise ValueError(f"method={method!r} is not one of {MAP_METHODS}.")
     encoder.eval()
-    source = batch_source(source)
     n = len(source)
     step = extract_step(source, batch_size, image_size)
     maps = []

@@ -8,7 +8,7 @@ precision ``p`` per pass. The same passes done in float differ from them by one 
 levels on up to 5 % of the pixels (``docs/performance.md``), which moves the scores by
 far more than float rounding. For a fixed input size each pass is a fixed integer
 matrix, so an exported graph can reproduce the uint8 kernels bit for bit with a matrix
-product, an addition, a floor and a clip (``tests/test_onnx_export.py`` checks them
+product, an addition, a floor and a clip (``tests/front_ends/test_onnx_export.py`` checks them
 against ``torch.nn.functional.interpolate`` on random images of many sizes).
 """
 

@@ -10,19 +10,62 @@ anyone who wants the network without scikit-learn go through it; nothing outside
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..data._batches import batch_source
+from ..neighbors import KNNScorer
 from ._explain import KNNScore
 from ._explain import anomaly_maps as _anomaly_maps
 from ._runtime import loadable_device, resolve_device, resolve_precision
-from ._training import extract_features, fine_tune, fine_tune_and_extract
+from ._training import Extraction, extract_features, fine_tune, fine_tune_and_extract
 from .backbones import BackboneSpec, build_backbone, freeze_stages, get_spec
 from .model import MeanShiftedEncoder
 
-__all__ = ["MeanShiftedNetwork"]
+__all__ = ["FineTuning", "MeanShiftedNetwork"]
+
+
+def _source(X):
+    """``X`` as a batch source: the nn layer's one adapter, for direct callers of
+    :class:`MeanShiftedNetwork` who pass an array or image collection. The estimators
+    adapt their input once at fit/score entry and pass a batch source, which is used as
+    it is."""
+    return batch_source(X)  # a batch source comes back as it is
+
+
+@dataclass(frozen=True)
+class FineTuning:
+    """How :meth:`MeanShiftedNetwork.fine_tune_and_extract` fine-tunes: one frozen value
+    instead of a long list of keyword arguments.
+
+    ``seed`` is an int (data order and augmentation both derive from it) or a pair
+    ``(augmentation_seed, order_seed)``. ``precision`` is the fine-tuning arithmetic and
+    ``features_precision`` the extraction's (``"auto"`` or a resolved name). With
+    ``early_stopping``, ``validation_fraction`` of the images are held out and training
+    stops after ``n_iter_no_change`` epochs without a new best (``nn/_safeguard.py``).
+
+    Examples
+    --------
+    >>> from skmsc.nn import FineTuning
+    >>> FineTuning(epochs=2, learning_rate=3e-4).batch_size
+    64
+    """
+
+    epochs: int
+    batch_size: int = 64
+    learning_rate: float = 1e-5
+    weight_decay: float = 5e-5
+    temperature: float = 0.25
+    angular: bool = False
+    seed: int | tuple[int, int] = 0
+    precision: str = "float32"
+    features_precision: str = "float32"
+    early_stopping: bool = False
+    validation_fraction: float = 0.1
+    n_iter_no_change: int = 3
+    verbose: bool = False
 
 
 class MeanShiftedNetwork:
@@ -137,11 +180,16 @@ class MeanShiftedNetwork:
         ``precision`` is ``"auto"`` or a resolved name (``"float32"``, ``"bfloat16"``,
         ``"float16"``). ``timer``: a ``skmsc.nn._eta.FitTimer`` told of every batch.
         """
-        return extract_features(
-            self.encoder, batch_source(X), self.spec, self.image_size, batch_size,
-            self.device, verbose=verbose, precision=self.precision(precision, training=False),
-            timer=timer,
-        )
+        return extract_features(self.encoder, _source(X),
+                                self.extraction(batch_size, precision, verbose=verbose),
+                                timer=timer)
+
+    def extraction(self, batch_size: int, precision: str = "float32", *,
+                   verbose=False) -> Extraction:
+        """How :meth:`extract` runs on this network (``precision``: ``"auto"`` or a name)."""
+        return Extraction(spec=self.spec, image_size=self.image_size, batch_size=batch_size,
+                          device=self.device, verbose=verbose,
+                          precision=self.precision(precision, training=False))
 
     def center(self, X, *, batch_size: int = 64, precision: str = "float32", angular=False,
                verbose=False) -> np.ndarray:
@@ -199,72 +247,63 @@ class MeanShiftedNetwork:
             weight_decay=weight_decay, temperature=temperature, angular=angular, seed=seed,
             precision=precision, verbose=verbose,
         )
-        return fine_tune(self.encoder, batch_source(X), torch.from_numpy(np.asarray(center)),
+        return fine_tune(self.encoder, _source(X), torch.from_numpy(np.asarray(center)),
                          **tune)
 
-    def fine_tune_and_extract(
-        self,
-        X,
-        pretrained: np.ndarray,
-        center: np.ndarray,
-        *,
-        epochs: int,
-        batch_size: int = 64,
-        learning_rate: float = 1e-5,
-        weight_decay: float = 5e-5,
-        temperature: float = 0.25,
-        angular: bool = False,
-        seed=0,
-        precision: str = "float32",
-        features_precision: str = "float32",
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        n_iter_no_change: int = 3,
-        verbose=False,
-        on_epoch=None,
-        timer=None,
-    ):
-        """Fine-tune, keep the right epoch, freeze, and return the kept network's features.
+    def fine_tune_and_extract(self, X, pretrained: np.ndarray, center: np.ndarray,
+                              tuning: FineTuning, *, on_epoch=None, timer=None):
+        """Fine-tune as ``tuning`` says, keep the right epoch, freeze, and return the kept
+        network's features.
 
         ``pretrained`` are the features of ``X`` before training (the centre's). With
-        ``early_stopping`` a held-out part of ``X`` and synthetic anomalies made from it
-        choose the epoch to keep, the pretrained network included (seeded by the
-        augmentation seed); else the last epoch is kept. ``on_epoch(epoch, features)``
-        sees each evaluated epoch. Returns ``(loss_curve, features, validation_scores,
-        kept_epoch)``; ``validation_scores`` is ``None`` without the safeguard. ``timer``:
-        a ``skmsc.nn._eta.FitTimer`` told of every batch.
+        ``tuning.early_stopping`` a held-out part of ``X`` and synthetic anomalies made
+        from it choose the epoch to keep, the pretrained network included (seeded by the
+        augmentation seed); else the last epoch is kept. With the safeguard,
+        ``on_epoch(epoch, features, proxy_scores)`` sees each evaluated epoch (0 =
+        pretrained) with its held-out and synthetic-anomaly scores (learning curves).
+        Returns ``(loss_curve, features, validation_scores, kept_epoch)``;
+        ``validation_scores`` is ``None`` without the safeguard. ``timer``: a
+        ``skmsc.nn._eta.FitTimer`` told of every batch.
         """
         tune = self._tune_kwargs(
-            epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-            weight_decay=weight_decay, temperature=temperature, angular=angular, seed=seed,
-            precision=precision, verbose=verbose, timer=timer,
+            epochs=tuning.epochs, batch_size=tuning.batch_size,
+            learning_rate=tuning.learning_rate, weight_decay=tuning.weight_decay,
+            temperature=tuning.temperature, angular=tuning.angular, seed=tuning.seed,
+            precision=tuning.precision, verbose=tuning.verbose, timer=timer,
         )
-        extract = dict(spec=self.spec, image_size=self.image_size, batch_size=batch_size,
-                       device=self.device, verbose=verbose, timer=timer,
-                       precision=self.precision(features_precision, training=False))
+        extraction = self.extraction(tuning.batch_size, tuning.features_precision,
+                                     verbose=tuning.verbose)
+        seed = tuning.seed
         augment_seed = seed if np.isscalar(seed) else seed[0]
         return fine_tune_and_extract(
-            self.encoder, batch_source(X), torch.from_numpy(np.asarray(center)), pretrained,
-            extract=extract, tune=tune, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
-            seed=int(augment_seed), on_epoch=on_epoch,
+            self.encoder, _source(X), torch.from_numpy(np.asarray(center)), pretrained,
+            extraction=extraction, tune=tune, early_stopping=tuning.early_stopping,
+            validation_fraction=tuning.validation_fraction,
+            n_iter_no_change=tuning.n_iter_no_change, seed=int(augment_seed),
+            on_epoch=on_epoch, timer=timer,
         )
 
-    def anomaly_maps(self, X, *, index, n_neighbors: int,
-                     method: str = "occlusion", batch_size: int = 64,
-                     precision: str = "float32", fill: str = "mean") -> list[np.ndarray]:
+    def anomaly_maps(self, X, *, index, scorer: KNNScorer | None = None,
+                     n_neighbors: int | None = None, method: str = "occlusion",
+                     batch_size: int = 64, precision: str = "float32",
+                     fill: str = "mean") -> list[np.ndarray]:
         """Where each image's kNN anomaly score comes from: one float32 ``(H, W)`` map per
         image of ``X``, at the image's own resolution (see :mod:`skmsc.nn._explain`).
 
         ``index`` is the search index of the gallery (an index of :mod:`skmsc.neighbors`:
         ``kneighbors(queries, k)`` and the searched vectors as ``gallery``): the score
-        explained is the sum of squared distances to the ``n_neighbors`` nearest of them.
+        explained is ``scorer``'s (:class:`skmsc.neighbors.KNNScorer`), negated;
+        ``n_neighbors`` alone is short for ``scorer=KNNScorer(n_neighbors)``.
         ``method`` is ``"occlusion"`` or ``"gradient"``; ``precision`` is ``"auto"`` or a
         resolved name.
         """
-        score = KNNScore(index, n_neighbors)
+        if scorer is None:
+            if n_neighbors is None:
+                raise TypeError("anomaly_maps needs scorer= (or n_neighbors=).")
+            scorer = KNNScorer(n_neighbors)
+        score = KNNScore(index, scorer)
         return _anomaly_maps(
-            self.encoder, batch_source(X), score, spec=self.spec, image_size=self.image_size,
+            self.encoder, _source(X), score, spec=self.spec, image_size=self.image_size,
             device=self.device, method=method, batch_size=batch_size,
             precision=self.precision(precision, training=False), fill=fill,
         )

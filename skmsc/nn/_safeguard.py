@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from ..neighbors import ExactIndex
+from ..neighbors import ExactIndex, KNNScorer
 
 #: A fine-tuned epoch must beat the pretrained network's proxy ROC-AUC by this much.
 MIN_GAIN = 0.005
@@ -162,9 +162,8 @@ def proxy_scores(features: np.ndarray, anomaly_features: np.ndarray, train_rows,
     ``features`` are all training images' features; the gallery is ``train_rows`` of them.
     """
     index = ExactIndex(np.ascontiguousarray(features[train_rows]))
-    normal, _ = index.kneighbors(features[held_out_rows], PROXY_NEIGHBORS)
-    anomalous, _ = index.kneighbors(anomaly_features, PROXY_NEIGHBORS)
-    return -normal.sum(axis=1), -anomalous.sum(axis=1)
+    scorer = KNNScorer(PROXY_NEIGHBORS)
+    return scorer.scores(index, features[held_out_rows]), scorer.scores(index, anomaly_features)
 
 
 def auc(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> float:

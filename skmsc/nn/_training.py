@@ -10,13 +10,13 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .._checks import DivergenceError, caller_stacklevel
-from ..data._batches import batch_source
 from . import _safeguard
 from ._preprocess import eval_transform, network_input, training_transform
 from ._runtime import autocast, grad_scaler
@@ -24,7 +24,7 @@ from .augment import random_views
 from .backbones import BackboneSpec
 from .model import MeanShiftedEncoder, mean_shifted_contrastive_loss
 
-__all__ = ["extract_features", "fine_tune", "fine_tune_and_extract"]
+__all__ = ["Extraction", "extract_features", "fine_tune", "fine_tune_and_extract"]
 
 # Bytes one feature-extraction chunk may hold as float32 pixels at input resolution:
 # huge images are then converted a few (or one) at a time instead of batch_size at once.
@@ -111,21 +111,29 @@ def extract_step(source, batch_size: int, image_size: int) -> int:
     return max(1, min(batch_size, EXTRACT_FLOAT_BUDGET_BYTES // max(1, float_bytes_per_image)))
 
 
+@dataclass(frozen=True)
+class Extraction:
+    """How features are extracted (:func:`extract_features`): one frozen value.
+
+    ``spec`` and ``image_size`` say the network's input; ``batch_size`` the images per
+    step; ``precision`` is a resolved name (see ``skmsc.nn._runtime.resolve_precision``).
+    """
+
+    spec: BackboneSpec
+    image_size: int
+    batch_size: int
+    device: torch.device
+    precision: str = "float32"
+    verbose: bool = False
+
+
 @torch.inference_mode()
-def extract_features(
-    encoder: MeanShiftedEncoder,
-    source,
-    spec: BackboneSpec,
-    image_size: int,
-    batch_size: int,
-    device: torch.device,
-    verbose=False,
-    precision: str = "float32",
-    timer=None,
-) -> np.ndarray:
+def extract_features(encoder: MeanShiftedEncoder, source, extraction: Extraction, *,
+                     timer=None) -> np.ndarray:
     """Unit-norm features ``(n, d)`` float32 of a batch source, one batch in memory at a time.
 
-    ``source`` is an ``ArrayBatches`` or ``FileBatches`` (``skmsc.data._batches``). A
+    ``source`` is an ``ArrayBatches`` or ``FileBatches`` (``skmsc.data._batches``); how
+    is ``extraction`` (an :class:`Extraction`). A
     batch holds at most ``batch_size`` images and at most ``EXTRACT_FLOAT_BUDGET_BYTES``
     of float32 pixels at input resolution, so huge images go through a few (or one) at
     a time. Each image's feature is computed on its own (BatchNorm is in eval mode), so
@@ -134,11 +142,12 @@ def extract_features(
     ``skmsc.nn._runtime.resolve_precision``); the network runs in it, the features come
     back float32. A ``timer`` (``skmsc.nn._eta.FitTimer``) is told of every batch.
     """
+    spec, image_size, device = extraction.spec, extraction.image_size, extraction.device
+    precision, verbose = extraction.precision, extraction.verbose
     encoder.eval()
-    source = batch_source(source)  # an array or image collection as it is given, too
     n = len(source)
     features = np.empty((n, spec.feature_dim), dtype=np.float32)
-    step = extract_step(source, batch_size, image_size)
+    step = extract_step(source, extraction.batch_size, image_size)
     start = 0
     with (
         _progress(n, verbose, "features") as bar,
@@ -232,7 +241,6 @@ def fine_tune(
     step = functools.partial(_step, precision=precision, device=device, scaler=scaler)
     center = center.to(device)
     loss_curve = []
-    source = batch_source(source)
     rows_trained = np.arange(len(source)) if rows is None else np.asarray(rows)
     n_train = len(rows_trained)
     n_batches = -(-n_train // batch_size)
@@ -322,7 +330,7 @@ def network_inputs(source, rows, spec: BackboneSpec, image_size: int, device: to
     """Evaluation network inputs of ``source[rows]`` as float16 ``(n, 3, S, S)`` on the CPU."""
     rows = np.asarray(rows)
     parts = []
-    with batch_source(source).reader(eval_transform(spec, image_size, device)) as reader:
+    with source.reader(eval_transform(spec, image_size, device)) as reader:
         for start in range(0, len(rows), batch_size):
             images = reader.read(rows[start : start + batch_size])
             parts.append(images.to("cpu", torch.float16).contiguous())
@@ -342,15 +350,16 @@ def features_of_inputs(encoder, inputs: torch.Tensor, spec: BackboneSpec, batch_
     return out
 
 
-def fine_tune_and_extract(encoder, X, center, pretrained, *, extract: dict, tune: dict,
-                          early_stopping: bool, validation_fraction: float,
-                          n_iter_no_change: int, seed: int, on_epoch=None):
+def fine_tune_and_extract(encoder, X, center, pretrained, *, extraction: Extraction,
+                          tune: dict, early_stopping: bool, validation_fraction: float,
+                          n_iter_no_change: int, seed: int, on_epoch=None, timer=None):
     """Fine-tune ``encoder`` on ``X`` and return the features of the network kept.
 
     With ``early_stopping``, a held-out part of ``X`` chooses the epoch to keep (see
     :mod:`skmsc.nn._safeguard`), the pretrained network included; else the last epoch is
-    kept. ``pretrained`` are the epoch-0 features of all of ``X``; ``extract`` and
-    ``tune`` are the keyword arguments of :func:`extract_features` and :func:`fine_tune`.
+    kept. ``X`` is a batch source; ``pretrained`` are the epoch-0 features of all of it;
+    ``extraction`` says how features are extracted and ``tune`` holds the keyword
+    arguments of :func:`fine_tune`; ``timer`` is told of every extraction batch.
     ``on_epoch(epoch, features, proxy_scores)`` (epoch 0 = pretrained) sees each
     evaluated epoch's features and held-out scores (for learning curves). Returns
     ``(loss_curve, features, validation_scores, kept_epoch)``; ``validation_scores`` is
@@ -374,10 +383,11 @@ def fine_tune_and_extract(encoder, X, center, pretrained, *, extract: dict, tune
     if split is None:
         loss_curve = fine_tune(encoder, X, center, **tune)
         _freeze(encoder)
-        return loss_curve, extract_features(encoder, X, **extract), None, len(loss_curve)
+        return (loss_curve, extract_features(encoder, X, extraction, timer=timer), None,
+                len(loss_curve))
     train_rows, held_out = split
-    device, batch_size = extract["device"], extract["batch_size"]
-    held_out_inputs = network_inputs(X, held_out, extract["spec"], extract["image_size"],
+    device, batch_size = extraction.device, extraction.batch_size
+    held_out_inputs = network_inputs(X, held_out, extraction.spec, extraction.image_size,
                                      device, batch_size)
     proxy = []  # (held-out normal scores, synthetic anomaly scores) of each epoch
 
@@ -387,7 +397,7 @@ def fine_tune_and_extract(encoder, X, center, pretrained, *, extract: dict, tune
         synthetic = np.concatenate([
             features_of_inputs(
                 encoder, _safeguard.proxy_anomalies(held_out_inputs.float(), kind, seed),
-                extract["spec"], batch_size, device, extract["precision"])
+                extraction.spec, batch_size, device, extraction.precision)
             for kind in _safeguard.PROXY_KINDS])
         proxy.append(_safeguard.proxy_scores(features, synthetic, train_rows, held_out))
         return _safeguard.auc(*proxy[-1])
@@ -407,7 +417,7 @@ def fine_tune_and_extract(encoder, X, center, pretrained, *, extract: dict, tune
 
     def after_epoch(epoch):
         nonlocal best_fine_tuned
-        features = extract_features(encoder, X, **extract)
+        features = extract_features(encoder, X, extraction, timer=timer)
         scores.append(evaluate(features))
         if on_epoch is not None:
             on_epoch(epoch + 1, features, proxy[-1])

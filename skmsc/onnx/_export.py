@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 from sklearn.utils.validation import check_is_fitted
 
-from .._estimators._base import current_versions
-from ..nn._export import INPUT_NAME, OUTPUT_NAME, ScoringGraph, export_onnx_model
+from .._estimators import current_versions
+from .._fileio import write_file_atomically
+from .._version import __version__
+from ..nn._scoring_graph import INPUT_NAME, OUTPUT_NAME, ScoringGraph, export_onnx_model
 from ._runtime import FORMAT, FORMAT_VERSION, METADATA_KEY
 
 __all__ = ["export_onnx"]
@@ -50,7 +50,7 @@ def export_onnx(detector, path, *, input_size=None) -> Path:
     Notes
     -----
     Scores equal the detector's within 1e-4 when it extracts features in float32
-    (``precision="float32"``; ``tests/test_onnx_export.py``). A detector whose gallery
+    (``precision="float32"``; ``tests/front_ends/test_onnx_export.py``). A detector whose gallery
     was extracted in bfloat16 (``precision="auto"`` on CPUs with AMX, and on GPUs) is
     exported with that gallery and a float32 network, so its scores differ by bfloat16
     rounding (a warning says so). A detector with ``knn_algorithm_="nndescent"`` is
@@ -86,7 +86,7 @@ def export_onnx(detector, path, *, input_size=None) -> Path:
         )
     _warn_on_inexact_export(detector)
     graph = ScoringGraph(detector.encoder_, detector.backbone_spec_, detector.image_size_,
-                         size, gallery, detector.n_neighbors)
+                         size, gallery, detector.knn_scorer())
     model = export_onnx_model(graph, size)
     _set_metadata(model, _metadata(detector, size))
     import onnx
@@ -170,28 +170,17 @@ def _metadata(detector, size) -> dict:
 
 
 def _set_metadata(model, metadata: dict) -> None:
-    from .. import __version__
-
     model.producer_name, model.producer_version = "skmsc", __version__
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
 
 
 def _write_atomically(data: bytes, path: Path) -> Path:
-    """Write beside ``path`` and rename: a failure never leaves a half-written file."""
+    """Write beside ``path`` and rename (``_fileio.write_file_atomically``: the file and
+    its folder fsynced): a failure never leaves a half-written file."""
     if path.is_dir():
         raise ValueError(f"{str(path)!r} is a folder; pass the path of the .onnx file.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_file_atomically(path, lambda file: file.write(data))
     return path
 

@@ -1,6 +1,6 @@
 """ONNXDetector: scoring with an exported detector, with numpy and onnxruntime only.
 
-This module must never import torch or scikit-learn (``tests/test_onnx_export.py``
+This module must never import torch or scikit-learn (``tests/front_ends/test_onnx_export.py``
 checks it in a fresh process): it is what runs where they are not installed.
 """
 
@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from .._version import __version__
 
 __all__ = ["ONNXDetector", "RUNTIMES"]
 
@@ -222,8 +224,6 @@ def _parse_metadata(text, path: Path) -> dict:
         raise ValueError(f"{str(path)!r} was not written by skmsc export: its metadata "
                          f"lacks a valid {METADATA_KEY!r} entry.")
     if metadata.get("format_version") != FORMAT_VERSION:
-        from .._version import __version__
-
         versions = metadata.get("versions")
         saved_by = versions.get("skmsc") if isinstance(versions, dict) else None
         saved_by = (f"skmsc {saved_by}" if isinstance(saved_by, str) and len(saved_by) < 40

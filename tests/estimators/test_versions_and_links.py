@@ -87,7 +87,7 @@ def test_html_repr_link_is_a_page_the_docs_build_writes(estimator):
 
     from skmsc._estimators._base import DOCS_URL
 
-    html = Path(__file__).resolve().parents[1] / "docs" / "_build" / "html"
+    html = Path(__file__).resolve().parents[2] / "docs" / "_build" / "html"
     if not (html / "index.html").is_file():
         pytest.skip("docs not built: run the Sphinx build first")
     page = estimator._get_doc_link().removeprefix(DOCS_URL)

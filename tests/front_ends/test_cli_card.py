@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from skmsc import KNNDetector, MeanShiftedContrastiveDetector
-from skmsc.cli import FIT_DEFAULTS, FIT_PARAMETERS, main
+from skmsc.cli import fit_parameters, main
 
 FLAGS = ["--backbone", "efficientnet_lite0", "--epochs", "1", "--batch-size", "8",
          "--image-size", "32", "--random-state", "0", "--precision", "float32", "-q"]
@@ -33,8 +33,8 @@ def model(image_folder, tmp_path_factory):
 
 def test_help_shows_the_estimators_defaults(capsys):
     params = MeanShiftedContrastiveDetector().get_params()
-    names = [name for name, _, _ in FIT_PARAMETERS] + ["angular"]
-    assert {name: params[name] for name in names} == FIT_DEFAULTS
+    offered = {name: default for name, default, _ in fit_parameters()}
+    assert offered == {name: value for name, value in params.items() if name != "verbose"}
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
     text = " ".join(capsys.readouterr().out.split())
@@ -43,6 +43,9 @@ def test_help_shows_the_estimators_defaults(capsys):
                           ("--contamination", "auto"), ("--learning-rate", "1e-05")]:
         assert re.search(rf"{flag} \S+ .*?\(default: {re.escape(default)}\)", text), flag
     assert "--verbose" in text and "--evaluate" in text
+    for flag in ("--early-stopping", "--validation-fraction", "--n-iter-no-change",
+                 "--angular"):
+        assert flag in text, flag
     with pytest.raises(SystemExit):
         main(["score", "--help"])
     text = " ".join(capsys.readouterr().out.split())

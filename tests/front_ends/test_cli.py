@@ -15,7 +15,7 @@ from conftest import FAST
 from skmsc import MeanShiftedContrastiveDetector
 from skmsc.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIT_FLAGS = [
     "--backbone", "efficientnet_lite0", "--epochs", "1", "--batch-size", "8",
     "--image-size", "32", "--random-state", "0",

@@ -1,16 +1,71 @@
-"""Timing helpers shared by the sections of ``speed.py``: medians, interleaved runs, tables."""
+"""What the benchmarks share: comma-list arguments, the environment record, timing
+(medians, interleaved runs), tables and result files."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
+# ------------------------------------------------------------------- arguments
+def ints(text: str) -> list[int]:
+    """``"1,2,3"`` -> ``[1, 2, 3]`` (an argparse ``type``)."""
+    return [int(v) for v in text.split(",")]
+
+
+def floats(text: str) -> list[float]:
+    """``"0.1,0.01"`` -> ``[0.1, 0.01]`` (an argparse ``type``)."""
+    return [float(v) for v in text.split(",")]
+
+
+def names(text: str) -> list[str]:
+    """``"a,b"`` -> ``["a", "b"]`` (an argparse ``type``)."""
+    return text.split(",")
+
+
+# ----------------------------------------------------------------- environment
+def environment(device: str) -> dict:
+    """Machine, versions and git commit of a run, for its ``results.json``."""
+    import sklearn
+    import torch
+    import torchvision
+
+    from skmsc._version import __version__
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "device_requested": device,
+        "git_commit": commit,
+        "versions": {
+            "skmsc": __version__, "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__,
+        },
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
+    }
+
+
+# ---------------------------------------------------------------------- timing
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -6,7 +6,8 @@ method's normality scores ``(N,)``: the evaluation preprocessing exactly as
 reproduced by :mod:`skmsc.nn._fixed_point_resize`; centre crop; normalisation), the
 encoder with its L2 normalisation, and the exact k-nearest-neighbour search against the
 gallery held as a constant (a matrix product and TopK on squared distances, then the
-chosen distances recomputed in float64 as :mod:`skmsc.neighbors` does). Nothing here
+chosen distances recomputed in float64 as :mod:`skmsc.neighbors` does), and the scoring
+rule of :class:`skmsc.neighbors.KNNScorer` applied to them. Nothing here
 knows about estimators; ``skmsc.onnx`` builds the graph from a fitted detector.
 """
 
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..neighbors import KNNScorer
 from ._fixed_point_resize import FixedPointPass, fixed_point_pass
 from ._preprocess import crop_offsets, resized_size
 from .backbones import BackboneSpec
@@ -47,24 +49,25 @@ class ScoringGraph(nn.Module):
         ``(H, W)`` of the images the graph takes.
     gallery : ndarray of shape (n_gallery, d)
         The training features searched.
-    n_neighbors : int
-        Neighbours summed in the score.
+    scorer : KNNScorer
+        The scoring rule and its ``n_neighbors``.
 
     Examples
     --------
     >>> import numpy as np, torch
     >>> from skmsc.nn import MeanShiftedNetwork
-    >>> from skmsc.nn._export import ScoringGraph
+    >>> from skmsc.neighbors import KNNScorer
+    >>> from skmsc.nn._scoring_graph import ScoringGraph
     >>> net = MeanShiftedNetwork.build("efficientnet_lite0", image_size=32, device="cpu")
     >>> X = np.random.default_rng(0).integers(0, 256, size=(6, 20, 24, 3), dtype=np.uint8)
     >>> gallery = net.extract(X[:4])
-    >>> graph = ScoringGraph(net.encoder, net.spec, 32, (20, 24), gallery, n_neighbors=2)
+    >>> graph = ScoringGraph(net.encoder, net.spec, 32, (20, 24), gallery, KNNScorer(2))
     >>> graph(torch.from_numpy(X)).shape
     torch.Size([6])
     """
 
     def __init__(self, encoder: MeanShiftedEncoder, spec: BackboneSpec, image_size: int,
-                 input_size: tuple[int, int], gallery: np.ndarray, n_neighbors: int):
+                 input_size: tuple[int, int], gallery: np.ndarray, scorer: KNNScorer):
         super().__init__()
         self.encoder = copy.deepcopy(encoder).to("cpu", torch.float32).eval()
         height, width = (int(v) for v in input_size)
@@ -87,7 +90,8 @@ class ScoringGraph(nn.Module):
         gallery = torch.from_numpy(np.ascontiguousarray(gallery, dtype=np.float32))
         self.register_buffer("gallery", gallery)
         self.register_buffer("gallery_sq_norms", gallery.pow(2).sum(dim=1))
-        self.n_neighbors = int(n_neighbors)
+        self.scorer = scorer
+        self.n_neighbors = scorer.n_neighbors
 
     def pixels(self, images: torch.Tensor) -> torch.Tensor:
         """Resized and centre-cropped pixels ``(N, 3, S, S)`` float32 in 0-255."""
@@ -105,8 +109,7 @@ class ScoringGraph(nn.Module):
         nearest = torch.topk(d2, self.n_neighbors, dim=1, largest=False).indices
         neighbours = torch.index_select(self.gallery, 0, nearest.reshape(-1))
         neighbours = neighbours.reshape(z.shape[0], self.n_neighbors, z.shape[1])
-        diff = neighbours.to(torch.float64) - z.to(torch.float64).unsqueeze(1)
-        return -(diff * diff).sum(dim=2).sum(dim=1)
+        return self.scorer.torch_scores(z.to(torch.float64), neighbours.to(torch.float64))
 
 
 def _cropped_pass(in_size: int, out_size: int, keep: slice, mode: str):

@@ -105,7 +105,47 @@ def test_default_epsilon_follows_the_measured_sizes():
     assert eps_low < between[0] < between[1] < between[2] < eps_high
 
 
-def test_nndescent_index_uses_the_size_dependent_epsilon():
+def test_nndescent_index_uses_the_size_dependent_epsilon(monkeypatch):
+    # pynndescent's graph is stubbed: building a real one compiles numba code for ~30 s in
+    # a fresh process (the real index is tested by the slow tests above).
+    import pynndescent
+
+    class Graph:
+        def __init__(self, data, **kwargs):
+            self.kwargs = kwargs
+
+        def prepare(self):
+            pass
+
+    monkeypatch.setattr(pynndescent, "NNDescent", Graph)
     gallery = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
     assert NNDescentIndex(gallery, random_state=0).epsilon == 0.5
     assert NNDescentIndex(gallery, epsilon=0.2, random_state=0).epsilon == 0.2
+
+
+def test_one_scorer_object_carries_the_rule_to_every_path(monkeypatch):
+    """Changing KNNScorer.from_distances alone changes scores, the leave-one-out threshold
+    and the safeguard's proxy (the ONNX graph and the maps call torch_scores, which
+    applies from_distances too)."""
+    import torch
+
+    from skmsc import KNNDetector
+    from skmsc.neighbors import KNNScorer
+    from skmsc.nn._safeguard import proxy_scores
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    before = KNNDetector(n_neighbors=3, knn_algorithm="exact").fit(X)
+    before_scores = before.score_samples(X)
+    monkeypatch.setattr(KNNScorer, "from_distances",
+                        staticmethod(lambda d: -d.mean(1)))
+    after = KNNDetector(n_neighbors=3, knn_algorithm="exact").fit(X)
+    np.testing.assert_allclose(after.score_samples(X), before_scores / 3)
+    np.testing.assert_allclose(after.train_scores_, before.train_scores_ / 3)
+    assert after.offset_ == pytest.approx(before.offset_ / 3)
+    normal, _ = proxy_scores(X.astype(np.float32), X[:5].astype(np.float32),
+                             np.arange(30), np.arange(30, 40))
+    distances, _ = ExactIndex(X[:30]).kneighbors(X[30:40], 2)
+    np.testing.assert_allclose(normal, -distances.mean(1), rtol=1e-6)
+    z, neighbours = torch.zeros(1, 2), torch.tensor([[[1.0, 0.0], [0.0, 2.0]]])
+    assert KNNScorer(2).torch_scores(z, neighbours).tolist() == [-2.5]

@@ -27,7 +27,7 @@ from skmsc.onnx import ONNXDetector, export_onnx
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 1e-4
 EXACT = dict(FAST, precision="float32", epochs=1, early_stopping=False)
 

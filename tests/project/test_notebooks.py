@@ -8,7 +8,7 @@ import pytest
 
 from skmsc.datasets import DEFAULT_FASHION_MNIST_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "examples" / "anomaly_detection_walkthrough.ipynb"
 
 

@@ -19,6 +19,69 @@ def _rehash(folder):
     rebind(folder)
 
 
+def _public_fitted(estimator) -> set[str]:
+    return {name for name in vars(estimator) if name.endswith("_") and not name.startswith("_")}
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.nn.Module):
+        sa, sb = a.state_dict(), b.state_dict()
+        return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and np.array_equal(a, b)
+    return type(a) is type(b) and a == b
+
+
+def _assert_same_fitted_state(copy, original):
+    """Every public fitted attribute (``*_``) is declared as a saved field and is the same
+    in ``copy``; so is every declared private field."""
+    declared = {field.name for field in type(original)._fitted_fields()}
+    unsaved = _public_fitted(original) - declared
+    assert not unsaved, (
+        f"{sorted(unsaved)} not declared in a _FITTED_FIELDS of {type(original).__name__}: "
+        "they would be lost by save/load")
+    assert _public_fitted(copy) == _public_fitted(original)
+    for name in declared:
+        if hasattr(original, name):
+            assert _same(getattr(copy, name), getattr(original, name)), name
+        else:
+            assert not hasattr(copy, name), name
+
+
+def _fitted_estimators(fitted_lite0, digits):
+    from skmsc import KNNDetector, MeanShiftedFeatures
+
+    X, y = digits
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(40, 3))
+    features = MeanShiftedFeatures(backbone="efficientnet_lite0", epochs=0, batch_size=16,
+                                   image_size=32, random_state=0).fit(X[y == 1][:20])
+    return {
+        "image detector": fitted_lite0,
+        "feature-vector detector": MeanShiftedContrastiveDetector(random_state=0).fit(vectors),
+        "reduced gallery": KNNDetector(gallery_size=10, random_state=0).fit(vectors),
+        "features": features,
+    }
+
+
+def test_every_public_fitted_attribute_round_trips(fitted_lite0, digits, tmp_path):
+    """save/load and pickle keep every ``*_`` attribute: adding one without declaring it
+    in the class's ``_FITTED_FIELDS`` fails here."""
+    for kind, estimator in _fitted_estimators(fitted_lite0, digits).items():
+        loaded = load(save(estimator, tmp_path / kind))
+        _assert_same_fitted_state(loaded, estimator)
+        _assert_same_fitted_state(pickle.loads(pickle.dumps(estimator)), estimator)
+
+
+def test_an_undeclared_fitted_attribute_is_caught(tmp_path):
+    from skmsc import KNNDetector
+
+    det = KNNDetector().fit(np.random.default_rng(0).normal(size=(20, 2)))
+    det.new_thing_ = 1.0
+    with pytest.raises(AssertionError, match="new_thing_"):
+        _assert_same_fitted_state(load(save(det, tmp_path / "k")), det)
+
+
 @pytest.fixture
 def saved(fitted_lite0, tmp_path):
     return fitted_lite0.save(tmp_path / "det")
@@ -30,11 +93,7 @@ def test_image_detector_round_trip(fitted_lite0, saved, digits):
     np.testing.assert_array_equal(loaded.score_samples(X), fitted_lite0.score_samples(X))
     np.testing.assert_array_equal(loaded.predict(X), fitted_lite0.predict(X))
     assert loaded.get_params() == fitted_lite0.get_params()
-    for name in ("center_", "train_features_", "train_scores_"):
-        np.testing.assert_array_equal(getattr(loaded, name), getattr(fitted_lite0, name))
-    for name in ("offset_", "input_shape_", "loss_curve_", "versions_", "n_features_in_",
-                 "knn_algorithm_", "image_size_", "device_", "backbone_spec_"):
-        assert getattr(loaded, name) == getattr(fitted_lite0, name), name
+    _assert_same_fitted_state(loaded, fitted_lite0)
     assert not any(p.requires_grad for p in loaded.encoder_.parameters())
     assert sorted(p.name for p in saved.iterdir()) == [JSON_NAME, TENSORS_NAME]
 

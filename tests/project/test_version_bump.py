@@ -13,7 +13,7 @@ import skmsc
 from skmsc import KNNDetector
 from skmsc.persistence import FORMAT_VERSION, JSON_NAME, load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_version_is_0_2_0_wherever_it_is_declared():

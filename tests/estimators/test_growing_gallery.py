@@ -172,8 +172,9 @@ def test_cli_fit_offers_gallery_size_as_a_count_or_a_fraction():
     from skmsc.cli import _parser
 
     def parsed(value):
-        return _parser().parse_args(["fit", "d", "-o", "m", "--gallery-size", value,
-                                     "--gallery-reduction", "coreset"])
+        args = ["fit", "d", "-o", "m", "--gallery-size", value, "--gallery-reduction",
+                "coreset"]
+        return _parser(args).parse_args(args)
 
     assert parsed("600").gallery_size == 600 and isinstance(parsed("600").gallery_size, int)
     assert parsed("0.1").gallery_size == 0.1

@@ -8,6 +8,7 @@ torch work is done by :class:`skmsc.nn.MeanShiftedNetwork`; this module only dec
 
 from __future__ import annotations
 
+import copy
 import os
 from numbers import Integral, Real
 
@@ -20,20 +21,20 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from .. import persistence
 from .._checks import (
     DivergenceError,
-    check_enough_samples,
-    check_feature_range,
     check_fitted_sample_shape,
     check_image_array,
     check_input_container,
     explained_non_finite,
-    warn_if_labelled_anomalies,
 )
 from ..data._batches import ArrayBatches, file_batches
-from ..nn import MeanShiftedNetwork
+from ..nn import FineTuning, MeanShiftedNetwork
 from ..nn._eta import FitTimer
-from ..nn._runtime import PRECISIONS, loadable_device, parse_device
+from ..nn._runtime import PRECISIONS, loadable_device, parse_device, resolve_device
 from ..nn.backbones import BACKBONES
+from ._base import check_training_set, feature_copy, validated_fit_array
 from ._saved_fields import (
+    OMIT,
+    FittedField,
     SavedFieldError,
     require,
     saved_array,
@@ -42,6 +43,7 @@ from ._saved_fields import (
     saved_str,
     saved_value,
 )
+from ._state import fits_aside
 
 #: Smallest ``image_size``: below it the backbones' strides leave no spatial extent.
 MIN_IMAGE_SIZE = 16
@@ -100,6 +102,119 @@ def _restored_precision(saved) -> dict | None:
     return dict(saved)
 
 
+def _restore_center(est, tensors: dict) -> np.ndarray:
+    persistence.check("center_" in tensors, "tensor center_ is missing")
+    n_features = est._n_features_out_of(tensors)
+    persistence.check(tensors["center_"].shape == (n_features,),
+                      "center_ does not match train_features_")
+    return saved_array(tensors, "center_", ndim=1, shape=(n_features,))
+
+
+def _restore_input_shape(est, fitted: dict):
+    shape = _saved_input_shape(fitted)
+    n_features_in = getattr(est, "n_features_in_", None)
+    if shape is not None:
+        require(n_features_in == shape[0], "n_features_in_",
+                f"{n_features_in} does not match input_shape_ {shape} (X.shape[1] in fit)")
+    else:
+        require(not hasattr(est, "n_features_in_"), "n_features_in_",
+                "a model fitted on image files has none")
+    return shape
+
+
+def _restore_image_size(est, fitted: dict) -> int:
+    size = saved_int(fitted, "image_size_", low=MIN_IMAGE_SIZE, high=MAX_IMAGE_SIZE)
+    require(size == est.image_size, "image_size_",
+            f"{size} differs from the parameter image_size={est.image_size}")
+    return size
+
+
+def _restore_losses(est, fitted: dict) -> list:
+    losses = saved_value(fitted, "loss_curve_")
+    require(isinstance(losses, list) and len(losses) <= est.epochs, "loss_curve_",
+            f"expected a list of at most epochs={est.epochs} numbers")
+    return [saved_float(fitted, "loss_curve_", value=v) for v in losses]
+
+
+def _restore_validation(est, fitted: dict):
+    scores = fitted["validation_scores_"]
+    require(scores is None or (isinstance(scores, list)
+                               and len(scores) == len(est.loss_curve_) + 1),
+            "validation_scores_", "expected None or one score per epoch, and epoch 0")
+    return None if scores is None else [
+        saved_float(fitted, "validation_scores_", 0.0, 1.0, value=v) for v in scores]
+
+
+def _restore_best_epoch(est, fitted: dict) -> int:
+    n_epochs = len(est.loss_curve_)
+    best = saved_int(fitted, "best_epoch_", 0, n_epochs)
+    require(est.validation_scores_ is not None or best == n_epochs, "best_epoch_",
+            "without the safeguard the last epoch is kept")
+    return best
+
+
+def _restore_device(fitted: dict) -> torch.device:
+    try:
+        return loadable_device(parse_device(saved_str(fitted, "device_")))
+    except ValueError as exc:
+        raise SavedFieldError(f"Saved fitted attribute 'device_' is invalid: {exc}") from None
+
+
+def _saved_weights(tensors: dict) -> dict:
+    return {
+        key[len(_ENCODER_PREFIX):]: torch.from_numpy(value.copy())
+        for key, value in tensors.items() if key.startswith(_ENCODER_PREFIX)
+    }
+
+
+def _restore_backbone(est, fitted: dict, tensors: dict):
+    """The registry's entry of the saved backbone name; ``None`` for a feature-vector fit."""
+    check = persistence.check
+    backbone = saved_value(fitted, "backbone")
+    n_features = est._n_features_out_of(tensors)
+    if backbone is None:
+        check(not any(key.startswith(_ENCODER_PREFIX) for key in tensors)
+              and est.input_shape_ is not None and len(est.input_shape_) == 1,
+              "feature-vector detector with network weights or image shape")
+        check(est.input_shape_ == (n_features,), "input_shape_ does not match the features")
+        return None
+    check(backbone in BACKBONES, f"unknown backbone {backbone!r}")
+    check(est.input_shape_ is None or len(est.input_shape_) in (2, 3),
+          "an image model with the input_shape_ of feature vectors")
+    spec = BACKBONES[backbone]
+    check(n_features == spec.feature_dim, "feature size does not match the backbone")
+    require(backbone == est.backbone, "backbone",
+            f"{backbone!r} differs from the parameter backbone={est.backbone!r}")
+    return spec
+
+
+def _restore_encoder(est, tensors: dict):
+    if est.backbone_spec_ is None:
+        return None
+    weights = _saved_weights(tensors)
+    for key, value in weights.items():
+        require(bool(torch.isfinite(value).all()) if value.is_floating_point() else True,
+                _ENCODER_PREFIX + key, "the network weight holds NaN or infinity")
+    try:
+        network = est._network_from(weights)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"The saved network weights do not fit backbone {est.backbone_spec_.name!r}: "
+            f"{exc}"
+        ) from exc
+    return network.encoder
+
+
+def _restore_precision(est, fitted: dict) -> dict:
+    if est.encoder_ is None:
+        return {"fine_tuning": "float32", "features": "float32"}
+    network = est._network()
+    return _restored_precision(fitted.get("precision_")) or {
+        "fine_tuning": network.precision(est.precision, training=True),
+        "features": network.precision(est.precision, training=False),
+    }
+
+
 def fit_seeds(random_state) -> np.ndarray:
     """Four seeds (weights, augmentation, data order, kNN index) from ``random_state``.
 
@@ -121,17 +236,12 @@ class NetworkEstimatorMixin:
         ``y`` is only looked at to warn when it marks training rows as anomalies."""
         source = file_batches(X)
         if source is None:
-            check_input_container(X)
-            with explained_non_finite(X):
-                X = validate_data(self, X, dtype="numeric", allow_nd=True,
-                                  ensure_min_samples=1)
-            source = ArrayBatches(X)
+            source = ArrayBatches(validated_fit_array(self, X, allow_nd=True))
         else:
             # Files have no common shape: there is no n_features_in_ to record, and a
             # stale one from an earlier array fit must not constrain scoring.
             self.__dict__.pop("n_features_in_", None)
-        warn_if_labelled_anomalies(y, len(source), type(self).__name__)
-        check_enough_samples(len(source), min_neighbors)
+        check_training_set(self, len(source), y, min_neighbors)
         if source.sample_shape is not None and len(source.sample_shape) > 1:
             check_image_array(source.X)
         self.input_shape_ = source.sample_shape
@@ -140,10 +250,8 @@ class NetworkEstimatorMixin:
     def _fit_network(self, source, seeds) -> np.ndarray:
         """Centre and fine-tune on ``source``; returns the fine-tuned training features."""
         if source.sample_shape is not None and len(source.sample_shape) == 1:
-            # Feature vectors: no network, the detector is the kNN scorer alone. A copy of
-            # the caller's data, never a view of it (also of a float32 memmap).
-            features = np.array(source.X, dtype=np.float32, copy=True)
-            check_feature_range(features)
+            # Feature vectors: no network, the detector is the kNN scorer alone.
+            features = feature_copy(source.X)
             self.encoder_, self.backbone_spec_, self.device_ = None, None, torch.device("cpu")
             self.precision_ = {"fine_tuning": "float32", "features": "float32"}
             self.center_ = features.mean(axis=0)
@@ -175,15 +283,17 @@ class NetworkEstimatorMixin:
                    "near zero: use angular=False)" if self.angular else "")
                 + ". Check the backbone's weights."
             )
-        loss_curve, features, validation_scores, best_epoch = network.fine_tune_and_extract(
-            source, pretrained, center, epochs=self.epochs, learning_rate=self.learning_rate,
+        tuning = FineTuning(
+            epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
             weight_decay=self.weight_decay, temperature=self.temperature,
             angular=self.angular, seed=(int(seeds[1]), int(seeds[2])),
             precision=precision["fine_tuning"], features_precision=precision["features"],
             early_stopping=self.early_stopping and self.epochs > 0,
             validation_fraction=self.validation_fraction,
-            n_iter_no_change=self.n_iter_no_change, **run,
+            n_iter_no_change=self.n_iter_no_change, verbose=self.verbose,
         )
+        loss_curve, features, validation_scores, best_epoch = network.fine_tune_and_extract(
+            source, pretrained, center, tuning, timer=timer)
         del pretrained
         self.validation_scores_ = validation_scores
         self.best_epoch_ = best_epoch
@@ -219,6 +329,39 @@ class NetworkEstimatorMixin:
             check_image_array(X)
         return ArrayBatches(X)
 
+    @fits_aside  # device_ and the network move together
+    def set_device(self, device):
+        """Move the fitted network to ``device`` for scoring, without refitting.
+
+        Parameters
+        ----------
+        device : str or torch.device
+            ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``; an absent device
+            is a ``ValueError`` or ``RuntimeError`` naming it.
+
+        Returns
+        -------
+        self : object
+            With ``device_`` set; the ``device`` parameter is unchanged (it is what ``fit``
+            uses).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmsc import MeanShiftedContrastiveDetector
+        >>> det = MeanShiftedContrastiveDetector(contamination=0.1).fit(
+        ...     np.random.default_rng(0).normal(size=(20, 3)))
+        >>> str(det.set_device("cpu").device_)
+        'cpu'
+        """
+        check_is_fitted(self)
+        target = torch.device(resolve_device(device))
+        if self.encoder_ is not None:
+            # A moved copy: the fitted network is never changed in place (fits_aside).
+            self.encoder_ = copy.deepcopy(self.encoder_).to(target)
+        self.device_ = target
+        return self
+
     def _network(self) -> MeanShiftedNetwork:
         return MeanShiftedNetwork(self.encoder_, self.backbone_spec_, self.image_size_,
                                   self.device_)
@@ -227,9 +370,7 @@ class NetworkEstimatorMixin:
         """Features of a validated batch source (see ``_validated``)."""
         if self.encoder_ is None:
             # A new array: transform's output must not be a view of the caller's data.
-            features = np.array(source.X, dtype=np.float32, copy=True)
-            check_feature_range(features)
-            return features
+            return feature_copy(source.X)
         # Resolved here, not read from precision_: a loaded model may run on another
         # device than the one it was fitted on.
         return self._network().extract(source, batch_size=self.batch_size,
@@ -262,101 +403,37 @@ class NetworkEstimatorMixin:
             self.backbone_spec_.name, weights, image_size=self.image_size_, device=self.device_
         )
 
-    def _saved_state(self) -> tuple[dict, dict]:
-        fitted, tensors = super()._saved_state()
-        fitted.update(
-            image_size_=int(self.image_size_),
-            loss_curve_=[float(v) for v in self.loss_curve_],
-            validation_scores_=(None if self.validation_scores_ is None
-                                else [float(v) for v in self.validation_scores_]),
-            best_epoch_=int(self.best_epoch_),
-            input_shape_=None if self.input_shape_ is None else list(self.input_shape_),
-            device_=str(self.device_),
-            precision_=dict(self.precision_),
-            backbone=None if self.backbone_spec_ is None else self.backbone_spec_.name,
-        )
-        tensors["center_"] = self.center_
-        if self.encoder_ is not None:
-            for key, value in self._network().state_dict().items():
-                tensors[_ENCODER_PREFIX + key] = value.contiguous().numpy()
-        return fitted, tensors
-
-    def _restore_state(self, fitted: dict, tensors: dict) -> None:
-        super()._restore_state(fitted, tensors)
-        check = persistence.check
-        check("center_" in tensors, "tensor center_ is missing")
-        n_features = self._n_features_out_of(tensors)
-        check(tensors["center_"].shape == (n_features,), "center_ does not match train_features_")
-        center = saved_array(tensors, "center_", ndim=1, shape=(n_features,))
-        self.input_shape_ = _saved_input_shape(fitted)
-        if self.input_shape_ is not None:
-            require(getattr(self, "n_features_in_", None) == self.input_shape_[0],
-                    "n_features_in_", f"{getattr(self, 'n_features_in_', None)} does not match "
-                    f"input_shape_ {self.input_shape_} (X.shape[1] in fit)")
-        else:
-            require(not hasattr(self, "n_features_in_"), "n_features_in_",
-                    "a model fitted on image files has none")
-        self.image_size_ = saved_int(fitted, "image_size_", low=MIN_IMAGE_SIZE,
-                                     high=MAX_IMAGE_SIZE)
-        require(self.image_size_ == self.image_size, "image_size_",
-                f"{self.image_size_} differs from the parameter image_size={self.image_size}")
-        losses = saved_value(fitted, "loss_curve_")
-        require(isinstance(losses, list) and len(losses) <= self.epochs, "loss_curve_",
-                f"expected a list of at most epochs={self.epochs} numbers")
-        self.loss_curve_ = [saved_float(fitted, "loss_curve_", value=v) for v in losses]
-        # Saved before the safeguard existed: the last epoch was kept.
-        scores = fitted.get("validation_scores_")
-        require(scores is None or (isinstance(scores, list)
-                                   and len(scores) == len(losses) + 1),
-                "validation_scores_", "expected None or one score per epoch, and epoch 0")
-        self.validation_scores_ = None if scores is None else [
-            saved_float(fitted, "validation_scores_", 0.0, 1.0, value=v) for v in scores]
-        self.best_epoch_ = saved_int(fitted, "best_epoch_", 0, len(losses),
-                                     value=fitted.get("best_epoch_", len(losses)))
-        require(scores is not None or self.best_epoch_ == len(losses), "best_epoch_",
-                "without the safeguard the last epoch is kept")
-        self.center_ = center
-        try:
-            self.device_ = loadable_device(parse_device(saved_str(fitted, "device_")))
-        except ValueError as exc:
-            raise SavedFieldError(f"Saved fitted attribute 'device_' is invalid: {exc}") from None
-        weights = {
-            key[len(_ENCODER_PREFIX):]: torch.from_numpy(value.copy())
-            for key, value in tensors.items() if key.startswith(_ENCODER_PREFIX)
-        }
-        backbone = saved_value(fitted, "backbone")
-        if backbone is None:
-            check(not weights and self.input_shape_ is not None
-                  and len(self.input_shape_) == 1,
-                  "feature-vector detector with network weights or image shape")
-            check(self.input_shape_ == (n_features,), "input_shape_ does not match the features")
-            self.encoder_, self.backbone_spec_ = None, None
-            self.precision_ = {"fine_tuning": "float32", "features": "float32"}
-            return
-        check(backbone in BACKBONES, f"unknown backbone {backbone!r}")
-        check(self.input_shape_ is None or len(self.input_shape_) in (2, 3),
-              "an image model with the input_shape_ of feature vectors")
-        self.backbone_spec_ = BACKBONES[backbone]
-        check(n_features == self.backbone_spec_.feature_dim,
-              "feature size does not match the backbone")
-        require(backbone == self.backbone, "backbone",
-                f"{backbone!r} differs from the parameter backbone={self.backbone!r}")
-        for key, value in weights.items():
-            require(bool(torch.isfinite(value).all()) if value.is_floating_point() else True,
-                    _ENCODER_PREFIX + key, "the network weight holds NaN or infinity")
-        try:
-            network = self._network_from(weights)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"The saved network weights do not fit backbone {backbone!r}: {exc}"
-            ) from exc
-        self.encoder_ = network.encoder
-        # What fit ran in, as saved; saves from before precision_ was kept: what the
-        # parameter means on the device loaded to (the best that is known).
-        self.precision_ = _restored_precision(fitted.get("precision_")) or {
-            "fine_tuning": network.precision(self.precision, training=True),
-            "features": network.precision(self.precision, training=False),
-        }
+    _FITTED_FIELDS = (
+        FittedField("center_", lambda est, fitted, tensors: _restore_center(est, tensors),
+                    tensor=True),
+        FittedField("input_shape_", lambda est, fitted, tensors: _restore_input_shape(
+            est, fitted), save=lambda est: (None if est.input_shape_ is None
+                                            else list(est.input_shape_))),
+        FittedField("image_size_", lambda est, fitted, tensors: _restore_image_size(
+            est, fitted), save=lambda est: int(est.image_size_)),
+        FittedField("loss_curve_", lambda est, fitted, tensors: _restore_losses(est, fitted),
+                    save=lambda est: [float(v) for v in est.loss_curve_]),
+        # Saved before the safeguard existed: no scores, and the last epoch was kept.
+        FittedField("validation_scores_", lambda est, fitted, tensors: _restore_validation(
+            est, fitted), save=lambda est: (None if est.validation_scores_ is None else [
+                float(v) for v in est.validation_scores_]), older=lambda est: None),
+        FittedField("best_epoch_", lambda est, fitted, tensors: _restore_best_epoch(
+            est, fitted), save=lambda est: int(est.best_epoch_),
+            older=lambda est: len(est.loss_curve_)),
+        FittedField("device_", lambda est, fitted, tensors: _restore_device(fitted),
+                    save=lambda est: str(est.device_)),
+        FittedField("backbone_spec_", lambda est, fitted, tensors: _restore_backbone(
+            est, fitted, tensors), key="backbone", save=lambda est: (
+                None if est.backbone_spec_ is None else est.backbone_spec_.name)),
+        FittedField("encoder_", lambda est, fitted, tensors: _restore_encoder(est, tensors),
+                    tensor=True, save=lambda est: (OMIT if est.encoder_ is None else {
+                        _ENCODER_PREFIX + key: value.contiguous().numpy()
+                        for key, value in est._network().state_dict().items()})),
+        # Saves from before precision_ was kept: what the parameter means on the device
+        # loaded to (the best that is known).
+        FittedField("precision_", lambda est, fitted, tensors: _restore_precision(
+            est, fitted), save=lambda est: dict(est.precision_)),
+    )
 
     def _n_features_out_of(self, tensors: dict) -> int:
         return tensors["train_features_"].shape[1]

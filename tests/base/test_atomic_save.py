@@ -23,7 +23,7 @@ import skmsc.persistence as persistence
 from skmsc import KNNDetector
 from skmsc.persistence import JSON_NAME, TENSORS_NAME, load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _model(seed, n=40, d=4, **params):

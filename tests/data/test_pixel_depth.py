@@ -21,7 +21,7 @@ from PIL import Image
 from skmsc import MeanShiftedContrastiveDetector
 from skmsc.data.files import ImageFiles, UnreadableImageError, decode_image, find_unreadable
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RAMP = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0 .. 65520
 
 

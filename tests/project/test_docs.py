@@ -17,7 +17,7 @@ import pytest
 
 import skmsc
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 HTML = DOCS / "_build" / "html"
 sys.path.insert(0, str(DOCS / "_ext"))

@@ -1,18 +1,13 @@
 """The deployment benchmarks run and write what they measured (tiny sizes)."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def test_deploy_speed_writes_each_configuration(tmp_path):
     pytest.importorskip("onnxruntime")
-    import deploy_speed
+    from benchmarks import deploy_speed
 
     deploy_speed.main(["--sizes", "32", "--n", "16", "--train", "16", "--repeats", "1",
                        "--no-tune", "--configs", "torch float32,torch auto,onnxruntime float32",
@@ -32,7 +27,7 @@ def test_gallery_benchmark_writes_its_table(tmp_path):
         load_fashion_mnist("test")
     except FileNotFoundError:
         pytest.skip("Fashion-MNIST is not installed")
-    import gallery
+    from benchmarks import gallery
 
     gallery.main(["--classes", "0", "--n-train", "300", "--n-test", "200", "--fractions",
                   "0.1", "--repeats", "1", "--bootstrap", "5", "--out", str(tmp_path)])
@@ -50,7 +45,7 @@ def test_gallery_threshold_benchmark_writes_its_table(tmp_path):
         load_fashion_mnist("test")
     except FileNotFoundError:
         pytest.skip("Fashion-MNIST is not installed")
-    import gallery_threshold
+    from benchmarks import gallery_threshold
 
     gallery_threshold.main(["--classes", "0", "--n-images", "300", "--n-fit", "200",
                             "--fractions", "0.1", "--contaminations", "0.1,0.2",

@@ -11,9 +11,9 @@ import pytest
 from numpydoc.docscrape import ClassDoc
 
 from skmsc import KNNDetector, MeanShiftedContrastiveDetector
-from skmsc.cli import FIT_PARAMETERS
+from skmsc.cli import FIT_HELP
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WRONG = re.compile(r"expected (fraction of anomalies|anomaly fraction)", re.IGNORECASE)
 
 
@@ -26,7 +26,7 @@ def test_contamination_docstring_says_false_alarm_rate_on_normals(cls):
 
 
 def test_contamination_help_and_docs_agree():
-    (help_text,) = [text for name, _, text in FIT_PARAMETERS if name == "contamination"]
+    help_text = FIT_HELP["contamination"]
     assert "new normal images" in help_text and not WRONG.search(help_text)
     for path in [ROOT / "README.md", *sorted((ROOT / "docs" / "guide").glob("*.rst"))]:
         assert not WRONG.search(path.read_text()), path
