@@ -70,7 +70,7 @@ def score_dask_array(estimator, X, method="decision_function"):
         :class:`~skmsc.MeanShiftedContrastiveDetector`, :class:`~skmsc.KNNDetector`,
         :class:`~skmsc.MeanShiftedFeatures` or a pipeline of them.
     X : dask.array.Array of shape (n_samples, ...)
-        Images (or features) shaped like the training data. Chunks may split the sample
+        Images of any size (or features shaped like the training data). Chunks may split the sample
         axis only; the other axes are merged into one chunk if needed.
     method : {"decision_function", "score_samples", "predict", "transform"}, \
 default="decision_function"

@@ -264,8 +264,10 @@ def test_clear_errors(brick_detector, defaced):
         np.random.default_rng(0).normal(size=(20, 5)))
     with pytest.raises(ValueError, match="fitted on feature vectors"):
         vectors.anomaly_maps(np.zeros((1, 5)))
-    with pytest.raises(ValueError, match="shape"):
-        brick_detector.anomaly_maps(images[:, :32])
+    with pytest.raises(ValueError, match=r"X\[None\]"):
+        brick_detector.anomaly_maps(images[0])
+    # Another size is resized as files are; each map at its image's own size.
+    assert brick_detector.anomaly_maps(images[:1, :32]).shape == (1, 32, images.shape[2])
 
 
 def test_occlusion_patches_cover_every_pixel():

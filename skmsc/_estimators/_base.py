@@ -570,7 +570,7 @@ class KNNScorerMixin:
         Parameters
         ----------
         X : array-like or sequence of image paths / PIL images
-            Normal samples shaped like the training data (see ``fit``).
+            Normal samples of the kind fitted on (see ``fit``); images may be of any size.
         y : Ignored
             Present for API consistency.
 
@@ -598,7 +598,7 @@ class KNNScorerMixin:
         Parameters
         ----------
         X : array-like or sequence of image paths / PIL images
-            Samples shaped like the training data (see ``fit``).
+            Samples of the kind fitted on (see ``fit``); images may be of any size.
 
         Returns
         -------
@@ -620,7 +620,7 @@ class KNNScorerMixin:
         Parameters
         ----------
         X : array-like or sequence of image paths / PIL images
-            Samples shaped like the training data (see ``fit``).
+            Samples of the kind fitted on (see ``fit``); images may be of any size.
 
         Returns
         -------
@@ -636,7 +636,7 @@ class KNNScorerMixin:
         Parameters
         ----------
         X : array-like or sequence of image paths / PIL images
-            Samples shaped like the training data (see ``fit``).
+            Samples of the kind fitted on (see ``fit``); images may be of any size.
 
         Returns
         -------
@@ -656,7 +656,7 @@ class KNNScorerMixin:
         Parameters
         ----------
         X : array-like or sequence of image paths / PIL images
-            Samples shaped like the training data (see ``fit``).
+            Samples of the kind fitted on (see ``fit``); images may be of any size.
         y : array-like of shape (n_samples,)
             1 for normal samples, 0 or -1 for anomalies (booleans: True = normal), as
             ``predict`` returns them; both kinds must be present. PyOD's labels (1 =
@@ -730,7 +730,7 @@ class KNNScorerMixin:
         Parameters
         ----------
         X : array-like or sequence of image paths / PIL images
-            Samples shaped like the training data (see ``fit``).
+            Samples of the kind fitted on (see ``fit``); images may be of any size.
 
         Returns
         -------
@@ -779,7 +779,7 @@ class KNNScorerMixin:
         Parameters
         ----------
         X : array-like or sequence of image paths / PIL images, default=None
-            Samples shaped like the training data (see ``fit``). ``None``: the training
+            Samples of the kind fitted on (see ``fit``). ``None``: the training
             samples themselves, each searched among the *other* training samples (its
             own row is left out), as scikit-learn's ``LocalOutlierFactor`` and
             ``KNeighborsMixin.kneighbors`` do.

@@ -166,9 +166,10 @@ class MeanShiftedContrastiveDetector(
     versions_ : dict
         Versions of skmsc and its main dependencies at fit time.
     input_shape_ : tuple or None
-        Shape of one sample seen in ``fit`` (arrays of another shape are refused);
-        ``None`` when fitted on image files, which may differ in size (then images of any
-        size are scored).
+        Shape of one sample seen in ``fit`` (the default input size of
+        ``skmsc.onnx.export_onnx``); ``None`` when fitted on image files. Either way,
+        images of any size and either channel layout are scored, resized and
+        centre-cropped to ``image_size`` as in ``fit``.
     n_features_in_ : int
         ``X.shape[1]`` in ``fit``, as scikit-learn defines it (absent when fitted on
         image files).

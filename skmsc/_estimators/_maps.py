@@ -49,8 +49,7 @@ class AnomalyMapMixin:
         ----------
         X : array-like of shape (n_samples, height, width[, 3]), or sequence of image \
                 paths / PIL images
-            Images shaped like the training data (see ``fit``), or image files of any
-            sizes.
+            Images of any size (resized as in ``fit``), or image files of any sizes.
         method : {"gradient", "occlusion"}, default="gradient"
             How the map is computed (see above). On synthetic defects the gradient map
             located them better and 50 times faster (``docs/guide/anomaly_maps.rst``).
@@ -58,7 +57,8 @@ class AnomalyMapMixin:
         Returns
         -------
         maps : ndarray of shape (n_samples, height, width), or list of ndarray
-            float32, non-negative. For an array ``X`` one array; for image files a list
+            float32, non-negative, at ``X``'s own resolution. For an array ``X`` one array;
+            for image files a list
             with one ``(height_i, width_i)`` map per file, each at the file's size.
 
         Examples
