@@ -147,6 +147,14 @@ class MeanShiftedContrastiveDetector(
         The fraction ``offset_`` is set for (``contamination`` with ``"auto"`` resolved);
         ``decision_function`` and ``predict`` refuse to run if ``contamination`` was changed
         without :meth:`set_threshold`.
+    decision_scores_ : ndarray of shape (n_samples,)
+        PyOD's name: outlier scores of the training samples (higher = more abnormal),
+        ``-train_scores_``. Derived from the fitted state, as are the next two.
+    threshold_ : float
+        PyOD's name: ``-offset_``, the threshold on the ``decision_scores_`` scale.
+    labels_ : ndarray of shape (n_samples,) of int
+        PyOD's name: 1 for training samples whose ``decision_scores_`` exceed
+        ``threshold_``, else 0.
     loss_curve_ : list of float
         Mean loss of each fine-tuning epoch (fewer than ``epochs`` if early stopping
         ended training).
