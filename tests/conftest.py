@@ -171,6 +171,7 @@ SLOW_TESTS = {
     "test_onnx_export.py::test_export_refuses_what_it_cannot_export",
     "test_onnx_export.py::test_runtime_refuses_bad_images_with_the_fix",
     "test_onnx_export.py::test_cli_export_of_a_file_fitted_model",
+    "test_onnx_export.py::test_array_fitted_detector_exports_another_input_size",
     "test_gpu_check.py::test_gpu_check_dry_run_records_every_step",
     "test_deploy_benchmarks.py::*",
     "test_growing_gallery.py::test_partial_fit_equals_a_fresh_knn_fit_on_the_union",
