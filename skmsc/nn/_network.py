@@ -259,7 +259,8 @@ class MeanShiftedNetwork:
         ``index`` is the search index of the gallery (an index of :mod:`skmsc.neighbors`:
         ``kneighbors(queries, k)`` and the searched vectors as ``gallery``): the score
         explained is the sum of squared distances to the ``n_neighbors`` nearest of them.
-        ``method`` is ``"occlusion"`` or ``"gradient"``; ``precision`` is ``"auto"`` or a
+        ``method`` is ``"layercam"``, ``"gradient"`` or ``"occlusion"``; ``precision`` is
+        ``"auto"`` or a
         resolved name.
         """
         score = KNNScore(index, n_neighbors)
