@@ -7,6 +7,7 @@ import warnings
 import dask.array as da
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
 
 from skmsc import KNNDetector
 from skmsc.parallel import score_dask_array
@@ -54,6 +55,9 @@ def test_unfitted_detector_has_no_pyod_attributes():
         assert not hasattr(det, name)
     with pytest.raises(AttributeError, match="not fitted"):
         det.labels_  # noqa: B018
+    for method in (det.predict_proba, det.predict_confidence):
+        with pytest.raises(NotFittedError):
+            method(np.zeros((2, 3)))
 
 
 def test_predict_proba_is_the_conformal_pvalue_and_its_complement(data):

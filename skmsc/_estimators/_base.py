@@ -853,6 +853,7 @@ class KNNScorerMixin:
         >>> det.predict_proba([[0.0, 0.0], [9.0, 9.0]]).round(2).tolist()  # a rank, not P
         [[0.59, 0.41], [0.01, 0.99]]
         """
+        check_is_fitted(self)
         model = snapshot(self)  # scores and train_scores_ of one model
         p = conformal_pvalues_from(model.train_scores_, model._score_samples(X))
         return np.column_stack([p, 1.0 - p])
@@ -885,6 +886,7 @@ class KNNScorerMixin:
         >>> det.predict_confidence([[0.0, 0.0], [9.0, 9.0]]).round(2).tolist()
         [1.0, 1.0]
         """
+        check_is_fitted(self)
         model = snapshot(self)  # scores, train_scores_ and offset_ of one model
         model._current_offset()  # refuses a contamination changed without set_threshold
         return exceed_confidence(model.train_scores_, model._score_samples(X),
