@@ -47,7 +47,7 @@ def describe(report: dict, requirements: list[str]) -> str:
     text = [f"setup: installing {' '.join(requirements)}: {n} packages, "
             f"{total / 1e9:.1f} GB of wheels" + (f" (and {unknown} of unknown size)"
                                                  if unknown else "")
-            + ", several times that once unpacked into .venv."]
+            + " (more once unpacked into .venv)."]
     if cuda:
         text.append(
             f"setup: {cuda / 1e9:.1f} GB of it is GPU libraries (NVIDIA CUDA, Triton) "
