@@ -1,6 +1,7 @@
 # Two entry points for a fresh machine (see README):
 #   make quickstart   set up, then fit and score on real offline images
 #   make test         set up, then run the linters, build the docs and run the whole test suite
+#                     (it also installs Chromium, as root, for the docs rendering test)
 #   make test-fast    the linters and the tests not marked slow (about 2 min on 2 busy cores)
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Spinning OpenMP threads make small convolutions many times slower on small VMs.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup quickstart test test-fast lint docs
+.PHONY: setup quickstart test test-fast lint docs chromium
 
 setup: $(STAMP)
 
@@ -29,7 +30,11 @@ docs: $(STAMP)
 	$(BIN)/python -m sphinx -E -W --keep-going -q -b html docs docs/_build/html && \
 	echo "docs built in $$(( $$(date +%s) - start )) s: docs/_build/html/index.html"
 
-test: lint docs
+# Headless Chromium for the docs rendering test only: never part of quickstart.
+chromium:
+	bash .ci/chromium
+
+test: lint docs chromium
 	$(BIN)/python -m pytest
 
 # The quicker loop while changing code (123-138 s on 2 cores at load 3.2-3.5): lint, then

@@ -16,14 +16,16 @@ counted. Each map method then explains the defective images, and per method:
 - seconds per image: wall time of ``det.anomaly_maps`` over the images, divided by
   their number (noisy under load: the load average is recorded).
 
-Paired bootstrap intervals (images resampled) compare the methods. Results go to
-``--out/<dataset>.json``; ``--report`` turns every JSON there into the table of
-``docs/guide/anomaly_maps_results.txt`` (included by ``docs/guide/anomaly_maps.rst``).
+Paired bootstrap intervals (images resampled) compare the methods. ``--image-size``
+takes several sizes: the data are loaded once and one detector is fitted per size.
+Results go to ``--out/<dataset>-<size>px.json``; ``--report`` turns every JSON there into
+the table of ``docs/guide/anomaly_maps_results.txt`` (included by
+``docs/guide/anomaly_maps.rst``), one row per data set, image size and method.
 
 The committed results::
 
-    python -m benchmarks.anomaly_maps --dataset fashion-mnist
-    python -m benchmarks.anomaly_maps --dataset elpv
+    python -m benchmarks.anomaly_maps --dataset fashion-mnist --image-size 64 128 224
+    python -m benchmarks.anomaly_maps --dataset elpv --image-size 64 128 224
     python -m benchmarks.anomaly_maps --report
 """
 
@@ -50,6 +52,7 @@ DEFAULT_TABLE = ROOT / "docs" / "guide" / "anomaly_maps_results.txt"
 #: method name -> (anomaly_maps method, occlusion fill)
 METHODS = {
     "gradient": ("gradient", "mean"),
+    "layercam": ("layercam", "mean"),
     "occlusion": ("occlusion", "mean"),
     "occlusion-blur": ("occlusion", "blur"),
 }
@@ -112,7 +115,8 @@ def paired_interval(a, b, seed: int = 0) -> list[float]:
     return np.percentile(differences, [2.5, 97.5]).tolist()
 
 
-def run(args) -> dict:
+def run(args, image_size: int, data) -> dict:
+    """The measurement at one ``image_size``; ``data`` is ``(X_train, X_held_out)``."""
     import torch
     from sklearn.metrics import roc_auc_score
 
@@ -120,11 +124,10 @@ def run(args) -> dict:
 
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()
-    X_train, X_held_out = load_normals(args.dataset, args.n_train, args.n_test,
-                                       args.normal_class)
+    X_train, X_held_out = data
     defective, truth, rows = paste_defects(X_held_out, args.seed, args.min_change,
                                            args.min_pixels)
-    params = dict(backbone="efficientnet_lite0", image_size=args.image_size,
+    params = dict(backbone="efficientnet_lite0", image_size=image_size,
                   epochs=args.epochs, batch_size=args.batch_size, precision=args.precision,
                   random_state=args.seed)
     if args.epochs:
@@ -158,7 +161,8 @@ def run(args) -> dict:
             pointing_game_flagged=float(hits[flagged].mean()) if flagged.any() else None,
         )
         results[name] = metrics
-        print(f"{args.dataset} {name}: pixel ROC-AUC {metrics['pixel_roc_auc']:.3f}, "
+        print(f"{args.dataset} {image_size} px {name}: pixel ROC-AUC "
+              f"{metrics['pixel_roc_auc']:.3f}, "
               f"per image {metrics['mean_per_image_roc_auc']:.3f}, pointing "
               f"{metrics['pointing_game']:.3f}, {seconds / len(defective):.3f} s/image",
               flush=True)
@@ -201,6 +205,7 @@ def run(args) -> dict:
 # ---------------------------------------------------------------------------- report
 LABELS = {
     "gradient": "gradient (Grad-CAM)",
+    "layercam": "LayerCAM, stages from stride 4",
     "occlusion": "occlusion, mean-colour patch",
     "occlusion-blur": "occlusion, blurred patch",
 }
@@ -216,11 +221,13 @@ def report(out: Path, table: Path) -> str:
     payloads = [json.loads(path.read_text()) for path in sorted(out.glob("*.json"))]
     if not payloads:
         raise SystemExit(f"no results in {out}: run a data set first")
+    payloads.sort(key=lambda p: (p["dataset"], p["detector"]["image_size"]))
     lines = [
         ".. list-table::",
         "   :header-rows: 1",
         "",
         "   * - data set",
+        "     - image_size",
         "     - method",
         "     - pixel ROC-AUC (pooled)",
         "     - pixel ROC-AUC (mean per image)",
@@ -233,6 +240,7 @@ def report(out: Path, table: Path) -> str:
         for method, metrics in payload["methods"].items():
             lines += [
                 f"   * - {name}",
+                f"     - {payload['detector']['image_size']}",
                 f"     - {LABELS.get(method, method)}",
                 f"     - {metrics['pixel_roc_auc']:.3f}",
                 f"     - {metrics['mean_per_image_roc_auc']:.3f}",
@@ -247,7 +255,8 @@ def report(out: Path, table: Path) -> str:
         )
         load = payload["load_average"]
         notes.append(
-            f"- **{name}**: {payload['n_defective']} defective images "
+            f"- **{name}, image_size {params['image_size']}**: {payload['n_defective']} "
+            f"defective images "
             f"({payload['n_left_out']} of {payload['n_held_out']} held-out normals left out: "
             f"their defect changed fewer than {payload['min_pixels']} pixels by "
             f">= {payload['min_change']:.0%}), images {payload['image_shape']}; detector "
@@ -279,7 +288,8 @@ def main(argv=None) -> dict | str:
     parser.add_argument("--normal-class", type=int, default=0,
                         help="Fashion-MNIST class used as normal (0: T-shirt/top)")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--image-size", type=int, nargs="+", default=[224],
+                        help="one or more sizes: a detector is fitted for each")
     parser.add_argument("--epochs", type=int, default=0)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -295,12 +305,16 @@ def main(argv=None) -> dict | str:
         return text
     if args.dataset is None:
         parser.error("--dataset is required (or --report)")
-    payload = run(args)
+    data = load_normals(args.dataset, args.n_train, args.n_test, args.normal_class)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{args.dataset}.json"
-    path.write_text(json.dumps(payload, indent=1) + "\n")
-    print(f"wrote {path}")
-    return payload
+    payloads = []
+    for image_size in args.image_size:
+        payload = run(args, image_size, data)
+        path = args.out / f"{args.dataset}-{image_size}px.json"
+        path.write_text(json.dumps(payload, indent=1) + "\n")
+        print(f"wrote {path}", flush=True)
+        payloads.append(payload)
+    return payloads[0] if len(payloads) == 1 else payloads
 
 
 if __name__ == "__main__":

@@ -59,21 +59,29 @@ X_test[3, :40, 56:] = gaussian_filter(X_test[3, :40, 56:].astype(float), 3).asty
 print("decision_function (< 0: anomaly):", np.round(det.decision_function(X_test), 3))
 
 # %%
-# The gradient map (the default)
+# The LayerCAM map (the default)
 # ------------------------------
-# Grad-CAM of the kNN score on the last feature map (7 x 7 cells at 224 px), upsampled: one
-# forward and one short backward pass per image. Each map is scaled to its own maximum
-# and transparent where it is 0; outside the central crop the network sees nothing, and
-# the map is 0 there. The clean tile's map is scaled up from a maximum about ten times
-# smaller than the defects' (see the titles).
+# LayerCAM of the kNN score on every stage of the network from stride 4 on (56 x 56 down
+# to 7 x 7 cells at 224 px), each scaled to its own maximum and averaged: one forward
+# and one backward pass per image. A map says *where*, not *how much*: its values lie in
+# [0, 1] for every image, the clean tile's too, so compare images by their scores.
+# Outside the central crop the network sees nothing, and the map is 0 there.
 fig = plot_anomaly_maps(det, X_test, X_train)
+
+# %%
+# The gradient map
+# ----------------
+# Grad-CAM of the kNN score on the last feature map alone (7 x 7 cells at 224 px, 2 x 2
+# at 64 px), upsampled. Its values keep their scale: the clean tile's map has a much
+# smaller maximum than the defects' (see the titles).
+fig = plot_anomaly_maps(det, X_test, X_train, method="gradient")
 
 # %%
 # The occlusion map
 # -----------------
 # Each of 7 x 7 patches is painted in the image's mean colour and the drop of the score is
 # spread over it: 49 forward passes per image. On synthetic defects on Fashion-MNIST and
-# on solar-cell images it located them less well than the gradient map (see the guide's
+# on solar-cell images it located them less well than the gradient maps (see the guide's
 # "Where is the anomaly?" page for the measurement). Its map is the drop minus the
 # smallest drop of the image, so even the clean tile shows the places whose painting
 # lowered its score most.

@@ -444,8 +444,8 @@ def check_feature_range(features: np.ndarray) -> None:
 
 
 def _check_not_one_image(X: np.ndarray) -> None:
-    """For a detector fitted on image files (any size): refuse an array that reads as one
-    image rather than a batch, with the rule the array-fitted detector applies."""
+    """For an image detector (which scores images of any size): refuse an array that reads
+    as one image rather than a batch."""
     if X.ndim == 2:
         raise ValueError(
             f"X has shape {X.shape}: one grayscale image, not a batch of images. For a "
@@ -462,17 +462,16 @@ def _check_not_one_image(X: np.ndarray) -> None:
 
 def check_fitted_sample_shape(X: np.ndarray, input_shape, *, has_network: bool) -> None:
     """A ``ValueError`` when ``X`` (an array) cannot be scored by an estimator fitted on
-    samples of shape ``input_shape`` (``None``: fitted on files, any image size)."""
-    if input_shape is not None and len(input_shape) > 1 and tuple(X.shape[1:]) != input_shape:
-        single = " For a single image pass X[None]." if tuple(X.shape) == input_shape else ""
-        raise ValueError(
-            f"X has samples of shape {tuple(X.shape[1:])}, but this detector was fitted "
-            f"on images of shape {input_shape}. Pass data shaped like the "
-            f"training data (resize images to the training size), or refit.{single}"
-        )
-    if has_network and input_shape is None:
+    samples of shape ``input_shape``.
+
+    An image detector (``has_network``) scores image arrays of any size and either channel
+    layout, as it scores files: each image is resized and centre-cropped to ``image_size``.
+    Only an array that reads as one image rather than a batch is refused, with the
+    ``X[None]`` hint. A detector fitted on feature vectors takes 2-D arrays only."""
+    if has_network:
         _check_not_one_image(X)
-    if not has_network and X.ndim != 2:
+        return
+    if X.ndim != 2:
         raise ValueError(
             f"X has shape {X.shape}, but this detector was fitted on feature vectors of "
             f"shape {input_shape}: pass a 2-D array (n_samples, "

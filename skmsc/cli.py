@@ -31,6 +31,7 @@ import inspect  # noqa: E402
 import io  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
+from collections import Counter  # noqa: E402
 from numbers import Integral  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -325,7 +326,7 @@ def _export(args) -> int:
     from .onnx import export_onnx
 
     try:
-        export_onnx(detector, output, input_size=size)
+        export_onnx(detector, output, input_size=size, overwrite=args.overwrite)
     except ImportError as exc:
         raise RuntimeError(f"{exc}; pip install 'skmsc[onnx]'") from exc
     except ValueError as exc:
@@ -357,8 +358,28 @@ def _collect(arguments: list[str], args, *, folders_only: bool) -> list[str]:
         else:
             raise UsageError(f"no such file or folder: {argument}")
     if not paths:
-        raise UsageError(f"no image files found in {' '.join(arguments)}")
+        raise UsageError(f"no image files found in {' '.join(arguments)}"
+                         + _what_the_filter_left(arguments, extensions, args.recursive))
     return paths
+
+
+def _what_the_filter_left(arguments: list[str], extensions, recursive: bool) -> str:
+    """For the "no image files found" error: the --ext filter and what it left out."""
+    if extensions is None:
+        return ""
+    from .data.files import list_image_files
+
+    found = Counter()
+    for argument in arguments:
+        if Path(argument).is_dir():
+            found.update(Path(p).suffix.lower()
+                         for p in list_image_files(argument, recursive=recursive))
+    wanted = ", ".join(extensions)
+    if not found:
+        return f" with --ext {wanted} (nor any other image files)"
+    others = ", ".join(f"{n} {suffix}" for suffix, n in sorted(found.items()))
+    return (f" with --ext {wanted}; found {others} file(s): pass --ext with those "
+            "extensions, or leave --ext out to take every image format")
 
 
 def _defect_images(path: Path, training: bool) -> list[str] | None:
@@ -470,12 +491,14 @@ def _score(args) -> int:
     scores = detector.score_samples(
         ImageFiles(paths, n_workers=args.workers, bit_depth=args.bit_depth))
     decisions = scores - offset
-    rows = list(zip(paths, scores, decisions, strict=True))
+    map_paths = _map_paths(paths, scores, offset, args)
+    rows = list(zip(paths, scores, decisions, map_paths or [None] * len(paths),
+                    strict=True))
     if args.sort == "score":
         rows.sort(key=lambda row: row[1])
     elif args.sort == "path":
         rows.sort(key=lambda row: row[0])
-    data = _csv_bytes(rows)
+    data = _csv_bytes(rows, with_maps=map_paths is not None)
     if args.csv is not None:
         write_file_atomically(args.csv, lambda file: file.write(data))
     else:
@@ -483,7 +506,7 @@ def _score(args) -> int:
     n_anomalies = int((decisions < 0).sum())
     print(f"skmsc: scored {len(rows)} images, {n_anomalies} flagged as anomalies",
           file=sys.stderr)
-    _write_maps(detector, paths, scores, offset, normal, args)
+    _write_maps(detector, paths, scores, offset, normal, map_paths, args)
     return EXIT_OK
 
 
@@ -492,12 +515,14 @@ def _add_map_options(score) -> None:
     score.add_argument(
         "--maps", metavar="DIR",
         help="write a PNG per flagged image into DIR (new or empty): the image, its anomaly "
-        "map with score and decision, and (with --normal) its nearest normal image",
+        "map with score and decision, and (with --normal) its nearest normal image. DIR "
+        "mirrors the input folders (IMAGES/sub/x.jpg -> DIR/sub/x.jpg.png) and the CSV "
+        "gains a map column naming each flagged image's PNG",
     )
     score.add_argument(
-        "--map-method", choices=["gradient", "occlusion"], default=None,
-        help="how the maps are computed (default: the detector's, gradient); occlusion is "
-        "about 50 times slower",
+        "--map-method", choices=["layercam", "gradient", "occlusion"], default=None,
+        help="how the maps are computed (default: the detector's, layercam; gradient is "
+        "Grad-CAM on the last stage, coarse below 224 px); occlusion is many times slower",
     )
     score.add_argument(
         "--normal", metavar="NORMAL_DIR", nargs="+",
@@ -531,14 +556,40 @@ def _check_map_options(args) -> None:
         raise RuntimeError("--maps needs matplotlib: pip install 'skmsc[plot]'")
 
 
-def _map_file_names(paths: list[str]) -> list[str]:
-    """``<stem>.png`` per image; a repeated stem gets ``-2``, ``-3``, ... appended."""
+def _map_file_names(paths: list[str], arguments: list[str]) -> list[str]:
+    """Where each image's map goes under the --maps folder: the input tree mirrored.
+
+    Each image keeps its path relative to the folder all the inputs share (the input
+    folder itself when there is one) and its whole file name, with ``.png`` appended:
+    ``sub/021_2.jpg`` becomes ``sub/021_2.jpg.png``, so no two images share a map. An
+    image listed twice gets ``-2``, ``-3``, ... before ``.png``.
+    """
+    roots = [os.path.abspath(a) if Path(a).is_dir() else os.path.dirname(os.path.abspath(a))
+             for a in arguments]
+    try:
+        common = os.path.commonpath(roots)
+    except ValueError:  # e.g. inputs on two Windows drives: no common folder
+        common = None
     names, seen = [], {}
     for path in paths:
-        stem = Path(path).stem
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.png")
+        relative = (Path(path).name if common is None
+                    else Path(os.path.relpath(os.path.abspath(path), common)).as_posix())
+        seen[relative] = seen.get(relative, 0) + 1
+        count = seen[relative]
+        names.append(f"{relative}.png" if count == 1 else f"{relative}-{count}.png")
     return names
+
+
+def _map_paths(paths: list[str], scores, threshold: float, args) -> list[str] | None:
+    """The map file of each image ('' for images not flagged); ``None`` without --maps."""
+    if args.maps is None:
+        return None
+    flagged = [i for i, score in enumerate(scores) if score - threshold < 0]
+    names = _map_file_names([paths[i] for i in flagged], args.images)
+    out = [""] * len(paths)
+    for i, name in zip(flagged, names, strict=True):
+        out[i] = os.path.join(args.maps, *name.split("/"))
+    return out
 
 
 def _normal_images(detector, args):
@@ -564,10 +615,11 @@ def _normal_images(detector, args):
     return normal
 
 
-def _write_maps(detector, paths: list[str], scores, threshold: float, normal, args) -> None:
-    """One overlay PNG per flagged image (score below ``threshold``, as in the CSV), one
-    image at a time; each shows the score the CSV lists."""
-    if args.maps is None:
+def _write_maps(detector, paths: list[str], scores, threshold: float, normal,
+                map_paths, args) -> None:
+    """One overlay PNG per flagged image (score below ``threshold``, as in the CSV), at
+    its ``map_paths`` entry, one image at a time; each shows the score the CSV lists."""
+    if map_paths is None:
         return
     import matplotlib
 
@@ -577,18 +629,21 @@ def _write_maps(detector, paths: list[str], scores, threshold: float, normal, ar
     from .data.files import ImageFiles
     from .plotting import plot_anomaly_maps
 
-    flagged = [(path, score) for path, score in zip(paths, scores, strict=True)
-               if score - threshold < 0]
     out = Path(args.maps)
     out.mkdir(parents=True, exist_ok=True)
     detector.set_params(verbose=False)
-    for (path, score), name in zip(flagged, _map_file_names([p for p, _ in flagged]),
-                                   strict=True):
+    n_written = 0
+    for path, score, target in zip(paths, scores, map_paths, strict=True):
+        if not target:
+            continue
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
         fig = plot_anomaly_maps(detector, ImageFiles([path], n_workers=0), normal,
                                 method=args.map_method, scores=[score], threshold=threshold)
-        fig.savefig(out / name, dpi=110, bbox_inches="tight")
+        fig.savefig(target, dpi=110, bbox_inches="tight")
         plt.close(fig)
-    print(f"skmsc: wrote {len(flagged)} anomaly maps to {out}", file=sys.stderr)
+        n_written += 1
+    print(f"skmsc: wrote {n_written} anomaly maps to {out} (their paths are in the CSV's "
+          "map column)", file=sys.stderr)
 
 
 # ------------------------------------------------------------ CSV and output checks
@@ -610,16 +665,19 @@ def spreadsheet_safe(cell: str) -> str:
     return "'" + cell if cell.startswith(_FORMULA_STARTS) else cell
 
 
-def _csv_bytes(rows) -> bytes:
-    """The whole CSV, encoded; file names that are not UTF-8 keep their own bytes."""
+def _csv_bytes(rows, *, with_maps: bool = False) -> bytes:
+    """The whole CSV, encoded; file names that are not UTF-8 keep their own bytes.
+
+    ``rows`` are ``(path, score, decision, map_path)``; the ``map`` column (the map file
+    of each flagged image, empty for the others) is written only ``with_maps``."""
     text = io.StringIO()
     writer = csv.writer(text)
-    writer.writerow(["path", "score", "decision", "label"])
-    for path, score, decision in rows:
+    writer.writerow(["path", "score", "decision", "label"] + (["map"] if with_maps else []))
+    for path, score, decision, map_path in rows:
         # repr keeps every digit, so the file reproduces score_samples exactly.
         label = "anomaly" if decision < 0 else "normal"
         writer.writerow([spreadsheet_safe(path), repr(float(score)), repr(float(decision)),
-                         label])
+                         label] + ([spreadsheet_safe(map_path)] if with_maps else []))
     return text.getvalue().encode("utf-8", "surrogateescape")
 
 
@@ -703,6 +761,8 @@ def _card(detector) -> dict:
     card = {"class": type(detector).__name__}
     if hasattr(detector, "backbone_spec_"):
         card["backbone"] = spec.name if spec is not None else "none (feature vectors)"
+        if spec is not None:
+            card["weights"] = _weights_line(detector.weights)
         card["image_size"] = detector.image_size_
     card["training_source"] = have("training_source_") or "not recorded"
     n_train = have("n_samples_fit_")
@@ -729,6 +789,16 @@ def _card(detector) -> dict:
         card["offset"] = detector.offset_
     card["versions"] = ", ".join(f"{k} {v}" for k, v in detector.versions_.items())
     return card
+
+
+def _weights_line(weights) -> str:
+    """Where the network's starting weights came from, as the model card says it."""
+    if weights is None:
+        return ("none: random initialisation (weights=None), not pretrained; scores mean "
+                "little (for tests only)")
+    if weights == "imagenet":
+        return "imagenet (the backbone's pretrained ImageNet weights)"
+    return f"from the file {os.fspath(weights)}"
 
 
 def _print_card(detector, folder, *, file) -> None:

@@ -1,7 +1,7 @@
 """Scaling out with Dask: score image arrays chunk by chunk, search on a cluster.
 
-**Scoring a Dask array.** :func:`score_dask_array` maps a fitted estimator's
-``decision_function`` (or ``score_samples``, ``predict``, ``transform``) over the chunks of
+**Scoring a Dask array.** :func:`score_dask_array` maps the fitted estimator's method you
+name (``decision_function``, ``score_samples``, ``predict`` or ``transform``) over the chunks of
 a ``dask.array`` of images, so a data set larger than memory is scored in parallel. The
 fitted estimator is sent to each worker once (scattered when a ``dask.distributed`` client
 is active). dask-ml's ``ParallelPostFit`` does not fit here: it has no
@@ -35,6 +35,8 @@ cores.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 __all__ = ["score_dask_array"]
@@ -61,7 +63,7 @@ def _estimator_in_graph(estimator):
     return dask.delayed(estimator, pure=True)
 
 
-def score_dask_array(estimator, X, method="decision_function"):
+def score_dask_array(estimator, X, method=None):
     """Apply a fitted estimator's ``method`` to a Dask array, one chunk of samples at a time.
 
     Parameters
@@ -70,10 +72,14 @@ def score_dask_array(estimator, X, method="decision_function"):
         :class:`~skmsc.MeanShiftedContrastiveDetector`, :class:`~skmsc.KNNDetector`,
         :class:`~skmsc.MeanShiftedFeatures` or a pipeline of them.
     X : dask.array.Array of shape (n_samples, ...)
-        Images (or features) shaped like the training data. Chunks may split the sample
+        Images of any size (or features shaped like the training data). Chunks may split the sample
         axis only; the other axes are merged into one chunk if needed.
-    method : {"decision_function", "score_samples", "predict", "transform"}, \
-default="decision_function"
+    method : {"decision_function", "score_samples", "predict", "transform"}, default=None
+        The estimator's method to apply. Name it: ``"score_samples"`` is the normality
+        score (higher = more normal); ``"decision_function"`` is ``score_samples -
+        offset_`` (negative = anomaly), a different number for the same image.
+        ``None`` applies ``"decision_function"`` with a ``FutureWarning``: a later
+        version will require ``method``.
 
     Returns
     -------
@@ -89,12 +95,22 @@ default="decision_function"
     >>> from skmsc.parallel import score_dask_array
     >>> X = np.random.default_rng(0).normal(size=(100, 4))
     >>> det = MeanShiftedContrastiveDetector().fit(X)
-    >>> lazy = score_dask_array(det, da.from_array(X, chunks=25))
+    >>> lazy = score_dask_array(det, da.from_array(X, chunks=25), method="decision_function")
     >>> bool(np.allclose(lazy.compute(scheduler="synchronous"), det.decision_function(X)))
     True
     """
     import dask.array as da
 
+    if method is None:
+        warnings.warn(
+            "score_dask_array was called without method, so it returns "
+            "decision_function (score_samples - offset_: negative = anomaly), not "
+            "score_samples (the normality score, higher = more normal): the two differ by "
+            "the threshold. Pass method='decision_function' to keep this and silence the "
+            "warning, or method='score_samples'. A later version will require method.",
+            FutureWarning, stacklevel=2,
+        )
+        method = "decision_function"
     if method not in _METHODS:
         raise ValueError(f"method={method!r} is not one of {_METHODS}.")
     if not hasattr(estimator, method):

@@ -178,6 +178,7 @@ SLOW_TESTS = {
     # the other modules' examples stay in the quick loop.
     "test_docs.py::test_docstring_examples[skmsc.onnx._export]",
     "test_docs.py::test_docstring_examples[skmsc.onnx._runtime]",
+    "test_onnx_export.py::test_array_fitted_detector_exports_another_input_size",
     "test_gpu_check.py::test_gpu_check_dry_run_records_every_step",
     "test_deploy_benchmarks.py::*",
     "test_growing_gallery.py::test_partial_fit_equals_a_fresh_knn_fit_on_the_union",

@@ -28,6 +28,7 @@ import numpy as np
 import sklearn
 import torch
 import torchvision
+from scipy.stats import binom
 from sklearn.base import _fit_context
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
@@ -67,7 +68,7 @@ from ._state import fits_aside, snapshot
 
 __all__ = ["AUTO_CONTAMINATION", "ConformalGuaranteeWarning", "InconsistentVersionWarning",
            "KNNScorerMixin", "SkmscEstimatorMixin", "conformal_pvalues_from",
-           "offset_from_scores", "resolve_contamination"]
+           "exceed_confidence", "offset_from_scores", "resolve_contamination"]
 
 DOCS_URL = "https://skmsc.readthedocs.io/en/latest/"
 # Fraction of leave-one-out training scores flagged when contamination="auto".
@@ -188,6 +189,51 @@ def conformal_pvalues_from(calibration_scores, scores) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float64)
     as_low = np.searchsorted(calibration, scores, side="right")
     return (1.0 + as_low) / (len(calibration) + 1.0)
+
+
+def exceed_confidence(train_scores, scores, contamination) -> np.ndarray:
+    """ExCeeD confidence in each prediction, as PyOD's ``predict_confidence`` computes it.
+
+    Perini, Vercruyssen and Davis, "Quantifying the confidence of anomaly detectors in
+    their example-wise predictions" (ECML PKDD 2020). With ``n`` training samples and
+    ``m`` of their outlier scores (``-train_scores``) at or below a sample's outlier
+    score, the sample's probability of scoring as an outlier is estimated as
+    ``q = (1 + m) / (2 + n)``; the threshold flags the ``n * contamination`` most
+    outlying training samples, so the prediction "anomaly" would stand for a training
+    set drawn again with probability ``1 - BinomCDF(n - int(n * contamination); n, q)``.
+    That is the confidence of a sample predicted anomalous; for one predicted normal it
+    is one minus it. Near 1: the prediction is stable; near 0.5: it could go either way.
+
+    Parameters
+    ----------
+    train_scores : array-like of shape (n_train,)
+        Leave-one-out ``score_samples`` of the training samples (higher = more normal).
+    scores : array-like of shape (n_samples,)
+        ``score_samples`` of the samples predicted.
+    contamination : float
+        The fraction the threshold flags (``contamination_``).
+
+    Returns
+    -------
+    confidence : ndarray of shape (n_samples,)
+        In [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skmsc._estimators._base import exceed_confidence
+    >>> train = -np.arange(100.0)  # scores 0 (most normal) to -99; threshold -89.1
+    >>> exceed_confidence(train, [0.0, -89.5, -200.0], 0.1).round(2).tolist()
+    [1.0, 0.35, 1.0]
+    """
+    outlying_train = np.sort(-np.asarray(train_scores, dtype=np.float64))
+    outlying = -np.asarray(scores, dtype=np.float64)
+    n = len(outlying_train)
+    at_or_below = np.searchsorted(outlying_train, outlying, side="right")
+    q = (1.0 + at_or_below) / (2.0 + n)
+    confidence = 1.0 - binom.cdf(n - int(n * contamination), n, q)
+    threshold = -offset_from_scores(train_scores, contamination)
+    return np.where(outlying > threshold, confidence, 1.0 - confidence)
 
 
 class ConformalGuaranteeWarning(UserWarning):
@@ -671,7 +717,7 @@ class KNNScorerMixin:
         Parameters
         ----------
         X : array-like or sequence of image paths / PIL images
-            Normal samples shaped like the training data (see ``fit``).
+            Normal samples of the kind fitted on (see ``fit``); images may be of any size.
         y : Ignored
             Present for API consistency.
 
@@ -699,7 +745,7 @@ class KNNScorerMixin:
         Parameters
         ----------
         X : array-like or sequence of image paths / PIL images
-            Samples shaped like the training data (see ``fit``).
+            Samples of the kind fitted on (see ``fit``); images may be of any size.
 
         Returns
         -------
@@ -722,7 +768,7 @@ class KNNScorerMixin:
         Parameters
         ----------
         X : array-like or sequence of image paths / PIL images
-            Samples shaped like the training data (see ``fit``).
+            Samples of the kind fitted on (see ``fit``); images may be of any size.
 
         Returns
         -------
@@ -738,7 +784,7 @@ class KNNScorerMixin:
         Parameters
         ----------
         X : array-like or sequence of image paths / PIL images
-            Samples shaped like the training data (see ``fit``).
+            Samples of the kind fitted on (see ``fit``); images may be of any size.
 
         Returns
         -------
@@ -758,7 +804,7 @@ class KNNScorerMixin:
         Parameters
         ----------
         X : array-like or sequence of image paths / PIL images
-            Samples shaped like the training data (see ``fit``).
+            Samples of the kind fitted on (see ``fit``); images may be of any size.
         y : array-like of shape (n_samples,)
             1 for normal samples, 0 or -1 for anomalies (booleans: True = normal), as
             ``predict`` returns them; both kinds must be present. PyOD's labels (1 =
@@ -832,7 +878,7 @@ class KNNScorerMixin:
         Parameters
         ----------
         X : array-like or sequence of image paths / PIL images
-            Samples shaped like the training data (see ``fit``).
+            Samples of the kind fitted on (see ``fit``); images may be of any size.
 
         Returns
         -------
@@ -875,13 +921,124 @@ class KNNScorerMixin:
             )
         return conformal_pvalues_from(model.train_scores_, scores)
 
+    def predict_proba(self, X):
+        """PyOD's ``predict_proba``, defined by the conformal p-value: ``[p, 1 - p]``.
+
+        Column 0 is :meth:`conformal_pvalues` (the share of the ``n`` leave-one-out
+        training scores as low as the sample's, counted as ``(1 + k) / (n + 1)``), column 1
+        is ``1 - p``: how far into the tail of the normal training samples' scores the
+        sample lies. Neither is the probability that the sample is an anomaly (that
+        would need the unknown share and kind of anomalies): they are calibrated ranks.
+        What they guarantee is :meth:`conformal_pvalues`'s: for new normal samples
+        exchangeable with the training samples (pretrained features, ``epochs=0``),
+        ``proba[:, 1] >= 1 - alpha`` happens at most a fraction ``alpha`` of the time;
+        a network fine-tuned on the training images weakens it (see there). Flagging
+        ``proba[:, 1] >= 1 - contamination_`` is close to ``predict``'s rule (which
+        interpolates between training scores) but not always identical.
+
+        Parameters
+        ----------
+        X : array-like or sequence of image paths / PIL images
+            Samples of the kind fitted on (see ``fit``); images may be of any size.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, 2)
+            Columns ``[P(normal), P(anomaly)]`` as defined above; rows sum to 1. Column
+            order is PyOD's (0 = inlier, 1 = outlier), not ``predict``'s labels.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmsc import KNNDetector
+        >>> det = KNNDetector().fit(np.random.default_rng(0).normal(size=(99, 2)))
+        >>> det.predict_proba([[0.0, 0.0], [9.0, 9.0]]).round(2).tolist()  # a rank, not P
+        [[0.59, 0.41], [0.01, 0.99]]
+        """
+        check_is_fitted(self)
+        model = snapshot(self)  # scores and train_scores_ of one model
+        p = conformal_pvalues_from(model.train_scores_, model._score_samples(X))
+        return np.column_stack([p, 1.0 - p])
+
+    def predict_confidence(self, X):
+        """PyOD's ``predict_confidence``: how stable each ``predict`` decision is (ExCeeD).
+
+        The probability that the sample's prediction (anomaly or normal, by the current
+        threshold) would stay the same if the training set were drawn again, estimated
+        from its rank among the leave-one-out training scores (Perini, Vercruyssen and
+        Davis, ECML PKDD 2020, as PyOD computes it: :func:`exceed_confidence`). Near 1
+        for samples far from the threshold on either side, near 0.5 at the threshold.
+        It says nothing of whether the prediction is right.
+
+        Parameters
+        ----------
+        X : array-like or sequence of image paths / PIL images
+            Samples of the kind fitted on (see ``fit``); images may be of any size.
+
+        Returns
+        -------
+        confidence : ndarray of shape (n_samples,)
+            In [0, 1].
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmsc import KNNDetector
+        >>> det = KNNDetector().fit(np.random.default_rng(0).normal(size=(500, 2)))
+        >>> det.predict_confidence([[0.0, 0.0], [9.0, 9.0]]).round(2).tolist()
+        [1.0, 1.0]
+        """
+        check_is_fitted(self)
+        model = snapshot(self)  # scores, train_scores_ and offset_ of one model
+        model._current_offset()  # refuses a contamination changed without set_threshold
+        return exceed_confidence(model.train_scores_, model._score_samples(X),
+                                 model.contamination_)
+
+    def _fitted_pyod(self, name: str) -> KNNScorerMixin:
+        if "train_scores_" not in self.__dict__:
+            raise AttributeError(
+                f"This {type(self).__name__} is not fitted yet: {name} exists after fit.")
+        return snapshot(self)
+
+    @property
+    def decision_scores_(self) -> np.ndarray:
+        """PyOD's name: outlier scores of the training samples, higher = more abnormal.
+
+        ``-train_scores_``: each training sample's leave-one-out score (scored against the
+        other training samples, as a new sample is scored), with PyOD's sign. Derived
+        from the fitted state, so it follows ``set_threshold``, ``partial_fit``, pickling
+        and ``save``/``load``.
+        """
+        return -self._fitted_pyod("decision_scores_").train_scores_
+
+    @property
+    def threshold_(self) -> float:
+        """PyOD's name: the threshold on the ``decision_scores_`` scale, ``-offset_``.
+
+        Samples whose outlier score (``-score_samples``) exceeds it are predicted
+        anomalies, as ``predict`` does; set by ``contamination`` (``contamination_``).
+        """
+        return -self._fitted_pyod("threshold_").offset_
+
+    @property
+    def labels_(self) -> np.ndarray:
+        """PyOD's name: 0 (normal) or 1 (anomaly) for each training sample.
+
+        ``decision_scores_ > threshold_``: the training samples ``predict`` would flag if
+        they were new samples scoring their leave-one-out scores; about
+        ``contamination_`` of them are 1. PyOD's labels (1 = anomaly), not ``predict``'s
+        (+1 / -1).
+        """
+        model = self._fitted_pyod("labels_")
+        return (model.train_scores_ < model.offset_).astype(np.int64)
+
     def kneighbors(self, X=None, n_neighbors=None):
         """The nearest training samples of each sample of ``X``, with squared distances.
 
         Parameters
         ----------
         X : array-like or sequence of image paths / PIL images, default=None
-            Samples shaped like the training data (see ``fit``). ``None``: the training
+            Samples of the kind fitted on (see ``fit``). ``None``: the training
             samples themselves, each searched among the *other* training samples (its
             own row is left out), as scikit-learn's ``LocalOutlierFactor`` and
             ``KNeighborsMixin.kneighbors`` do.

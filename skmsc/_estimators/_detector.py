@@ -148,6 +148,14 @@ class MeanShiftedContrastiveDetector(
         The fraction ``offset_`` is set for (``contamination`` with ``"auto"`` resolved);
         ``decision_function`` and ``predict`` refuse to run if ``contamination`` was changed
         without :meth:`set_threshold`.
+    decision_scores_ : ndarray of shape (n_samples,)
+        PyOD's name: outlier scores of the training samples (higher = more abnormal),
+        ``-train_scores_``. Derived from the fitted state, as are the next two.
+    threshold_ : float
+        PyOD's name: ``-offset_``, the threshold on the ``decision_scores_`` scale.
+    labels_ : ndarray of shape (n_samples,) of int
+        PyOD's name: 1 for training samples whose ``decision_scores_`` exceed
+        ``threshold_``, else 0.
     loss_curve_ : list of float
         Mean loss of each fine-tuning epoch (fewer than ``epochs`` if early stopping
         ended training).
@@ -167,9 +175,10 @@ class MeanShiftedContrastiveDetector(
     versions_ : dict
         Versions of skmsc and its main dependencies at fit time.
     input_shape_ : tuple or None
-        Shape of one sample seen in ``fit`` (arrays of another shape are refused);
-        ``None`` when fitted on image files, which may differ in size (then images of any
-        size are scored).
+        Shape of one sample seen in ``fit`` (the default input size of
+        ``skmsc.onnx.export_onnx``); ``None`` when fitted on image files. Either way,
+        images of any size and either channel layout are scored, resized and
+        centre-cropped to ``image_size`` as in ``fit``.
     n_features_in_ : int
         ``X.shape[1]`` in ``fit``, as scikit-learn defines it (absent when fitted on
         image files).

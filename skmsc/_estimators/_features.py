@@ -70,7 +70,8 @@ n_iter_no_change, random_state, verbose
     best_epoch_ : int
         The epoch whose network the detector keeps: 0 is the pretrained network.
     input_shape_ : tuple or None
-        Shape of one sample seen in ``fit`` (``None`` when fitted on image files).
+        Shape of one sample seen in ``fit`` (``None`` when fitted on image files);
+        images of any size are transformed, resized as in ``fit``.
     n_features_in_ : int
         ``X.shape[1]`` in ``fit``, as scikit-learn defines it.
     training_source_, n_samples_fit_, fit_started_, fit_seconds_
@@ -152,7 +153,7 @@ n_iter_no_change, random_state, verbose
         Parameters
         ----------
         X : array-like or sequence of image paths / PIL images
-            Images (or feature vectors) shaped like the training data.
+            Images of any size, or feature vectors shaped like the training data.
 
         Returns
         -------

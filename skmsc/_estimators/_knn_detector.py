@@ -80,6 +80,14 @@ class KNNDetector(KNNScorerMixin, SkmscEstimatorMixin, OutlierMixin, BaseEstimat
         Threshold: ``decision_function = score_samples - offset_``.
     contamination_ : float
         The fraction ``offset_`` is set for (``"auto"`` resolved).
+    decision_scores_ : ndarray of shape (n_samples,)
+        PyOD's name: outlier scores of the training samples (higher = more abnormal),
+        ``-train_scores_``. Derived from the fitted state, as are the next two.
+    threshold_ : float
+        PyOD's name: ``-offset_``, the threshold on the ``decision_scores_`` scale.
+    labels_ : ndarray of shape (n_samples,) of int
+        PyOD's name: 1 for training samples whose ``decision_scores_`` exceed
+        ``threshold_``, else 0.
     knn_algorithm_ : {"exact", "nndescent"}
         The neighbour search in use.
     versions_ : dict

@@ -324,8 +324,11 @@ class NetworkEstimatorMixin:
             X = check_array(X, dtype="numeric", allow_nd=True, estimator=self,
                             input_name="X")
         check_fitted_sample_shape(X, self.input_shape_, has_network=self.encoder_ is not None)
-        validate_data(self, raw, reset=False, skip_check_array=True)
-        if self.encoder_ is not None:
+        if self.encoder_ is None:
+            validate_data(self, raw, reset=False, skip_check_array=True)
+        else:
+            # Images of any size are resized as files are: n_features_in_ (the training
+            # height) does not constrain them.
             check_image_array(X)
         return ArrayBatches(X)
 

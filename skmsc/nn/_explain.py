@@ -9,6 +9,14 @@ distance from its unit feature ``z(x)`` to its ``k`` nearest gallery (training) 
   the positions, weighs each channel; the map is ``ReLU(sum_c weight_c * A_c)``, upsampled
   from the feature grid (``image_size / 32`` cells a side) to the network input. One
   forward and one short backward pass per image.
+- ``"layercam"``: LayerCAM (Jiang et al., IEEE TIP 2021) of ``S`` on every stage of the
+  backbone from stride 4 on (for EfficientNet-Lite0 blocks 1-6 and the head; for a ResNet
+  layer1-4), mixed: at each stage, each position's channels are weighed by their own
+  positive gradients, ``ReLU(sum_c ReLU(dS/dA_c) * A_c)``; each stage's map is
+  upsampled, divided by its largest value, and the stages are averaged (0 to 1). The
+  stride-4 and stride-8 stages keep ``image_size / 4`` and ``image_size / 8`` cells a
+  side (16 and 8 at 64 px) where Grad-CAM on the last stage has 2 x 2. One forward pass
+  and one backward pass from the stride-4 stage on per image.
 - ``"occlusion"``: a square patch (a quarter of ``image_size`` a side, moved by an eighth)
   is painted in the image's mean colour, and the drop of ``S`` is added to the pixels the
   patch covered; the map is the mean drop per pixel minus its smallest value. Painting a
@@ -49,12 +57,17 @@ from .backbones import BackboneSpec
 from .model import MeanShiftedEncoder
 
 __all__ = [
-    "MAP_METHODS", "OCCLUSION_FILLS", "KNNScore", "anomaly_maps", "gradient_maps",
-    "occlusion_maps", "occlusion_patches", "to_input_resolution",
+    "LAYERCAM_MIN_STRIDE", "MAP_METHODS", "OCCLUSION_FILLS", "KNNScore", "anomaly_maps",
+    "gradient_maps", "layercam_maps", "layercam_stages", "occlusion_maps",
+    "occlusion_patches", "to_input_resolution",
 ]
 
 #: The ways of computing a map (see the module docstring).
-MAP_METHODS = ("occlusion", "gradient")
+MAP_METHODS = ("occlusion", "gradient", "layercam")
+#: The smallest stride of the stages ``"layercam"`` mixes (their grids: ``image_size /
+#: stride`` cells a side). Including the stride-4 stage located ELPV defects at 64 px
+#: better than starting at stride 8 (docs/guide/anomaly_maps.rst).
+LAYERCAM_MIN_STRIDE = 4
 #: What an occluded patch is filled with: the image's mean colour, or a blurred copy of it.
 OCCLUSION_FILLS = ("mean", "blur")
 #: Occlusion patch side as a fraction of ``image_size``, and patch positions per side
@@ -132,13 +145,92 @@ def gradient_maps(encoder: MeanShiftedEncoder, inputs: torch.Tensor, score: KNNS
         # gradient is orthogonal to it and a single cell's Grad-CAM value is exactly 0.
         warnings.warn(
             f"At image_size={inputs.shape[-1]} the last feature map has a single cell, so "
-            "the gradient map is flat (0 up to rounding). Use method='occlusion', or fit with "
-            "image_size >= 64.", UserWarning, stacklevel=5,  # the caller of anomaly_maps
+            "the gradient map is flat (0 up to rounding). Use method='layercam' (the "
+            "default), which mixes finer stages, or method='occlusion'.",
+            UserWarning, stacklevel=5,  # the caller of anomaly_maps
         )
     weights = gradient.float().mean(dim=(2, 3), keepdim=True)
     cam = (weights * features).sum(dim=1, keepdim=True).clamp_min_(0.0)
     size = inputs.shape[-2:]
     return F.interpolate(cam, size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def layercam_stages(encoder: MeanShiftedEncoder, spec: BackboneSpec,
+                    image_size: int) -> list[int]:
+    """Indices of the backbone's stages that ``"layercam"`` mixes: those whose output is at
+    least :data:`LAYERCAM_MIN_STRIDE` times smaller than the input (found by running one
+    blank ``image_size`` square through the network); the last stage at least.
+
+    Examples
+    --------
+    >>> from skmsc.nn import MeanShiftedNetwork
+    >>> from skmsc.nn._explain import layercam_stages
+    >>> net = MeanShiftedNetwork.build("efficientnet_lite0", weights=None, image_size=64)
+    >>> layercam_stages(net.encoder, net.spec, 64)  # blocks 1-6 and the head
+    [2, 3, 4, 5, 6, 7, 8]
+    """
+    stages = spec.stages(encoder.backbone)
+    sides = {}
+    handles = [stage[-1].register_forward_hook(
+        lambda module, args, output, i=i: sides.__setitem__(i, output.shape[-1]))
+        for i, stage in enumerate(stages)]
+    device = next(encoder.parameters()).device
+    try:
+        with torch.inference_mode():
+            encoder(torch.zeros((1, 3, image_size, image_size), device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    chosen = [i for i in range(len(stages))
+              if sides[i] * LAYERCAM_MIN_STRIDE <= image_size]
+    return chosen or [len(stages) - 1]
+
+
+def layercam_maps(encoder: MeanShiftedEncoder, inputs: torch.Tensor, score: KNNScore, *,
+                  spec: BackboneSpec, precision: str = "float32",
+                  stage_indices: list[int] | None = None) -> torch.Tensor:
+    """Multi-stage LayerCAM maps ``(b, S, S)``, in [0, 1], of network inputs ``(b, 3, S, S)``.
+
+    A forward hook swaps the first chosen stage's output for a detached copy that
+    requires grad (so the backward pass starts there, whatever the encoder's
+    ``requires_grad`` flags) and keeps the later stages' outputs; one backward pass gives
+    the score's gradient at each of them. Hooks act for the calling thread only.
+    """
+    if stage_indices is None:
+        stage_indices = layercam_stages(encoder, spec, inputs.shape[-1])
+    stages = spec.stages(encoder.backbone)
+    first = min(stage_indices)
+    captured = {}
+    caller = threading.get_ident()
+
+    def keep(module, args, output, i):
+        if threading.get_ident() != caller:
+            return None
+        if i == first:
+            output = output.detach().requires_grad_(True)
+        captured[i] = output
+        return output
+
+    handles = [stages[i][-1].register_forward_hook(
+        lambda module, args, output, i=i: keep(module, args, output, i))
+        for i in stage_indices]
+    try:
+        with torch.enable_grad(), autocast(precision, inputs.device):
+            total = score(encoder(channels_last(inputs))).sum()
+        gradients = torch.autograd.grad(total, [captured[i] for i in stage_indices])
+    finally:
+        for handle in handles:
+            handle.remove()
+    size = inputs.shape[-2:]
+    mixed = torch.zeros((len(inputs), *size), dtype=torch.float32, device=inputs.device)
+    for i, gradient in zip(stage_indices, gradients, strict=True):
+        features = captured[i].detach().float()
+        cam = (gradient.float().clamp_min(0.0) * features).sum(dim=1, keepdim=True)
+        cam = F.interpolate(cam.clamp_min_(0.0), size=size, mode="bilinear",
+                            align_corners=False)[:, 0]
+        largest = cam.flatten(1).amax(dim=1).view(-1, 1, 1)
+        mixed += torch.where(largest > 0, cam / largest.clamp_min(1e-30), 0.0)
+    return mixed / len(stage_indices)
 
 
 def occlusion_patches(image_size: int, device=None) -> torch.Tensor:
@@ -256,7 +348,7 @@ def anomaly_maps(encoder: MeanShiftedEncoder, source, score: KNNScore, *,
                  fill: str = "mean") -> list[np.ndarray]:
     """One float32 map ``(H, W)`` per image of a batch source, at the image's resolution.
 
-    ``method`` is ``"occlusion"`` or ``"gradient"`` (see the module docstring). Images are
+    ``method`` is one of :data:`MAP_METHODS` (see the module docstring). Images are
     read ``batch_size`` at a time (fewer for huge images, as in feature extraction);
     occlusion also runs ``batch_size`` occluded copies at a time.
     """
@@ -265,6 +357,8 @@ def anomaly_maps(encoder: MeanShiftedEncoder, source, score: KNNScore, *,
     encoder.eval()
     n = len(source)
     step = extract_step(source, batch_size, image_size)
+    stage_indices = (layercam_stages(encoder, spec, image_size) if method == "layercam"
+                     else None)
     maps = []
     with source.reader(_sized(eval_transform(spec, image_size, device))) as reader:
         for start in range(0, n, step):
@@ -274,6 +368,10 @@ def anomaly_maps(encoder: MeanShiftedEncoder, source, score: KNNScore, *,
             if method == "gradient":
                 network_maps = gradient_maps(encoder, inputs, score, spec=spec,
                                              precision=precision)
+            elif method == "layercam":
+                network_maps = layercam_maps(encoder, inputs, score, spec=spec,
+                                             precision=precision,
+                                             stage_indices=stage_indices)
             else:
                 network_maps = occlusion_maps(encoder, inputs, score, batch_size=batch_size,
                                               precision=precision, fill=fill)

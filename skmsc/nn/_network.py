@@ -294,7 +294,8 @@ class MeanShiftedNetwork:
         ``kneighbors(queries, k)`` and the searched vectors as ``gallery``): the score
         explained is ``scorer``'s (:class:`skmsc.neighbors.KNNScorer`), negated;
         ``n_neighbors`` alone is short for ``scorer=KNNScorer(n_neighbors)``.
-        ``method`` is ``"occlusion"`` or ``"gradient"``; ``precision`` is ``"auto"`` or a
+        ``method`` is ``"layercam"``, ``"gradient"`` or ``"occlusion"``; ``precision`` is
+        ``"auto"`` or a
         resolved name.
         """
         if scorer is None:

@@ -7,8 +7,10 @@ On CUDA out-of-memory both halve their batch and go on (see the functions).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import threading
 import warnings
 from dataclasses import dataclass
 
@@ -94,9 +96,24 @@ def divergence_error(what: str, *, learning_rate=None, weight_decay=None, temper
     )
 
 
+#: Progress bars open in each thread: a bar opened inside another (the safeguard's
+#: feature extraction at the end of a fine-tuning epoch) stays hidden, because two bars
+#: at once redraw over each other and garble a log that is not a terminal.
+_open_bars = threading.local()
+
+
+@contextlib.contextmanager
 def _progress(total: int, verbose, desc: str):
-    """A tqdm bar made per call (never stored on the estimator, which must pickle)."""
-    return tqdm(total=total, desc=desc, disable=not verbose, leave=False)
+    """A tqdm bar made per call (never stored on the estimator, which must pickle); hidden
+    when another bar of this thread is open, so there is only ever one line of progress."""
+    depth = getattr(_open_bars, "depth", 0)
+    _open_bars.depth = depth + 1
+    try:
+        with tqdm(total=total, desc=desc, disable=not verbose or depth > 0,
+                  leave=False) as bar:
+            yield bar
+    finally:
+        _open_bars.depth = depth
 
 
 def channels_last(images: torch.Tensor) -> torch.Tensor:

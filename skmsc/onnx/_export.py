@@ -20,7 +20,7 @@ __all__ = ["export_onnx"]
 _MAX_GALLERY_BYTES = 1800 * 2**20
 
 
-def export_onnx(detector, path, *, input_size=None) -> Path:
+def export_onnx(detector, path, *, input_size=None, overwrite=False) -> Path:
     """Write a fitted detector's scoring path as one ONNX file.
 
     The graph maps uint8 images ``(N, H, W, 3)`` of one size (``N`` is free) to
@@ -36,12 +36,16 @@ def export_onnx(detector, path, *, input_size=None) -> Path:
     detector : MeanShiftedContrastiveDetector
         Fitted on images (an array or files).
     path : str or os.PathLike
-        The ``.onnx`` file to write (replaced atomically if it exists).
+        The ``.onnx`` file to write.
     input_size : tuple of (int, int), default=None
-        ``(height, width)`` of the images the file will take. A detector fitted on an
-        array takes the size it was fitted on (``None``, or that same size). A detector
-        fitted on image files scores files of any size, but an ONNX graph with exact
-        preprocessing has one input size: pass the size your images will have.
+        ``(height, width)`` of the images the file will take. The detector scores images
+        of any size, but an ONNX graph with exact preprocessing has one input size.
+        ``None``: the size a detector fitted on an array was fitted on; a detector
+        fitted on image files needs it: pass the size your images will have.
+    overwrite : bool, default=False
+        Replace ``path`` if it exists (atomically: a failed export leaves the old file).
+        Without it an existing ``path`` is refused before any work, as the command
+        line's ``skmsc export`` refuses it without ``--overwrite``.
 
     Returns
     -------
@@ -77,6 +81,11 @@ def export_onnx(detector, path, *, input_size=None) -> Path:
             f"This {type(detector).__name__} scores feature vectors, not images: there is "
             "no network to export. Fit a MeanShiftedContrastiveDetector on images."
         )
+    if not overwrite and os.path.lexists(path):
+        raise FileExistsError(
+            f"{os.fspath(path)} exists; pass overwrite=True to replace it, or choose "
+            "another path."
+        )
     size = _input_size(detector.input_shape_, input_size)
     gallery = detector.gallery_
     if gallery.nbytes > _MAX_GALLERY_BYTES:
@@ -104,21 +113,14 @@ def _input_size(input_shape, input_size) -> tuple[int, int]:
                              "integers.") from None
         if height < 1 or width < 1:
             raise ValueError(f"input_size={input_size!r} must be positive.")
+        return height, width  # any size: the detector resizes arrays as it does files
     if input_shape is None:
-        if input_size is None:
-            raise ValueError(
-                "This detector was fitted on image files, which may have any size, but an "
-                "exported graph takes one size: pass input_size=(height, width) (the CLI's "
-                "--input-size HxW), the size of the images you will score."
-            )
-        return height, width
-    fitted = tuple(int(v) for v in input_shape[:2])
-    if input_size is not None and (height, width) != fitted:
         raise ValueError(
-            f"This detector was fitted on {fitted[0]}x{fitted[1]} images and scores only "
-            f"that size; input_size={input_size!r} differs. Leave input_size out."
+            "This detector was fitted on image files, which may have any size, but an "
+            "exported graph takes one size: pass input_size=(height, width) (the CLI's "
+            "--input-size HxW), the size of the images you will score."
         )
-    return fitted
+    return tuple(int(v) for v in input_shape[:2])
 
 
 def _warn_on_inexact_export(detector) -> None:

@@ -257,3 +257,26 @@ def test_list_image_files(image_folder):
 def _dump(model, path):
     joblib.dump(model, path)
     return path
+
+
+def test_array_fitted_detector_scores_arrays_of_any_size_as_files(array_fit, image_folder):
+    """Issue #25 item 3: an array of another size or channel count is resized as a file is."""
+    files = [image_folder.other["coffee.png"], image_folder.other["camera_gray.png"],
+             image_folder.jpeg[0]]
+    for path in files:
+        pixels = decode_image(path)  # (H, W, 3) uint8, sizes unlike the 8x8 fit
+        as_file = array_fit.score_samples([path])
+        np.testing.assert_allclose(array_fit.score_samples(pixels[None]), as_file, **SAME)
+        np.testing.assert_allclose(array_fit.decision_function(pixels[None]),
+                                   array_fit.decision_function([path]), **SAME)
+    # Grayscale images of another size, as an (n, H, W) array: as their RGB copies.
+    gray = decode_image(image_folder.other["camera_gray.png"])[..., 0]
+    np.testing.assert_allclose(
+        array_fit.score_samples(np.stack([gray, gray])),
+        array_fit.score_samples(np.repeat(gray[None, ..., None], 3, axis=-1).repeat(2, 0)),
+        **SAME)
+    # The single-image rule stays: one (H, W, 3) image needs X[None].
+    with pytest.raises(ValueError, match=r"X\[None\]"):
+        array_fit.score_samples(decode_image(files[0]))
+    with pytest.raises(ValueError, match=r"X\[None\]"):
+        array_fit.score_samples(gray)

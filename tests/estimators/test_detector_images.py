@@ -147,11 +147,15 @@ def test_bad_images_are_refused_with_the_fix(bad, match):
         MeanShiftedContrastiveDetector(**FAST, epochs=0).fit(bad)
 
 
-def test_scoring_other_image_shapes_is_refused(fitted_lite0):
-    with pytest.raises(ValueError, match=r"fitted on images of shape \(8, 8\)"):
-        fitted_lite0.score_samples(np.zeros((2, 9, 8)))
-    with pytest.raises(ValueError, match="fitted on images"):
-        fitted_lite0.score_samples(np.zeros((2, 8, 8, 3)))
+def test_scoring_other_image_shapes_resizes_them(fitted_lite0, digits):
+    # Fitted on 8x8 grayscale: other sizes and RGB are resized as files are.
+    gray = digits[0][:2]
+    rgb = np.repeat(gray[..., None], 3, axis=-1)
+    np.testing.assert_allclose(fitted_lite0.score_samples(rgb),
+                               fitted_lite0.score_samples(gray), rtol=1e-6)
+    assert np.isfinite(fitted_lite0.score_samples(np.zeros((2, 9, 8)))).all()
+    with pytest.raises(ValueError, match=r"X\[None\]"):
+        fitted_lite0.score_samples(rgb[0])
 
 
 def test_missing_device_is_a_clear_error_before_work(digits, monkeypatch):

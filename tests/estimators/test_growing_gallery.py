@@ -64,9 +64,11 @@ def test_partial_fit_checks_its_input_and_changes_nothing_on_error(zeros_and_one
     assert det.__dict__.keys() == before.keys()
     assert det.train_features_ is before["train_features_"] and det.offset_ == before["offset_"]
     image_det = MeanShiftedContrastiveDetector(**NETWORK).fit(first)
-    with pytest.raises(ValueError, match="shape"):
-        image_det.partial_fit(first[:, :4])
+    with pytest.raises(ValueError, match=r"X\[None\]"):
+        image_det.partial_fit(first[0])  # one image, not a batch
     assert len(image_det.train_features_) == len(first)
+    # Images of another size are resized as in fit (issue #25 item 3), as files are.
+    assert len(image_det.partial_fit(first[:2, :4]).train_features_) == len(first) + 2
     with pytest.raises(NotFittedError):
         KNNDetector().score_samples(first.reshape(len(first), -1))
     # Parameters changed after fit are checked by partial_fit too.

@@ -77,6 +77,22 @@ def test_info_prints_the_model_card(model, image_folder, capsys):
     assert card["contamination"] == "auto (flags 0.01 of new normal images)"
 
 
+def test_info_shows_the_weights(model, tmp_path, capsys):
+    """Issue #25 item 8: a random-weights model must not look like an ImageNet one."""
+    code, out, err = run(capsys, "info", model)
+    assert code == 0, err
+    card = dict(line.split(": ", 1) for line in out.strip().splitlines())
+    assert card["weights"].startswith("imagenet")
+    X = np.random.default_rng(0).integers(0, 256, size=(6, 16, 16), dtype=np.uint8)
+    MeanShiftedContrastiveDetector("efficientnet_lite0", weights=None, epochs=0,
+                                   image_size=32, random_state=0).fit(X).save(tmp_path / "r")
+    code, out, err = run(capsys, "info", tmp_path / "r")
+    assert code == 0, err
+    card = dict(line.split(": ", 1) for line in out.strip().splitlines())
+    assert card["weights"].startswith("none: random initialisation")
+    assert "not pretrained" in card["weights"]
+
+
 def test_info_on_a_knn_detector(tmp_path, capsys):
     KNNDetector().fit(np.random.default_rng(0).normal(size=(20, 3))).save(tmp_path / "k")
     code, out, err = run(capsys, "info", tmp_path / "k")

@@ -35,9 +35,9 @@ def test_one_png_per_flagged_image(model, image_folder, tmp_path, method):
     assert code == EXIT_OK
     flagged = _flagged(scores)
     assert 0 < len(flagged) < 16  # the zeros among the test digits pass
-    assert sorted(p.name for p in maps.iterdir()) == sorted(Path(p).stem + ".png"
+    assert sorted(p.name for p in maps.iterdir()) == sorted(Path(p).name + ".png"
                                                             for p in flagged)
-    with Image.open(maps / (Path(flagged[0]).stem + ".png")) as png:
+    with Image.open(maps / (Path(flagged[0]).name + ".png")) as png:
         width, height = png.size
         assert width > 2.5 * height > 250  # one row: image, map, nearest normal
         assert np.asarray(png.convert("L")).std() > 10  # not a blank canvas
@@ -86,4 +86,29 @@ def test_repeated_file_names_get_distinct_pngs(model, image_folder, tmp_path):
     bad.save(b / "x.png")
     maps = tmp_path / "maps"
     assert main(["score", str(model), str(a), str(b), "--maps", str(maps), "-q"]) == EXIT_OK
-    assert sorted(p.name for p in maps.iterdir()) == ["x-2.png", "x.png"]
+    # The folders they came from, mirrored: no renaming, no clash.
+    assert sorted(p.relative_to(maps).as_posix() for p in maps.rglob("*.png")) == [
+        "a/x.png.png", "b/x.png.png"]
+
+
+def test_maps_mirror_the_input_tree_and_the_csv_names_each_map(model, image_folder,
+                                                                  tmp_path):
+    """Issue #25 item 8: sub/021_2.jpg's map is sub/021_2.jpg.png, named in the CSV."""
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    seven = Image.open(image_folder.test[-1]).convert("RGB")  # a 7: far from the zeros
+    seven.save(images / "sub" / "021_2.jpg", quality=95)
+    seven.save(images / "021_2.png")
+    Image.open(image_folder.normal[0]).save(images / "zero.png")  # a normal image
+    maps, scores = tmp_path / "maps", tmp_path / "scores.csv"
+    assert main(["score", str(model), str(images), "--csv", str(scores), "--maps", str(maps),
+                 "-q"]) == EXIT_OK
+    with open(scores, newline="") as f:
+        table = {Path(row["path"]).relative_to(images).as_posix(): row
+                 for row in csv.DictReader(f)}
+    assert table["sub/021_2.jpg"]["map"] == str(maps / "sub" / "021_2.jpg.png")
+    assert table["021_2.png"]["map"] == str(maps / "021_2.png.png")
+    written = sorted(p.relative_to(maps).as_posix() for p in maps.rglob("*.png"))
+    assert written == sorted(Path(row["map"]).relative_to(maps).as_posix()
+                             for row in table.values() if row["label"] == "anomaly")
+    assert all(row["map"] == "" for row in table.values() if row["label"] == "normal")

@@ -188,3 +188,17 @@ def test_negative_workers_is_a_usage_error_naming_the_flag(model, image_folder, 
         main(["score", str(model), image_folder.test[0], "--workers", value])
     assert info.value.code == 2
     assert "--workers" in capsys.readouterr().err
+
+
+def test_no_images_after_the_ext_filter_names_the_filter_and_what_was_found(
+        image_folder, tmp_path, capsys):
+    """Issue #25 item 8: fit --ext jpg on a PNG folder says why nothing was found."""
+    folder = image_folder.root / "normal"  # 24 PNG files
+    code, _, err = run(capsys, "fit", folder, "-o", tmp_path / "m", "--ext", "jpg")
+    assert code == 2
+    assert "--ext jpg" in err and "found 24 .png file(s)" in err and "leave --ext out" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(capsys, "fit", empty, "-o", tmp_path / "m", "--ext", "jpg")
+    assert code == 2 and "nor any other image files" in err
+    assert not (tmp_path / "m").exists()

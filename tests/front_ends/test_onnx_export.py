@@ -192,8 +192,6 @@ def test_bfloat16_gallery_exports_with_a_warning(photos, tmp_path):
 # ------------------------------------------------------------- clear errors
 def test_export_refuses_what_it_cannot_export(lite0_export, tmp_path):
     det, _ = lite0_export
-    with pytest.raises(ValueError, match="fitted on 40x48 images"):
-        export_onnx(det, tmp_path / "x.onnx", input_size=(32, 32))
     features = MeanShiftedContrastiveDetector().fit(np.random.default_rng(0).normal(size=(9, 4)))
     with pytest.raises(ValueError, match="no network to export"):
         export_onnx(features, tmp_path / "x.onnx")
@@ -247,3 +245,24 @@ def test_cli_export_of_a_file_fitted_model(image_folder, tmp_path, capsys):
         warnings.simplefilter("error")
         assert main(["export", str(model), str(out), "--input-size", "8x8",
                      "--overwrite"]) == EXIT_OK
+
+
+def test_export_refuses_an_existing_file_unless_told(fitted_lite0, tmp_path):
+    """Issue #25 item 8: export_onnx overwrites only with overwrite=True, like the CLI."""
+    path = tmp_path / "mine.onnx"
+    path.write_bytes(b"someone's file")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export_onnx(fitted_lite0, path)
+    assert path.read_bytes() == b"someone's file"
+
+
+def test_array_fitted_detector_exports_another_input_size(lite0_export, photos, tmp_path):
+    """Issue #25 item 3: the detector scores any size, so the export may take another."""
+    det, path = lite0_export
+    _, test = photos
+    bigger = np.repeat(np.repeat(test[:4], 2, axis=1), 2, axis=2)  # 80x96
+    other = export_onnx(det, tmp_path / "big.onnx", input_size=bigger.shape[1:3])
+    scores = ONNXDetector(other).score_samples(bigger)
+    assert np.abs(scores - det.score_samples(bigger)).max() < TOLERANCE
+    export_onnx(det, path, overwrite=True)  # replaces the file it wrote
+    assert ONNXDetector(path).score_samples(test[:2]).shape == (2,)

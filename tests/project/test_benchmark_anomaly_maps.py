@@ -62,3 +62,27 @@ def test_report_lists_every_method_of_every_result(tmp_path):
     assert text.count("   * - ELPV solar cells") == 2
     assert "0.400 (0.030)" in text and "0.100 (0.030)" in text
     assert "[+0.100, +0.200]" in text and "--dataset elpv" in text
+
+
+def test_report_has_a_row_per_image_size_smallest_first(tmp_path):
+    """Issue #25 item 10: the table names the image size of every row."""
+    method = {"pixel_roc_auc": 0.9, "mean_per_image_roc_auc": 0.85, "pointing_game": 0.4,
+              "seconds_per_image": 0.02}
+    for size, pointing in ((224, 0.3), (64, 0.45)):
+        payload = {
+            "dataset": "elpv", "command": f"python benchmarks/anomaly_maps.py --image-size {size}",
+            "methods": {"layercam": {**method, "pointing_game": pointing}},
+            "comparisons": {},
+            "detector": {"image_size": size, "epochs": 0,
+                         "precision_": {"features": "bfloat16"}},
+            "n_defective": 290, "n_left_out": 10, "n_held_out": 300, "min_pixels": 4,
+            "min_change": 0.1, "image_shape": [300, 300], "n_train": 905,
+            "image_roc_auc": 0.97, "n_flagged": 250, "truth_outside_crop": 0.05,
+            "chance_pointing": 0.03, "load_average": {"start": [1.0], "end": [2.0]},
+        }
+        (tmp_path / f"elpv-{size}px.json").write_text(json.dumps(payload))
+    text = bench.report(tmp_path, tmp_path / "table.txt")
+    rows = text.split("   * - ELPV solar cells")[1:]
+    assert [row.split("\n")[1].strip() for row in rows] == ["- 64", "- 224"]
+    assert "0.450 (0.030)" in rows[0] and "0.300 (0.030)" in rows[1]
+    assert "**ELPV solar cells, image_size 64**" in text
