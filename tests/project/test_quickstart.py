@@ -10,7 +10,7 @@ import numpy as np
 
 from skmsc import KNNDetector
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _module(path: Path):
