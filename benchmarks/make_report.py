@@ -571,10 +571,19 @@ def plot_guarded_curves(curve_files: list[tuple[Path, dict]], path: Path) -> Non
     tasks = list(dict.fromkeys(c["task"] for _, f in curve_files for c in f["curves"]))
     labels = list(dict.fromkeys(f"{folder.name}: {c['setting']}"
                                 for folder, f in curve_files for c in f["curves"]))
-    colours = {label: plt.cm.tab10(i % 10) for i, label in enumerate(labels)}
-    fig, axes = plt.subplots(2, len(tasks), figsize=(3.6 * len(tasks) + 1, 6.4),
-                             squeeze=False, sharex="col", constrained_layout=True)
-    for col, task in enumerate(tasks):
+    # tab20: a colour of its own for each run and setting (up to 20).
+    colours = {label: plt.cm.tab20(i % 20) for i, label in enumerate(labels)}
+    # At most 5 tasks a row of panels, each task a ROC-AUC panel above a proxy panel.
+    n_cols = min(5, len(tasks))
+    blocks = -(-len(tasks) // n_cols)
+    fig, grid = plt.subplots(2 * blocks, n_cols, figsize=(3.6 * n_cols + 1, 3.2 * 2 * blocks),
+                             squeeze=False, constrained_layout=True)
+    for empty in range(len(tasks), blocks * n_cols):
+        for row in range(2):
+            grid[2 * (empty // n_cols) + row, empty % n_cols].set_visible(False)
+    for number, task in enumerate(tasks):
+        block, col = divmod(number, n_cols)
+        axes = grid[2 * block : 2 * block + 2, col]
         for folder, payload in curve_files:
             for curve in payload["curves"]:
                 if curve["task"] != task:
@@ -585,24 +594,26 @@ def plot_guarded_curves(curve_files: list[tuple[Path, dict]], path: Path) -> Non
                     if values is None:
                         continue
                     gains = 100 * (np.array(values) - values[0])
-                    ax = axes[row, col]
+                    ax = axes[row]
                     ax.plot(range(len(gains)), gains, marker=".", color=colours[label],
                             label=label if row == 0 else None)
                     kept = curve["chosen_epoch"]
                     ax.plot([kept], [gains[kept]], marker="o", ms=9, mfc="none",
                             color=colours[label])
-        axes[0, col].set_title(task, fontsize=9)
-        axes[1, col].set_xlabel("epochs of fine-tuning")
-        axes[1, col].set_xticks(range(max(len(c["roc_auc_by_epoch"]) for _, f in curve_files
-                                          for c in f["curves"] if c["task"] == task)))
+        axes[0].set_title(task, fontsize=9)
+        axes[1].set_xlabel("epochs of fine-tuning")
+        ticks = range(max(len(c["roc_auc_by_epoch"]) for _, f in curve_files
+                          for c in f["curves"] if c["task"] == task))
         for row in range(2):
-            axes[row, col].axhline(0, color="grey", lw=0.8, ls="--")
-            axes[row, col].grid(alpha=0.3)
-    axes[0, 0].set_ylabel("test ROC-AUC gain (points)")
-    axes[1, 0].set_ylabel("held-out proxy gain (points)")
-    handles = legend_handles(axes[0])
+            axes[row].set_xticks(ticks)
+            axes[row].axhline(0, color="grey", lw=0.8, ls="--")
+            axes[row].grid(alpha=0.3)
+        if col == 0:
+            axes[0].set_ylabel("test ROC-AUC gain (points)")
+            axes[1].set_ylabel("held-out proxy gain (points)")
+    handles = legend_handles(grid[0::2].ravel())
     fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=4,
-               fontsize=7, frameon=False)
+               fontsize=8, frameon=False)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -622,7 +633,10 @@ def guarded_curves_section(curve_files: list[tuple[Path, dict]], figures: Path,
         "records the held-out proxy (ROC-AUC of held-out normals against synthetic "
         "anomalies made from them, no labels) and the epoch the safeguard keeps. Intervals "
         "are paired bootstrap 95 % intervals over test images (200 resamples). Commands are "
-        "in each folder's `curves.json`.",
+        "in each folder's `curves.json`. The proxy and *kept* columns are those of the "
+        "safeguard in the code that ran each curve, and it changed twice (local anomalies "
+        "only; then one local and one global anomaly per held-out image; now one of every "
+        "kind): for today's rule read the two tables after this one.",
         "",
         "| run | task | regime | setting | train / test | test ROC-AUC (%) by epoch | proxy "
         "(%) by epoch | kept | kept - 0 [95 %] | best - 0 [95 %] |",
