@@ -411,10 +411,10 @@ def fine_tune_and_extract(encoder, X, center, pretrained, *, extraction: Extract
     def evaluate(features):
         # One anomaly of every local (defect-like) and global (class-like) kind per held-out
         # image, made again each epoch from the same seeds: see _safeguard.proxy_anomalies.
+        images = held_out_inputs.float()  # once per epoch, not once per kind
         synthetic = np.concatenate([
-            features_of_inputs(
-                encoder, _safeguard.proxy_anomalies(held_out_inputs.float(), kind, seed),
-                extraction.spec, batch_size, device, extraction.precision)
+            features_of_inputs(encoder, _safeguard.proxy_anomalies(images, kind, seed),
+                               extraction.spec, batch_size, device, extraction.precision)
             for kind in _safeguard.PROXY_KINDS])
         proxy.append(_safeguard.proxy_scores(features, synthetic, train_rows, held_out))
         return _safeguard.auc(*proxy[-1])
