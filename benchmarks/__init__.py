@@ -2,8 +2,9 @@
 
 Each module is one benchmark (``reproduce``, ``speed``, ``gallery``, ...) with a ``main``;
 ``_harness`` holds what they share (list arguments, environment record, timing, tables,
-result files). Results are written under ``benchmarks/results/``; ``make_report`` turns
-the accuracy runs into ``docs/benchmarks.md``.
+result files). Results are written under ``benchmarks/results/`` (``benchmarks/README.md``
+says which folder holds what, and which page reads it); ``make_report`` turns the accuracy
+runs into ``docs/benchmarks.md``.
 """
 
 import os

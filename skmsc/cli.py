@@ -45,7 +45,7 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 # Help of the estimator parameters that `skmsc fit` offers. Which flags there are, what
 # values they take and their defaults come from MeanShiftedContrastiveDetector itself (its
-# signature and _parameter_constraints, read by fit_parameters): a new estimator parameter
+# signature and parameter_constraints(), read by fit_parameters): a new estimator parameter
 # gets a flag without a change here (and a generic help line until it gets its own).
 FIT_HELP = {
     "backbone": "pretrained network (efficientnet_lite0 works offline and is the fast one "
@@ -91,7 +91,7 @@ def fit_parameters() -> list[tuple[str, object, list]]:
     """
     from ._estimators import MeanShiftedContrastiveDetector
 
-    constraints = MeanShiftedContrastiveDetector._parameter_constraints
+    constraints = MeanShiftedContrastiveDetector.parameter_constraints()
     signature = inspect.signature(MeanShiftedContrastiveDetector.__init__)
     return [(name, parameter.default, constraints[name])
             for name, parameter in list(signature.parameters.items())[1:]
@@ -456,7 +456,7 @@ def _fit(args) -> int:
     params = {name: getattr(args, name) for name, _, _ in fit_parameters()
               if hasattr(args, name)}
     detector = MeanShiftedContrastiveDetector(**params, verbose=not args.quiet)
-    detector._validate_params()  # bad values are usage errors, reported before fitting
+    detector.check_params()  # bad values are usage errors, reported before fitting
     print(f"skmsc: fitting on {len(paths)} images", file=sys.stderr)
     detector.fit(ImageFiles(paths, n_workers=args.workers, bit_depth=args.bit_depth))
     detector.set_params(verbose=False)
@@ -482,8 +482,7 @@ def _score(args) -> int:
     detector = _load_model(args.model)
     detector.set_params(verbose=not args.quiet)
     if args.batch_size is not None:
-        detector.set_params(batch_size=args.batch_size)
-        detector._validate_params()
+        detector.set_params(batch_size=args.batch_size).check_params()
     if args.device is not None:
         _move(detector, args.device)
     normal = _normal_images(detector, args)  # checked before any image is scored
@@ -752,59 +751,53 @@ def _info(args) -> int:
     return EXIT_OK
 
 
-def _card(detector) -> dict:
-    """The model card of a fitted estimator: what it learnt from, how, and its threshold."""
-    def have(name):
-        return getattr(detector, name, None)
-
-    spec = have("backbone_spec_")
-    card = {"class": type(detector).__name__}
-    if hasattr(detector, "backbone_spec_"):
-        card["backbone"] = spec.name if spec is not None else "none (feature vectors)"
-        if spec is not None:
-            card["weights"] = _weights_line(detector.weights)
-        card["image_size"] = detector.image_size_
-    card["training_source"] = have("training_source_") or "not recorded"
-    n_train = have("n_samples_fit_")
-    if n_train is None and hasattr(detector, "train_features_"):
-        n_train = len(detector.train_features_)
-    card["n_training_images"] = n_train if n_train is not None else "not recorded"
-    card["fitted_at"] = have("fit_started_") or "not recorded"
-    seconds = have("fit_seconds_")
-    card["fit_duration"] = "not recorded" if seconds is None else _duration(seconds)
-    if hasattr(detector, "loss_curve_"):
-        card["epochs"] = (f"{len(detector.loss_curve_)} run of {detector.epochs}; kept "
-                          f"epoch {detector.best_epoch_} (0 = pretrained network)")
-        card["loss_curve"] = ", ".join(f"{v:.4f}" for v in detector.loss_curve_) or "none"
-        scores = detector.validation_scores_
-        card["safeguard_scores"] = ("off" if scores is None else
-                                    ", ".join(f"{v:.4f}" for v in scores))
-        card["precision"] = ", ".join(f"{k} {v}" for k, v in detector.precision_.items())
-        card["device"] = detector.device_
-    if hasattr(detector, "offset_"):
-        card["n_neighbors"] = detector.n_neighbors
-        card["knn_algorithm"] = detector.knn_algorithm_
-        card["contamination"] = (f"{detector.contamination} (flags "
-                                 f"{detector.contamination_:g} of new normal images)")
-        card["offset"] = detector.offset_
-    card["versions"] = ", ".join(f"{k} {v}" for k, v in detector.versions_.items())
-    return card
+def _print_card(detector, folder, *, file) -> None:
+    """``detector.model_card()``, one ``key: value`` line per entry, in its order: the card
+    decides what is shown, this only words the values."""
+    card = detector.model_card()
+    print(f"model: {folder}", file=file)
+    for key, value in card.items():
+        print(f"{key}: {_card_text(key, value, card)}", file=file)
 
 
-def _weights_line(weights) -> str:
+def _card_text(key: str, value, card: dict) -> str:
+    """One model-card value as ``skmsc info`` prints it."""
+    if key == "weights":
+        return _weights_line(value, card.get("weights_file"))
+    if key == "backbone" and value is None:
+        return "none (fitted on feature vectors)"
+    if key == "validation_scores" and value is None:
+        return "off (no safeguard)"
+    if key == "input_shape" and value is None:
+        return "any (fitted on image files)"
+    if value is None:
+        return ("not recorded" if key in ("training_source", "n_samples_fit", "fit_started",
+                                          "fit_seconds", "skmsc_version") else "none")
+    if key == "fit_seconds":
+        return _duration(value)
+    if key == "best_epoch":
+        return f"{value} (0 = the pretrained network)"
+    if key == "contamination_fraction":
+        return f"{value:g} (of new normal images flagged)"
+    if key == "input_shape":
+        return "x".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(f"{v:.4f}" for v in value) or "none"
+    return str(value)
+
+
+def _weights_line(weights: str | None, weights_file: str | None) -> str:
     """Where the network's starting weights came from, as the model card says it."""
-    if weights is None:
-        return ("none: random initialisation (weights=None), not pretrained; scores mean "
+    if weights == "random":
+        return ("random: random initialisation (weights=None), not pretrained; scores mean "
                 "little (for tests only)")
     if weights == "imagenet":
         return "imagenet (the backbone's pretrained ImageNet weights)"
-    return f"from the file {os.fspath(weights)}"
-
-
-def _print_card(detector, folder, *, file) -> None:
-    print(f"model: {folder}", file=file)
-    for key, value in _card(detector).items():
-        print(f"{key}: {value}", file=file)
+    if weights == "file":
+        return f"file: {weights_file}"
+    return "none (no network)"
 
 
 def _duration(seconds: float) -> str:
@@ -838,8 +831,7 @@ def _evaluate(args) -> int:
     detector = _load_model(args.model)
     detector.set_params(verbose=not args.quiet)
     if args.batch_size is not None:
-        detector.set_params(batch_size=args.batch_size)
-        detector._validate_params()
+        detector.set_params(batch_size=args.batch_size).check_params()
     return _evaluate_on(detector, [args.folder], args)
 
 

@@ -48,6 +48,15 @@ def _apply(block, estimator, method):
     return getattr(estimator, method)(block)
 
 
+def _n_features_out(estimator) -> int | None:
+    """Columns of ``transform``'s output, from scikit-learn's ``get_feature_names_out``
+    (``None`` where the estimator, or a step of a Pipeline, does not name its output)."""
+    try:
+        return len(estimator.get_feature_names_out())
+    except (AttributeError, ValueError):  # NotFittedError is both
+        return None
+
+
 def _estimator_in_graph(estimator):
     """A handle on the estimator that ships it to the workers once, not once per chunk."""
     import dask
@@ -127,9 +136,7 @@ def score_dask_array(estimator, X, method=None):
     handle = _estimator_in_graph(estimator)
     other_axes = list(range(1, X.ndim))
     if method == "transform":
-        n_out = getattr(estimator, "_n_features_out", None) or estimator.transform(
-            X[:1].compute()
-        ).shape[1]
+        n_out = _n_features_out(estimator) or estimator.transform(X[:1].compute()).shape[1]
         return X.map_blocks(
             _apply, handle, method, drop_axis=other_axes[1:] if X.ndim > 2 else [],
             chunks=(X.chunks[0], (n_out,)), dtype=np.float32,

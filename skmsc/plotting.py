@@ -277,7 +277,7 @@ def plot_detector_scores(detector, X, y=None, *, method="decision_function", bin
                          f"got {method!r}.")
     final, _ = _final_step(detector)
     scores = getattr(detector, method)(X)
-    threshold = 0.0 if method == "decision_function" else final._current_offset()
+    threshold = 0.0 if method == "decision_function" else final.current_offset()
     ax = plot_score_histogram(scores, y, threshold=threshold, bins=bins, ax=ax)
     ax.set_xlabel(f"{method} (higher = more normal)")
     return ax
@@ -428,7 +428,7 @@ def plot_anomaly_maps(detector, X, X_train=None, *, method=None, maps=None, scor
         maps = detector.anomaly_maps(X, method=method)
     scores = (detector.score_samples(X) if scores is None
               else np.asarray(scores, dtype=float))
-    threshold = detector._current_offset() if threshold is None else float(threshold)
+    threshold = detector.current_offset() if threshold is None else float(threshold)
     for name, values in (("maps", maps), ("scores", scores)):
         if len(values) != n_images:
             raise ValueError(f"{name} has {len(values)} entries but X has {n_images} images.")

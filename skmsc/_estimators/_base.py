@@ -342,6 +342,158 @@ class SkmscEstimatorMixin:
                 )
         super()._validate_params()
 
+    def check_params(self):
+        """Check the parameters now, as ``fit`` does first, without fitting.
+
+        ``fit`` (and ``partial_fit``) check the parameters themselves; call this to
+        report a wrong value before slow work, such as listing or decoding images, or
+        after ``set_params``. Nothing is changed: the same checks run again in ``fit``.
+
+        Returns
+        -------
+        self : object
+            The estimator, unchanged.
+
+        Raises
+        ------
+        sklearn.utils._param_validation.InvalidParameterError
+            A parameter has a value it does not take (a ``ValueError`` and a
+            ``TypeError``): the message names the parameter, what it takes and what it
+            got. ``True``/``False`` are refused where a number is expected.
+
+        See Also
+        --------
+        parameter_constraints : What each parameter takes.
+
+        Examples
+        --------
+        >>> from skmsc import KNNDetector
+        >>> KNNDetector(n_neighbors=3).check_params().n_neighbors
+        3
+        >>> KNNDetector(n_neighbors=0).check_params()
+        Traceback (most recent call last):
+        ...
+        sklearn.utils._param_validation.InvalidParameterError: The 'n_neighbors' parameter \
+of KNNDetector must be an int in the range [1, inf). Got 0 instead.
+        >>> try:
+        ...     KNNDetector().set_params(contamination=0.9).check_params()
+        ... except ValueError as error:
+        ...     print(str(error)[:59])
+        The 'contamination' parameter of KNNDetector must be a str
+        """
+        self._validate_params()
+        return self
+
+    @classmethod
+    def parameter_constraints(cls) -> dict:
+        """What :meth:`check_params` accepts for each parameter (a new dict each call).
+
+        For front ends that build their options from the estimator (``skmsc fit``
+        offers one flag per parameter of
+        :class:`~skmsc.MeanShiftedContrastiveDetector`, typed by its constraints).
+
+        Returns
+        -------
+        constraints : dict
+            Parameter name -> list of scikit-learn constraints: ``None``, a type,
+            ``"boolean"``, ``"random_state"``, or the ``Interval`` and ``StrOptions``
+            objects of ``sklearn.utils._param_validation``.
+
+        Examples
+        --------
+        >>> from skmsc import KNNDetector
+        >>> constraints = KNNDetector.parameter_constraints()
+        >>> sorted(constraints) == sorted(KNNDetector().get_params())
+        True
+        >>> constraints["random_state"]
+        ['random_state']
+        """
+        return {name: list(allowed) for name, allowed in cls._parameter_constraints.items()}
+
+    def model_card(self) -> dict:
+        """What a user needs to know about this fitted model, as a plain dict.
+
+        The facts ``skmsc info`` and ``skmsc fit --verbose`` print: what the model was
+        fitted on and when, with which network and starting weights, how fine-tuning
+        went, where and in which arithmetic the network runs, its threshold, and the
+        package versions it was fitted with. Every value is a ``str``, ``int``,
+        ``float``, ``bool``, ``None``, or a list or dict of them, so ``json.dumps``
+        takes the card as it is. It works the same on a loaded model (``load``).
+
+        Returns
+        -------
+        card : dict
+            In this order (a key appears only where the estimator has it):
+
+            - ``class``: the estimator's class name;
+            - ``skmsc_version``: the skmsc version it was fitted with
+              (``versions_["skmsc"]``);
+            - ``training_source``, ``n_samples_fit``, ``fit_started``, ``fit_seconds``:
+              ``training_source_``, ``n_samples_fit_``, ``fit_started_`` (ISO 8601,
+              UTC) and ``fit_seconds_``; ``None`` for saves made before they were
+              recorded (a detector's ``n_samples_fit`` is then its number of training
+              samples);
+            - network estimators: ``backbone`` (``None`` when fitted on feature
+              vectors), ``weights`` (``"imagenet"``, ``"random"`` or ``"file"``;
+              ``None`` without a network), ``weights_file`` (the state-dict file, else
+              ``None``), ``image_size`` (``image_size_``), ``input_shape``
+              (``input_shape_`` as a list; ``None`` for image files), ``n_features``
+              (length of a feature vector), ``epochs`` (the parameter), ``epochs_run``
+              (``len(loss_curve_)``), ``best_epoch`` (``best_epoch_``; 0 is the
+              pretrained network), ``loss_curve``, ``early_stopping`` (the parameter),
+              ``validation_scores`` (``validation_scores_``), ``device`` (``device_``)
+              and ``precision`` (``precision_``);
+            - detectors: ``n_neighbors`` (the parameter), ``knn_algorithm``
+              (``knn_algorithm_``), ``n_gallery`` (``len(gallery_)``), ``contamination``
+              (the parameter), ``contamination_fraction`` (``contamination_``) and
+              ``offset`` (``offset_``);
+            - ``versions``: ``versions_``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+
+        Examples
+        --------
+        >>> import json
+        >>> import numpy as np
+        >>> from skmsc import MeanShiftedContrastiveDetector
+        >>> X = np.random.default_rng(0).integers(0, 256, size=(20, 32, 32, 3), dtype=np.uint8)
+        >>> det = MeanShiftedContrastiveDetector("efficientnet_lite0", epochs=0, image_size=32,
+        ...                                      random_state=0).fit(X)
+        >>> card = det.model_card()
+        >>> card["class"], card["backbone"], card["weights"], card["n_samples_fit"]
+        ('MeanShiftedContrastiveDetector', 'efficientnet_lite0', 'imagenet', 20)
+        >>> card["training_source"]
+        'array of shape (20, 32, 32, 3), dtype uint8'
+        >>> card["offset"] == det.offset_, card["contamination_fraction"]
+        (True, 0.01)
+        >>> json.loads(json.dumps(card)) == card  # plain values only
+        True
+        """
+        model = snapshot(self)  # one consistent state, even while another thread fits
+        check_is_fitted(model)
+        versions = dict(model.versions_)
+        n_samples = model.n_samples_fit_
+        if n_samples is None and hasattr(model, "train_features_"):  # an older save
+            n_samples = len(model.train_features_)
+        return {
+            "class": type(self).__name__,
+            "skmsc_version": versions.get("skmsc"),
+            "training_source": model.training_source_,
+            "n_samples_fit": None if n_samples is None else int(n_samples),
+            "fit_started": model.fit_started_,
+            "fit_seconds": None if model.fit_seconds_ is None else float(model.fit_seconds_),
+            **model._card_entries(),
+            "versions": versions,
+        }
+
+    def _card_entries(self) -> dict:
+        """The model card's entries of each mixin (cooperative: a mixin puts its own
+        before those of the classes after it in the MRO)."""
+        return {}
+
     def _record_versions(self) -> None:
         self.versions_ = current_versions()
 
@@ -625,6 +777,20 @@ class KNNScorerMixin:
                 "the features down (e.g. sklearn.preprocessing.StandardScaler)."
             )
 
+    def _card_entries(self) -> dict:
+        """The kNN scorer's entries of the model card (see ``model_card``)."""
+        contamination = self.contamination
+        return {
+            "n_neighbors": int(self.n_neighbors),
+            "knn_algorithm": str(self.knn_algorithm_),
+            "n_gallery": int(len(self.gallery_)),
+            "contamination": (contamination if isinstance(contamination, str)
+                              else float(contamination)),
+            "contamination_fraction": float(self.contamination_),
+            "offset": float(self.offset_),
+            **super()._card_entries(),
+        }
+
     def _update_threshold(self) -> None:
         """Set ``offset_`` and ``contamination_`` from ``train_scores_`` and ``contamination``.
 
@@ -681,6 +847,41 @@ class KNNScorerMixin:
         self.contamination = contamination
         self._update_threshold()
         return self
+
+    def current_offset(self) -> float:
+        """The threshold in force: ``offset_``, checked against ``contamination``.
+
+        What ``decision_function`` subtracts from ``score_samples`` (and ``predict``
+        thresholds at 0). Reading ``offset_`` directly skips the check.
+
+        Returns
+        -------
+        offset : float
+            ``offset_``, in ``score_samples`` units.
+
+        Raises
+        ------
+        ValueError
+            If ``contamination`` was changed (``set_params``) without
+            :meth:`set_threshold`: ``offset_`` was set for another fraction.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skmsc import KNNDetector
+        >>> X = np.random.default_rng(0).normal(size=(200, 2))
+        >>> det = KNNDetector().fit(X)
+        >>> bool(det.current_offset() == det.offset_)
+        True
+        >>> scores = det.score_samples(X)
+        >>> bool(np.allclose(det.decision_function(X), scores - det.current_offset()))
+        True
+        >>> det.set_params(contamination=0.1).current_offset()
+        Traceback (most recent call last):
+        ...
+        ValueError: This KNNDetector's contamination is 0.1, but its threshold offset_ ...
+        """
+        return snapshot(self)._current_offset()
 
     def _current_offset(self) -> float:
         """``offset_``, after checking it was set for the ``contamination`` in force."""

@@ -365,6 +365,34 @@ class NetworkEstimatorMixin:
         self.device_ = target
         return self
 
+    def _card_entries(self) -> dict:
+        """The network's entries of the model card (see ``model_card``)."""
+        spec, weights = self.backbone_spec_, self.weights
+        if spec is None:  # fitted on feature vectors: no network
+            kind = None
+        else:
+            kind = "random" if weights is None else (
+                "imagenet" if weights == "imagenet" else "file")
+        return {
+            "backbone": None if spec is None else spec.name,
+            "weights": kind,
+            "weights_file": os.fspath(weights) if kind == "file" else None,
+            "image_size": int(self.image_size_),
+            "input_shape": (None if self.input_shape_ is None
+                            else [int(v) for v in self.input_shape_]),
+            "n_features": int(len(self.center_)),
+            "epochs": int(self.epochs),
+            "epochs_run": len(self.loss_curve_),
+            "best_epoch": int(self.best_epoch_),
+            "loss_curve": [float(v) for v in self.loss_curve_],
+            "early_stopping": bool(self.early_stopping),
+            "validation_scores": (None if self.validation_scores_ is None
+                                  else [float(v) for v in self.validation_scores_]),
+            "device": str(self.device_),
+            "precision": dict(self.precision_),
+            **super()._card_entries(),
+        }
+
     def _network(self) -> MeanShiftedNetwork:
         return MeanShiftedNetwork(self.encoder_, self.backbone_spec_, self.image_size_,
                                   self.device_)

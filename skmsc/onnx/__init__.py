@@ -11,19 +11,24 @@
 ``skmsc export MODEL OUT.onnx`` runs :func:`export_onnx` on a saved model folder.
 """
 
+from importlib import import_module as _import_module
+
 from ._runtime import ONNXDetector
 
 __all__ = ["ONNXDetector", "export_onnx"]
 
+# The exporter imports torch: it is imported when first asked for, so that the runtime
+# stays torch-free. A declared table, name -> module (tests/project/test_import_rule.py).
+_LAZY = {"export_onnx": "._export"}
+
 
 def __getattr__(name):
-    # The exporter imports torch: only when asked for, so the runtime stays torch-free.
-    if name == "export_onnx":
-        from ._export import export_onnx
-
-        return export_onnx
-    raise AttributeError(f"module 'skmsc.onnx' has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__():
-    return sorted({*globals(), "export_onnx"})
+    return sorted({*globals(), *_LAZY})

@@ -160,7 +160,7 @@ def test_help_on_every_subcommand(capsys):
 def test_info_and_fit_parameters_reach_the_estimator(cli_model, capsys):
     assert main(["info", str(cli_model)]) == 0
     out = capsys.readouterr().out
-    assert "backbone: efficientnet_lite0" in out and "n_training_images: 24" in out
+    assert "backbone: efficientnet_lite0" in out and "n_samples_fit: 24" in out
     params = MeanShiftedContrastiveDetector.load(cli_model).get_params()
     assert {k: params[k] for k in FIT_PARAMS} == FIT_PARAMS
 

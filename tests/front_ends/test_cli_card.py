@@ -67,14 +67,20 @@ def test_info_prints_the_model_card(model, image_folder, capsys):
     assert code == 0, err
     card = dict(line.split(": ", 1) for line in out.strip().splitlines())
     assert card["training_source"] == f"24 image files under {image_folder.root / 'normal'}"
-    assert card["n_training_images"] == "24"
-    assert datetime.fromisoformat(card["fitted_at"]).tzinfo is not None
-    assert card["fit_duration"].endswith(" s")
+    assert card["n_samples_fit"] == "24"
+    assert datetime.fromisoformat(card["fit_started"]).tzinfo is not None
+    assert card["fit_seconds"].endswith(" s")
     assert card["precision"] == "fine_tuning float32, features float32"
     assert re.fullmatch(r"\d\.\d{4}", card["loss_curve"])  # one epoch
-    assert card["epochs"].startswith("1 run of 1; kept epoch")
+    assert card["epochs"] == card["epochs_run"] == "1"
+    assert card["best_epoch"].endswith("(0 = the pretrained network)")
     assert "torch" in card["versions"] and card["class"] == "MeanShiftedContrastiveDetector"
-    assert card["contamination"] == "auto (flags 0.01 of new normal images)"
+    assert card["contamination"] == "auto"
+    assert card["contamination_fraction"] == "0.01 (of new normal images flagged)"
+    # One place for the card's fields: the command prints model_card(), key by key.
+    detector = MeanShiftedContrastiveDetector.load(model)
+    assert list(card) == ["model", *detector.model_card()]
+    assert float(card["offset"]) == detector.model_card()["offset"]
 
 
 def test_info_shows_the_weights(model, tmp_path, capsys):
@@ -89,7 +95,7 @@ def test_info_shows_the_weights(model, tmp_path, capsys):
     code, out, err = run(capsys, "info", tmp_path / "r")
     assert code == 0, err
     card = dict(line.split(": ", 1) for line in out.strip().splitlines())
-    assert card["weights"].startswith("none: random initialisation")
+    assert card["weights"].startswith("random: random initialisation")
     assert "not pretrained" in card["weights"]
 
 

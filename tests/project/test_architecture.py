@@ -1,5 +1,6 @@
 """The layering the docs describe (docs/architecture.md), checked: old paths are gone, the
-estimators never load the dataset loaders, and the layers import only downwards."""
+estimators never load the dataset loaders, and the layers import only downwards (where they
+import: tests/project/test_import_rule.py)."""
 
 import ast
 import subprocess
@@ -91,16 +92,6 @@ LAYERS = [
 ]
 FRONT_ENDS = len(LAYERS) - 1
 
-# Function-level imports of skmsc's own modules, each with its reason. The command line
-# imports torch and the estimators only once it must, so that `skmsc --help` is instant.
-LATE_IMPORTS_ALLOWED = {
-    "skmsc.cli": "--help and usage errors come before torch is imported",
-    # A PEP 562 module __getattr__: skmsc.onnx.ONNXDetector stays free of torch until
-    # export_onnx is asked for. (skmsc/__init__.py's lazy names go through importlib.)
-    "skmsc.onnx": "export_onnx imports torch; ONNXDetector must not",
-}
-
-
 def _layer(module: str) -> int | None:
     for rank, prefixes in enumerate(LAYERS):
         if any(module == p or (p != "skmsc" and module.startswith(p + ".")) for p in prefixes):
@@ -116,18 +107,16 @@ def test_every_module_has_a_layer():
     assert [m for _, m in _modules() if _layer(m) is None] == []
 
 
-def test_layers_import_downwards_only_and_at_module_level():
-    climbs, late = [], []
+def test_layers_import_downwards_only():
+    """(That they import at module level is tests/project/test_import_rule.py's.)"""
+    climbs = []
     for path, module in _modules():
         rank = _layer(module)
-        for target, in_function in _imports(path):
+        for target, _ in _imports(path):
             target_rank = _layer(target)
             if target_rank is not None and target_rank > rank:
                 climbs.append(f"{module} -> {target}")
-            if in_function and module not in LATE_IMPORTS_ALLOWED:
-                late.append(f"{module} -> {target}")
     assert not climbs, climbs
-    assert not late, late
 
 
 def test_front_ends_use_the_estimator_package_not_its_modules():
