@@ -277,6 +277,7 @@ class MeanShiftedContrastiveDetector(
         source = self._fit_source(X, self.n_neighbors, y)
         seeds = fit_seeds(self.random_state)
         features = self._fit_network(source, seeds)
+        self._fit_reference_patches(source)
         self._fit_knn(features, seed=int(seeds[3]))
         self._record_fit(clock, source.describe(), len(source))
         return self
