@@ -50,9 +50,10 @@ class AnomalyMapMixin:
           places: at each cell of a backbone stage's feature map, the distance from the
           image's patch to the nearest patch of the normal training images (up to 256 of
           them, evenly spread, kept at ``fit`` as ``reference_patches_``). The stage is
-          the finest whose grid has at most 16 cells a side (16 x 16 at 64 px, 14 x 14 at
-          224 px for EfficientNet-Lite0). Values are distances in feature units. One
-          forward pass to that stage per image. ``partial_fit`` does not add patches.
+          the stride-8 one while its grid has at most 16 cells a side, else stride 16
+          (8 x 8 cells at 64 px, 16 x 16 at 128 px, 14 x 14 at 224 px). Values are
+          distances in feature units. One forward pass to that stage per image.
+          ``partial_fit`` does not add patches.
         - ``"layercam"``: LayerCAM of the anomaly score on every stage of
           the backbone from stride 4 on, each weighed position by position by its positive
           gradients, scaled to a maximum of 1 and averaged (values in [0, 1]). Its finest

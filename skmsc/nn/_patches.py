@@ -8,10 +8,11 @@ map is, at each cell, the Euclidean distance from its patch to the nearest galle
 upsampled to the network input.
 
 The stage is chosen by its grid, so the map's resolution does not collapse at small
-image sizes: the last stage whose grid has at most :data:`PATCH_GRID` cells a side,
-but no fewer than 8 (for EfficientNet-Lite0: the stride-4 stage at 64 px, 16 x 16
-cells; stride 8 at 128 px; stride 16 at 224 px, 14 x 14). Gradient maps of the image
-score on the same stages located synthetic defects far less often at 64 px
+image sizes: the stride-8 stage while its grid has at most :data:`PATCH_GRID` cells a
+side, else the stride-16 stage (for EfficientNet-Lite0: stride 8 at 64 px, 8 x 8 cells,
+and at 128 px, 16 x 16; stride 16 at 224 px, 14 x 14). At most :data:`MAX_PATCH_VALUES`
+numbers are kept: beyond, a seeded random subset of the patches. Gradient maps of the
+image score located synthetic defects far less often at 64 px
 (``docs/guide/anomaly_maps.rst``): the image score of a 64 px network hardly moves for a
 small defect, while the defect's own patches are far from every normal patch.
 """
@@ -30,16 +31,25 @@ from ._training import channels_last, extract_step
 from .backbones import BackboneSpec
 from .model import MeanShiftedEncoder
 
-__all__ = ["MAP_REFERENCE_IMAGES", "PATCH_GRID", "nearest_patch_distances",
-           "patch_features", "patch_maps", "patch_stage", "reference_patches",
-           "reference_rows"]
+__all__ = ["MAP_REFERENCE_IMAGES", "MAX_PATCH_VALUES", "PATCH_GRID", "PATCH_STRIDES",
+           "nearest_patch_distances", "patch_features", "patch_maps", "patch_stage",
+           "reference_patches", "reference_rows"]
 
 #: At most this many training images give the gallery of normal patches (evenly spread
 #: through the training set). 250 reference images located defects nearly as well as
 #: 1,000 at 64 px (docs/guide/anomaly_maps.rst), at a quarter of the memory.
 MAP_REFERENCE_IMAGES = 256
-#: The largest grid (cells a side) of the stage patch maps use.
+#: The largest grid (cells a side) of the stage patch maps use: a finer one multiplies
+#: the patches kept and compared (at 224 px the stride-8 stage has 28 x 28 cells).
 PATCH_GRID = 16
+#: The strides of the stages patch maps choose from. At 64 px the stride-4 stage (16 x 16
+#: cells, 24 channels for Lite0) located defects less often than the stride-8 stage
+#: (8 x 8 cells), and stride 32 is the last stage (2 x 2 cells at 64 px).
+PATCH_STRIDES = (8, 16)
+#: The most numbers (patches x channels) the gallery keeps: 32 MB of float32. Lite0 at
+#: 224 px keeps all its 256 x 196 patches of 112; ResNet50's layer3 (1024 channels) a
+#: seeded random eighth of them.
+MAX_PATCH_VALUES = 2**23
 #: Queries x gallery patches compared at once (bounds the distance matrix's memory).
 _PAIRS_PER_CHUNK = 2**24
 
@@ -63,9 +73,9 @@ def _stage_sides(encoder: MeanShiftedEncoder, spec: BackboneSpec,
 
 
 def patch_stage(encoder: MeanShiftedEncoder, spec: BackboneSpec, image_size: int) -> int:
-    """Index of the stage patch maps use: of the stages whose grid has at most
-    :data:`PATCH_GRID` cells a side, the last with the finest grid (the first stage if
-    none has).
+    """Index of the stage patch maps use: the last stage of stride 8 if its grid has at
+    most :data:`PATCH_GRID` cells a side, else the last of stride 16 (strides
+    :data:`PATCH_STRIDES`; several stages share a stride, the last has seen the most).
 
     Examples
     --------
@@ -73,14 +83,14 @@ def patch_stage(encoder: MeanShiftedEncoder, spec: BackboneSpec, image_size: int
     >>> from skmsc.nn._patches import patch_stage
     >>> net = MeanShiftedNetwork.build("efficientnet_lite0", weights=None, image_size=64)
     >>> patch_stage(net.encoder, net.spec, 64), patch_stage(net.encoder, net.spec, 224)
-    (2, 5)
+    (3, 5)
     """
     sides = _stage_sides(encoder, spec, image_size)
-    fitting = [side for side in sides if side <= PATCH_GRID]
-    if not fitting:
-        return 0
-    # Several stages share a stride: the last of them has seen the most.
-    return max(i for i, side in enumerate(sides) if side == max(fitting))
+    finest, coarsest = (max(1, -(-image_size // stride)) for stride in PATCH_STRIDES)
+    wanted = finest if finest <= PATCH_GRID else coarsest
+    # The side nearest the wanted one (padding may round a side up by a cell).
+    side = min(sides, key=lambda s: (abs(s - wanted), s))
+    return max(i for i, s in enumerate(sides) if s == side)
 
 
 def patch_features(encoder: MeanShiftedEncoder, inputs: torch.Tensor, *,
@@ -146,7 +156,12 @@ def reference_patches(encoder: MeanShiftedEncoder, source, *, spec: BackboneSpec
             features = patch_features(encoder, inputs, spec=spec, stage=stage,
                                       precision=precision)
             pieces.append(features.permute(0, 2, 3, 1).flatten(0, 2).cpu().numpy())
-    return np.concatenate(pieces)
+    gallery = np.concatenate(pieces)
+    keep = MAX_PATCH_VALUES // gallery.shape[1]
+    if len(gallery) > keep:
+        rows = np.sort(np.random.default_rng(0).choice(len(gallery), keep, replace=False))
+        gallery = gallery[rows]
+    return gallery
 
 
 def nearest_patch_distances(queries: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:

@@ -38,7 +38,7 @@ def test_the_gallery_is_every_cell_of_the_reference_images(fitted):
     _, features = _by_hand_features(det, train)
     by_hand = features.permute(0, 2, 3, 1).reshape(-1, features.shape[1]).numpy()
     np.testing.assert_allclose(det.reference_patches_, by_hand, rtol=1e-5, atol=1e-6)
-    assert det.reference_patches_.shape == (30 * 16 * 16, 24)  # Lite0 at 64 px: stride 4
+    assert det.reference_patches_.shape == (30 * 8 * 8, 40)  # Lite0 at 64 px: stride 8
 
 
 def test_a_map_is_each_cells_distance_to_the_nearest_normal_patch(fitted):
@@ -74,6 +74,17 @@ def test_nearest_distances_agree_with_cdist_across_chunks(monkeypatch):
                                rtol=1e-4, atol=1e-4)
 
 
+def test_the_gallery_keeps_a_seeded_subset_beyond_its_budget(fitted, monkeypatch):
+    det, train, _ = fitted
+    full = det.reference_patches_
+    monkeypatch.setattr(_patches, "MAX_PATCH_VALUES", 100 * full.shape[1])
+    network = det._network()
+    kept = network.reference_patches(train, batch_size=8)
+    assert kept.shape == (100, full.shape[1])
+    assert all((full == row).all(axis=1).any() for row in kept)  # rows of the full one
+    np.testing.assert_array_equal(network.reference_patches(train, batch_size=8), kept)
+
+
 def test_reference_rows_are_spread_over_the_whole_training_set():
     rows = reference_rows(1000)
     assert len(rows) == _patches.MAP_REFERENCE_IMAGES and rows[0] == 0 and rows[-1] == 999
@@ -81,10 +92,10 @@ def test_reference_rows_are_spread_over_the_whole_training_set():
     np.testing.assert_array_equal(reference_rows(5), np.arange(5))
 
 
-def test_the_stage_keeps_at_most_16_cells_a_side(fitted):
+def test_the_stage_is_stride_8_up_to_16_cells_a_side_then_stride_16(fitted):
     det, _, _ = fitted
     spec = det.backbone_spec_
-    sides = {64: 16, 128: 16, 224: 14, 32: 16}  # Lite0: strides 4, 8, 16, 2
+    sides = {32: 4, 64: 8, 128: 16, 224: 14, 384: 24}
     for size, side in sides.items():
         stage = patch_stage(det.encoder_, spec, size)
         inputs = torch.zeros((1, 3, size, size))
