@@ -12,7 +12,8 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from ..nn._explain import MAP_METHODS
-from ._saved_fields import OMIT, FittedField, saved_array
+from ..nn._patches import patch_channels
+from ._saved_fields import OMIT, FittedField, require, saved_array
 from ._state import snapshot
 
 __all__ = ["AnomalyMapMixin", "DEFAULT_MAP_METHOD"]
@@ -22,10 +23,16 @@ __all__ = ["AnomalyMapMixin", "DEFAULT_MAP_METHOD"]
 DEFAULT_MAP_METHOD = "patch"
 
 
-def _restore_patches(fitted: dict, tensors: dict):
+def _restore_patches(est, tensors: dict):
     if tensors.get("reference_patches_") is None:  # an older save, or feature vectors
         return None
     patches = saved_array(tensors, "reference_patches_", ndim=2)
+    require(est.encoder_ is not None, "reference_patches_",
+            "a detector fitted on feature vectors has no patches")
+    channels = patch_channels(est.encoder_, est.backbone_spec_, est.image_size_)
+    require(patches.shape[1] == channels, "reference_patches_",
+            f"expected patches of {channels} numbers (the network's patch stage), got "
+            f"{patches.shape[1]}")
     return patches.astype(np.float32, copy=False)
 
 
@@ -140,7 +147,7 @@ class AnomalyMapMixin:
     _FITTED_FIELDS = (
         # Saved before patch maps existed (or fitted on feature vectors): none.
         FittedField("reference_patches_", lambda est, fitted, tensors: _restore_patches(
-            fitted, tensors), tensor=True, older=lambda est: None,
+            est, tensors), tensor=True, older=lambda est: None,
             save=lambda est: (OMIT if est.reference_patches_ is None
                               else est.reference_patches_)),
     )

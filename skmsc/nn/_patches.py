@@ -32,8 +32,8 @@ from .backbones import BackboneSpec
 from .model import MeanShiftedEncoder
 
 __all__ = ["MAP_REFERENCE_IMAGES", "MAX_PATCH_VALUES", "PATCH_GRID", "PATCH_STRIDES",
-           "nearest_patch_distances", "patch_features", "patch_maps", "patch_stage",
-           "reference_patches", "reference_rows"]
+           "nearest_patch_distances", "patch_channels", "patch_features", "patch_maps",
+           "patch_stage", "reference_patches", "reference_rows"]
 
 #: At most this many training images give the gallery of normal patches (evenly spread
 #: through the training set). 250 reference images located defects nearly as well as
@@ -91,6 +91,14 @@ def patch_stage(encoder: MeanShiftedEncoder, spec: BackboneSpec, image_size: int
     # The side nearest the wanted one (padding may round a side up by a cell).
     side = min(sides, key=lambda s: (abs(s - wanted), s))
     return max(i for i, s in enumerate(sides) if s == side)
+
+
+def patch_channels(encoder: MeanShiftedEncoder, spec: BackboneSpec, image_size: int) -> int:
+    """The number of channels of a patch (of the :func:`patch_stage` feature map)."""
+    device = next(encoder.parameters()).device
+    blank = torch.zeros((1, 3, image_size, image_size), device=device)
+    return patch_features(encoder, blank, spec=spec,
+                          stage=patch_stage(encoder, spec, image_size)).shape[1]
 
 
 def patch_features(encoder: MeanShiftedEncoder, inputs: torch.Tensor, *,

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import FAST
+from saved_models import rebind
 
 from skmsc import MeanShiftedContrastiveDetector
 from skmsc.nn import _patches
@@ -16,6 +17,7 @@ from skmsc.nn._patches import (
     reference_rows,
 )
 from skmsc.nn._preprocess import eval_inputs
+from skmsc.persistence import TENSORS_NAME
 
 
 @pytest.fixture(scope="module")
@@ -113,14 +115,33 @@ def test_partial_fit_and_set_device_keep_the_patches(fitted, digits):
     np.testing.assert_array_equal(grown.reference_patches_, before)
 
 
+def _edit_saved_tensors(folder, edit):
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(folder / TENSORS_NAME))
+    edit(tensors)
+    save_file(tensors, str(folder / TENSORS_NAME))
+    rebind(folder)  # the two files agree again
+
+
 def test_feature_vectors_have_no_patches_and_older_saves_say_what_to_do(fitted, tmp_path):
     vectors = MeanShiftedContrastiveDetector(random_state=0).fit(
         np.random.default_rng(0).normal(size=(20, 5)))
     assert vectors.reference_patches_ is None
     det, _, queries = fitted
-    det.save(tmp_path / "model")
-    older = MeanShiftedContrastiveDetector.load(tmp_path / "model")
-    older.reference_patches_ = None  # as a model saved before patch maps loads
+    folder = det.save(tmp_path / "model")
+    _edit_saved_tensors(folder, lambda tensors: tensors.pop("reference_patches_"))
+    older = MeanShiftedContrastiveDetector.load(folder)  # as saved before patch maps
+    assert older.reference_patches_ is None
     with pytest.raises(ValueError, match="no reference patches.*method='layercam'"):
         older.anomaly_maps(queries)
     assert older.anomaly_maps(queries, method="layercam").shape == queries.shape
+
+
+def test_saved_patches_of_the_wrong_shape_are_refused(fitted, tmp_path):
+    det, _, _ = fitted
+    folder = det.save(tmp_path / "model")
+    _edit_saved_tensors(folder, lambda tensors: tensors.update(
+        reference_patches_=tensors["reference_patches_"][:, :-1].copy()))
+    with pytest.raises(ValueError, match="reference_patches_"):
+        MeanShiftedContrastiveDetector.load(folder)
