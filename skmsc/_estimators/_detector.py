@@ -184,6 +184,10 @@ class MeanShiftedContrastiveDetector(
         image files).
     encoder_ : torch.nn.Module or None
         The fine-tuned network (``None`` for feature-vector input).
+    reference_patches_ : ndarray of shape (n_patches, n_channels) or None
+        The normal patches ``anomaly_maps(method="patch")`` compares with: every cell of
+        one stage's feature map for up to 256 training images (``None`` for
+        feature-vector input, or a model saved before patch maps).
     training_source_ : str
         What ``fit`` got, e.g. ``"209 image files under /data/bottle/train/good"`` or
         ``"array of shape (500, 28, 28), dtype uint8"``.
