@@ -24,8 +24,10 @@ the table of ``docs/guide/anomaly_maps_results.txt`` (included by
 
 The committed results::
 
-    python -m benchmarks.anomaly_maps --dataset fashion-mnist --image-size 64 128 224
-    python -m benchmarks.anomaly_maps --dataset elpv --image-size 64 128 224
+    python -m benchmarks.anomaly_maps --dataset fashion-mnist --image-size 64 128 224 \
+        --methods patch layercam gradient
+    python -m benchmarks.anomaly_maps --dataset elpv --image-size 64 128 224 \
+        --methods patch layercam gradient
     python -m benchmarks.anomaly_maps --report
 """
 
@@ -51,6 +53,7 @@ DEFAULT_OUT = ROOT / "benchmarks" / "results" / "anomaly-maps"
 DEFAULT_TABLE = ROOT / "docs" / "guide" / "anomaly_maps_results.txt"
 #: method name -> (anomaly_maps method, occlusion fill)
 METHODS = {
+    "patch": ("patch", "mean"),
     "gradient": ("gradient", "mean"),
     "layercam": ("layercam", "mean"),
     "occlusion": ("occlusion", "mean"),
@@ -149,8 +152,8 @@ def run(args, image_size: int, data) -> dict:
         method, fill = METHODS[name]
         start = time.perf_counter()
         maps = np.stack(network.anomaly_maps(
-            defective, index=detector._index,
-            n_neighbors=detector.n_neighbors, method=method, batch_size=args.batch_size,
+            defective, index=detector._index, n_neighbors=detector.n_neighbors,
+            patches=detector.reference_patches_, method=method, batch_size=args.batch_size,
             precision=args.precision, fill=fill,
         ))
         seconds = time.perf_counter() - start
@@ -204,6 +207,7 @@ def run(args, image_size: int, data) -> dict:
 
 # ---------------------------------------------------------------------------- report
 LABELS = {
+    "patch": "patch: distance to the nearest normal patch",
     "gradient": "gradient (Grad-CAM)",
     "layercam": "LayerCAM, stages from stride 4",
     "occlusion": "occlusion, mean-colour patch",

@@ -59,14 +59,25 @@ X_test[3, :40, 56:] = gaussian_filter(X_test[3, :40, 56:].astype(float), 3).asty
 print("decision_function (< 0: anomaly):", np.round(det.decision_function(X_test), 3))
 
 # %%
-# The LayerCAM map (the default)
-# ------------------------------
-# LayerCAM of the kNN score on every stage of the network from stride 4 on (56 x 56 down
-# to 7 x 7 cells at 224 px), each scaled to its own maximum and averaged: one forward
-# and one backward pass per image. A map says *where*, not *how much*: its values lie in
-# [0, 1] for every image, the clean tile's too, so compare images by their scores.
-# Outside the central crop the network sees nothing, and the map is 0 there.
+# The patch map (the default)
+# ---------------------------
+# The method's nearest-neighbour rule applied to places: ``fit`` kept every cell of one
+# backbone stage's feature map (14 x 14 cells at 224 px) for up to 256 training images;
+# each cell of a new image gets its distance to the nearest of those normal patches. One
+# forward pass per image, up to that stage. Its values keep their scale (feature units),
+# so the clean tile's map stays low. Outside the central crop the network sees nothing,
+# and the map is 0 there.
 fig = plot_anomaly_maps(det, X_test, X_train)
+
+# %%
+# The LayerCAM map
+# ----------------
+# LayerCAM of the kNN score on every stage of the network from stride 4 on (56 x 56 down
+# to 7 x 7 cells at 224 px), each scaled to its own maximum and averaged: it explains the
+# image's score itself, with one forward and one backward pass per image. A map says
+# *where*, not *how much*: its values lie in [0, 1] for every image, the clean tile's too,
+# so compare images by their scores.
+fig = plot_anomaly_maps(det, X_test, X_train, method="layercam")
 
 # %%
 # The gradient map

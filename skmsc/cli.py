@@ -519,9 +519,10 @@ def _add_map_options(score) -> None:
         "gains a map column naming each flagged image's PNG",
     )
     score.add_argument(
-        "--map-method", choices=["layercam", "gradient", "occlusion"], default=None,
-        help="how the maps are computed (default: the detector's, layercam; gradient is "
-        "Grad-CAM on the last stage, coarse below 224 px); occlusion is many times slower",
+        "--map-method", choices=["patch", "layercam", "gradient", "occlusion"], default=None,
+        help="how the maps are computed (default: the detector's, patch: each place's "
+        "distance to the nearest normal patch; layercam and gradient explain the image's "
+        "score, gradient coarse below 224 px); occlusion is many times slower",
     )
     score.add_argument(
         "--normal", metavar="NORMAL_DIR", nargs="+",

@@ -364,7 +364,7 @@ def plot_anomaly_maps(detector, X, X_train=None, *, method=None, maps=None, scor
     X_train : array-like or sequence of image paths / PIL images, default=None
         The images the detector was fitted on, in the order given to ``fit`` (only the
         nearest ones are read). ``None`` leaves the nearest-normal column out.
-    method : {"layercam", "gradient", "occlusion"}, default=None
+    method : {"patch", "layercam", "gradient", "occlusion"}, default=None
         How the maps are computed (see
         :meth:`~skmsc.MeanShiftedContrastiveDetector.anomaly_maps`); ``None`` means its
         default.

@@ -184,6 +184,10 @@ class MeanShiftedContrastiveDetector(
         image files).
     encoder_ : torch.nn.Module or None
         The fine-tuned network (``None`` for feature-vector input).
+    reference_patches_ : ndarray of shape (n_patches, n_channels) or None
+        The normal patches ``anomaly_maps(method="patch")`` compares with: every cell of
+        one stage's feature map for up to 256 training images (``None`` for
+        feature-vector input, or a model saved before patch maps).
     training_source_ : str
         What ``fit`` got, e.g. ``"209 image files under /data/bottle/train/good"`` or
         ``"array of shape (500, 28, 28), dtype uint8"``.
@@ -277,6 +281,7 @@ class MeanShiftedContrastiveDetector(
         source = self._fit_source(X, self.n_neighbors, y)
         seeds = fit_seeds(self.random_state)
         features = self._fit_network(source, seeds)
+        self._fit_reference_patches(source)
         self._fit_knn(features, seed=int(seeds[3]))
         self._record_fit(clock, source.describe(), len(source))
         return self

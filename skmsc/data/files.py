@@ -326,9 +326,12 @@ class ImageFiles(Sequence):
     def __getitem__(self, index):
         return self.items[index]
 
-    def subset(self, rows: slice) -> ImageFiles:
-        """The images at ``rows``, with the same decoding workers."""
-        return ImageFiles(self.items[rows], n_workers=self.n_workers, bit_depth=self.bit_depth)
+    def subset(self, rows) -> ImageFiles:
+        """The images at ``rows`` (a slice or integer indices), with the same decoding
+        workers."""
+        items = (self.items[rows] if isinstance(rows, slice)
+                 else [self.items[int(i)] for i in rows])
+        return ImageFiles(items, n_workers=self.n_workers, bit_depth=self.bit_depth)
 
     def __repr__(self) -> str:
         depth = "" if self.bit_depth is None else f", bit_depth={self.bit_depth}"

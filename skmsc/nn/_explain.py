@@ -50,6 +50,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from ..data._batches import BatchTransform
 from ..neighbors import KNNScorer
+from ._patches import patch_maps, patch_stage
 from ._preprocess import crop_offsets, eval_transform, resized_size
 from ._runtime import autocast
 from ._training import channels_last, extract_step
@@ -62,8 +63,8 @@ __all__ = [
     "occlusion_patches", "to_input_resolution",
 ]
 
-#: The ways of computing a map (see the module docstring).
-MAP_METHODS = ("occlusion", "gradient", "layercam")
+#: The ways of computing a map (see the module docstring and :mod:`skmsc.nn._patches`).
+MAP_METHODS = ("patch", "occlusion", "gradient", "layercam")
 #: The smallest stride of the stages ``"layercam"`` mixes (their grids: ``image_size /
 #: stride`` cells a side). Including the stride-4 stage located ELPV defects at 64 px
 #: better than starting at stride 8 (docs/guide/anomaly_maps.rst).
@@ -342,30 +343,41 @@ def _sized(transform: BatchTransform) -> BatchTransform:
     )
 
 
-def anomaly_maps(encoder: MeanShiftedEncoder, source, score: KNNScore, *,
+def anomaly_maps(encoder: MeanShiftedEncoder, source, score: KNNScore | None, *,
                  spec: BackboneSpec, image_size: int, device: torch.device, method: str,
-                 batch_size: int, precision: str = "float32",
-                 fill: str = "mean") -> list[np.ndarray]:
+                 batch_size: int, precision: str = "float32", fill: str = "mean",
+                 patches: np.ndarray | None = None) -> list[np.ndarray]:
     """One float32 map ``(H, W)`` per image of a batch source, at the image's resolution.
 
-    ``method`` is one of :data:`MAP_METHODS` (see the module docstring). Images are
+    ``method`` is one of :data:`MAP_METHODS` (see the module docstring); ``"patch"``
+    needs ``patches``, the gallery of normal patches
+    (:func:`skmsc.nn._patches.reference_patches`), the others ``score`` (each ignores
+    the other). Images are
     read ``batch_size`` at a time (fewer for huge images, as in feature extraction);
     occlusion also runs ``batch_size`` occluded copies at a time.
     """
     if method not in MAP_METHODS:
         raise ValueError(f"method={method!r} is not one of {MAP_METHODS}.")
+    if (patches if method == "patch" else score) is None:
+        raise TypeError("method='patch' needs patches=, the other methods a score.")
     encoder.eval()
     n = len(source)
     step = extract_step(source, batch_size, image_size)
     stage_indices = (layercam_stages(encoder, spec, image_size) if method == "layercam"
                      else None)
+    if method == "patch":
+        stage = patch_stage(encoder, spec, image_size)
+        gallery = torch.from_numpy(np.asarray(patches, dtype=np.float32)).to(device)
     maps = []
     with source.reader(_sized(eval_transform(spec, image_size, device))) as reader:
         for start in range(0, n, step):
             stop = min(start + step, n)
             inputs, sizes = reader.read(slice(start, stop),
                                         ahead=slice(stop, min(stop + step, n)))
-            if method == "gradient":
+            if method == "patch":
+                network_maps = patch_maps(encoder, inputs, gallery, spec=spec, stage=stage,
+                                          precision=precision)
+            elif method == "gradient":
                 network_maps = gradient_maps(encoder, inputs, score, spec=spec,
                                              precision=precision)
             elif method == "layercam":

@@ -19,6 +19,7 @@ from ..data._batches import batch_source
 from ..neighbors import KNNScorer
 from ._explain import KNNScore
 from ._explain import anomaly_maps as _anomaly_maps
+from ._patches import reference_patches
 from ._runtime import loadable_device, resolve_device, resolve_precision
 from ._training import Extraction, extract_features, fine_tune, fine_tune_and_extract
 from .backbones import BackboneSpec, build_backbone, freeze_stages, get_spec
@@ -283,28 +284,42 @@ class MeanShiftedNetwork:
             on_epoch=on_epoch, timer=timer,
         )
 
-    def anomaly_maps(self, X, *, index, scorer: KNNScorer | None = None,
-                     n_neighbors: int | None = None, method: str = "occlusion",
-                     batch_size: int = 64, precision: str = "float32",
-                     fill: str = "mean") -> list[np.ndarray]:
-        """Where each image's kNN anomaly score comes from: one float32 ``(H, W)`` map per
-        image of ``X``, at the image's own resolution (see :mod:`skmsc.nn._explain`).
+    def anomaly_maps(self, X, *, index=None, scorer: KNNScorer | None = None,
+                     n_neighbors: int | None = None, patches: np.ndarray | None = None,
+                     method: str = "occlusion", batch_size: int = 64,
+                     precision: str = "float32", fill: str = "mean") -> list[np.ndarray]:
+        """Where each image departs from normal: one float32 ``(H, W)`` map per image of
+        ``X``, at the image's own resolution (see :mod:`skmsc.nn._explain`).
 
-        ``index`` is the search index of the gallery (an index of :mod:`skmsc.neighbors`:
-        ``kneighbors(queries, k)`` and the searched vectors as ``gallery``): the score
-        explained is ``scorer``'s (:class:`skmsc.neighbors.KNNScorer`), negated;
-        ``n_neighbors`` alone is short for ``scorer=KNNScorer(n_neighbors)``.
-        ``method`` is ``"layercam"``, ``"gradient"`` or ``"occlusion"``; ``precision`` is
-        ``"auto"`` or a
-        resolved name.
+        ``method="patch"`` needs ``patches``, the gallery of normal patches
+        (:meth:`reference_patches` of the training images): each place's distance to the
+        nearest of them. ``"layercam"``, ``"gradient"`` and ``"occlusion"`` explain the
+        image's kNN anomaly score and need ``index``, the search index of the gallery (an
+        index of :mod:`skmsc.neighbors`: ``kneighbors(queries, k)`` and the searched
+        vectors as ``gallery``): the score explained is ``scorer``'s
+        (:class:`skmsc.neighbors.KNNScorer`), negated; ``n_neighbors`` alone is short for
+        ``scorer=KNNScorer(n_neighbors)``. ``precision`` is ``"auto"`` or a resolved name.
         """
-        if scorer is None:
-            if n_neighbors is None:
-                raise TypeError("anomaly_maps needs scorer= (or n_neighbors=).")
-            scorer = KNNScorer(n_neighbors)
-        score = KNNScore(index, scorer)
+        score = None
+        if method != "patch":
+            if index is None or (scorer is None and n_neighbors is None):
+                raise TypeError(f"method={method!r} needs index= and scorer= (or "
+                                "n_neighbors=).")
+            score = KNNScore(index, scorer if scorer is not None else KNNScorer(n_neighbors))
+        elif patches is None:
+            raise TypeError("method='patch' needs patches= (see reference_patches).")
         return _anomaly_maps(
             self.encoder, _source(X), score, spec=self.spec, image_size=self.image_size,
             device=self.device, method=method, batch_size=batch_size,
-            precision=self.precision(precision, training=False), fill=fill,
+            precision=self.precision(precision, training=False), fill=fill, patches=patches,
+        )
+
+    def reference_patches(self, X, *, batch_size: int = 64,
+                          precision: str = "float32") -> np.ndarray:
+        """The gallery of normal patches of training images ``X`` for ``method="patch"``
+        maps: float32 ``(n_patches, C)`` (see :mod:`skmsc.nn._patches`)."""
+        return reference_patches(
+            self.encoder, _source(X), spec=self.spec, image_size=self.image_size,
+            device=self.device, batch_size=batch_size,
+            precision=self.precision(precision, training=False),
         )

@@ -112,3 +112,13 @@ def test_maps_mirror_the_input_tree_and_the_csv_names_each_map(model, image_fold
     assert written == sorted(Path(row["map"]).relative_to(maps).as_posix()
                              for row in table.values() if row["label"] == "anomaly")
     assert all(row["map"] == "" for row in table.values() if row["label"] == "normal")
+
+
+def test_map_method_choices_are_the_detectors():
+    # The CLI lists the names without importing torch; they must stay the detector's.
+    from skmsc.cli import _parser
+    from skmsc.nn._explain import MAP_METHODS
+
+    score = _parser()._subparsers._group_actions[0].choices["score"]
+    (action,) = [a for a in score._actions if a.dest == "map_method"]
+    assert sorted(action.choices) == sorted(MAP_METHODS)

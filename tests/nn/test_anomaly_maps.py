@@ -17,7 +17,7 @@ from skmsc.nn._explain import KNNScore, occlusion_patches, to_input_resolution
 from skmsc.nn._preprocess import eval_inputs
 from skmsc.nn.backbones import get_spec
 
-METHODS = ["layercam", "gradient", "occlusion"]
+METHODS = ["patch", "layercam", "gradient", "occlusion"]
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,8 @@ def test_map_mass_lies_on_the_defect(brick_detector, defaced, method):
     assert maps.shape == images.shape and maps.dtype == np.float32
     assert np.isfinite(maps).all() and (maps >= 0).all()
     for image_map, mask in zip(maps, masks, strict=True):
-        # Measured ratios of the mean inside to the mean outside: 1.55-7.0 (gradient),
-        # 1.67-2.55 (occlusion).
+        # Measured ratios of the mean inside to the mean outside: 3.4-4.0 (patch),
+        # 1.8-3.2 (layercam), 1.55-7.0 (gradient), 1.67-2.55 (occlusion).
         assert image_map[mask].mean() > 1.3 * image_map[~mask].mean()
 
 
@@ -80,7 +80,8 @@ def test_a_reduced_gallery_is_explained_against_its_own_vectors(bricks, defaced)
     by_hand = np.stack(det._network().anomaly_maps(
         images, index=ExactIndex(det.gallery_), scorer=det.knn_scorer(),
         method="layercam", batch_size=16, precision="float32"))
-    np.testing.assert_allclose(det.anomaly_maps(images), by_hand, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(det.anomaly_maps(images, method="layercam"), by_hand,
+                               rtol=1e-5, atol=1e-7)
     # n_neighbors= is short for the scorer (benchmarks/anomaly_maps.py passes it).
     shorthand = np.stack(det._network().anomaly_maps(
         images, index=ExactIndex(det.gallery_), n_neighbors=det.n_neighbors,
@@ -88,16 +89,17 @@ def test_a_reduced_gallery_is_explained_against_its_own_vectors(bricks, defaced)
     np.testing.assert_array_equal(shorthand, by_hand)
 
 
-def test_default_method_is_layercam(brick_detector, defaced):
+def test_default_method_is_patch(brick_detector, defaced):
     images, _ = defaced
     np.testing.assert_array_equal(brick_detector.anomaly_maps(images[:2]),
-                                  brick_detector.anomaly_maps(images[:2], method="layercam"))
+                                  brick_detector.anomaly_maps(images[:2], method="patch"))
 
 
 def test_default_map_at_64_px_lies_on_the_defect(bricks, defaced):
     """Issue #25 item 10: at the small sizes people fit at, the default map still finds
-    the defect (Grad-CAM's 2 x 2 cells at 64 px put more mass outside it than inside on
-    three of these six tiles: ratios 0.17 to 2.23)."""
+    the defect. Measured on these six tiles at 64 px: patch maps' mean inside / outside
+    2.98 to 3.48 and the maximum inside the defect on all six; LayerCAM 1.13 to 2.04 and
+    on one of six; Grad-CAM's 2 x 2 cells 0.17 to 2.23."""
     train, _ = bricks
     images, masks = defaced
     det = MeanShiftedContrastiveDetector(
@@ -105,10 +107,10 @@ def test_default_map_at_64_px_lies_on_the_defect(bricks, defaced):
         random_state=0,
     ).fit(train)
     maps = det.anomaly_maps(images)
-    assert maps.shape == images.shape and (maps >= 0).all() and maps.max() <= 1.0 + 1e-6
+    assert maps.shape == images.shape and (maps >= 0).all()
     for image_map, mask in zip(maps, masks, strict=True):
-        # Measured: 1.13 to 2.04 for LayerCAM (float32, deterministic).
-        assert image_map[mask].mean() > 1.1 * image_map[~mask].mean()
+        assert image_map[mask].mean() > 2.5 * image_map[~mask].mean()
+        assert mask.flat[image_map.argmax()]  # the pointing game
 
 
 def test_layercam_mixes_the_stages_from_stride_4(brick_detector):
