@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from skmsc import MeanShiftedContrastiveDetector
+from skmsc.nn import _safeguard
 from skmsc.nn._safeguard import (
     GLOBAL_KINDS,
     MAX_VALIDATION_IMAGES,
@@ -140,6 +141,35 @@ def test_best_epoch_keeps_pretrained_unless_clearly_beaten():
     assert best_epoch([base, worse]) == 0
     assert best_epoch([base]) == 0
     assert gain_lower_bound(much_better, base) > 0 > gain_lower_bound(slightly_better, base)
+
+
+def test_bootstrap_auc_is_roc_auc_score_bit_for_bit(monkeypatch):
+    # The bootstrap scores its resamples with _curve_auc (no input checks): it must give
+    # auc()'s (scikit-learn's) floats exactly, ties, float32, integers and tiny sets included.
+    rng = np.random.default_rng(0)
+    for case in range(100):
+        n_normal, n_anomalous = int(rng.integers(1, 40)), int(rng.integers(1, 300))
+        normal = rng.normal(size=n_normal) + rng.uniform(-1, 3)
+        anomalous = rng.normal(size=n_anomalous)
+        if case % 4 == 1:
+            normal, anomalous = np.round(normal, 1), np.round(anomalous, 1)
+        elif case % 4 == 2:
+            normal, anomalous = normal.astype(np.float32), anomalous.astype(np.float32)
+        elif case % 4 == 3:
+            normal, anomalous = rng.integers(0, 4, n_normal), rng.integers(0, 4, n_anomalous)
+        assert _safeguard._curve_auc(normal, anomalous) == auc(normal, anomalous), case
+    # And the bound is the one resampled with auc() itself.
+    monkeypatch.setattr(_safeguard, "BOOTSTRAP_ROUNDS", 25)
+    base = (np.round(rng.normal(size=30), 1), np.round(rng.normal(size=210), 1))
+    epoch = (base[0] + np.round(rng.normal(0.2, 0.3, size=30), 1), base[1])
+    draw, gains = np.random.default_rng(7), []
+    for _ in range(25):
+        i, j = draw.integers(0, 30, 30), draw.integers(0, 210, 210)
+        gains.append(auc(epoch[0][i], epoch[1][j]) - auc(base[0][i], base[1][j]))
+    assert gain_lower_bound(epoch, base, seed=7) == np.percentile(gains, 5.0)
+    # Scores that auc() refuses are still refused.
+    with pytest.raises(ValueError, match="NaN"):
+        gain_lower_bound((np.r_[np.nan, base[0][1:]], base[1]), base)
 
 
 def test_noisy_proxy_keeps_pretrained():
