@@ -188,6 +188,10 @@ SLOW_TESTS = {
     "test_conformal.py::test_false_alarm_guarantee_on_held_out_defect_free_solar_cells",
     "test_anomaly_maps.py::test_two_fits_with_one_random_state_give_identical_maps",
     "test_cli_maps.py::*",
+    # Decodes all 2,624 images of the installed ELPV package (~4.3 s); the quick
+    # test_load_elpv_finds_the_installed_package_and_splits_its_labels checks the same
+    # package, labels and split with three images decoded.
+    "test_datasets.py::test_load_elpv_installed_package_when_present",
 }
 
 
