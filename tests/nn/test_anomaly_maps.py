@@ -229,14 +229,16 @@ def _png(path, pixels):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_maps_do_not_depend_on_the_batch_size(brick_detector, defaced, method):
-    images, _ = defaced
-    one = brick_detector.anomaly_maps(images[:3], method=method)
+    # Occlusion sends 49 copies of each image through the network: two images already
+    # make batches of 16 and of 5 that end mid-image and mix both images.
+    images = defaced[0][: 2 if method == "occlusion" else 3]
+    one = brick_detector.anomaly_maps(images, method=method)
     other = copy.copy(brick_detector).set_params(batch_size=5)
-    np.testing.assert_allclose(other.anomaly_maps(images[:3], method=method), one,
+    np.testing.assert_allclose(other.anomaly_maps(images, method=method), one,
                                rtol=1e-4, atol=1e-4 * one.max())
 
 
-@pytest.mark.parametrize("n_images", [1, 5])
+@pytest.mark.parametrize("n_images", [1, 2])
 def test_occlusion_runs_at_most_batch_size_copies_at_once(brick_detector, defaced,
                                                           monkeypatch, n_images):
     seen = []
