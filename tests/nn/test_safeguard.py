@@ -27,7 +27,7 @@ FAST = dict(backbone="efficientnet_lite0", image_size=32, batch_size=16, random_
 @pytest.fixture(scope="module")
 def zeros(digits):
     X, y = digits
-    return X[y == 0][:60]  # 10 held out (the least the safeguard holds out), 50 trained
+    return X[y == 0][:40]  # 10 held out (the least the safeguard holds out), 30 trained
 
 
 @pytest.fixture(scope="module")
@@ -193,10 +193,10 @@ def test_harmful_fine_tuning_returns_the_pretrained_network(zeros):
         assert torch.equal(a, b), name
     np.testing.assert_allclose(det.score_samples(zeros[:10]),
                                pretrained.score_samples(zeros[:10]), atol=1e-5)
-    # Without the safeguard the same fit changes the network.
+    # Without the safeguard one epoch of the same fit changes the network.
     unguarded = MeanShiftedContrastiveDetector(
-        epochs=2, learning_rate=50.0, early_stopping=False, **FAST).fit(zeros)
-    assert unguarded.best_epoch_ == 2 and unguarded.validation_scores_ is None
+        epochs=1, learning_rate=50.0, early_stopping=False, **FAST).fit(zeros)
+    assert unguarded.best_epoch_ == 1 and unguarded.validation_scores_ is None
     assert not np.allclose(unguarded.train_features_, pretrained.train_features_, atol=1e-3)
 
 
