@@ -39,6 +39,9 @@ def image_folder(tmp_path_factory):
 TINY = ["--size", "cpu", "--n-train", "6", "--n-test-per-class", "4", "--epochs", "1",
         "--image-size", "32", "--batch-size", "4", "--learning-rate", "1e-3",
         "--methods", "pretrained-knn", "msc", "msc-angular"]
+#: TINY with the size's own tuple of methods.
+TINY_SIZE_METHODS = [a for a in TINY if a not in ("--methods", "pretrained-knn", "msc",
+                                                  "msc-angular")]
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +62,6 @@ def bright_run(image_folder, tmp_path_factory):
     payload = reproduce.main(["--dataset", "folder", "--root", str(image_folder),
                               "--out", str(out), *TINY_SIZE_METHODS, "--classes", "bright"])
     return results, out, payload
-
-
-#: TINY with the size's own tuple of methods.
-TINY_SIZE_METHODS = [a for a in TINY if a not in ("--methods", "pretrained-knn", "msc",
-                                                  "msc-angular")]
 
 
 def test_help_lists_sizes(capsys):
