@@ -40,4 +40,4 @@ test: lint docs chromium
 # The quicker loop while changing code (182 s on 2 idle cores, 844 tests): lint, then
 # every test not marked slow, without the docs build. `make test` still runs everything.
 test-fast: lint
-	$(BIN)/python -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow"

@@ -177,6 +177,36 @@ def proxy_auc(features, anomaly_features, train_rows, held_out_rows) -> float:
     return auc(*proxy_scores(features, anomaly_features, train_rows, held_out_rows))
 
 
+def _curve_auc(normal_scores: np.ndarray, anomaly_scores: np.ndarray) -> float:
+    """:func:`auc` by the same arithmetic as scikit-learn's ``roc_auc_score``, without its
+    input checks (which took ~1.7 ms a call: 0.7 s of a bootstrap's 400 calls).
+
+    The ROC curve's corners (exact counts, collinear points dropped as ``roc_curve``
+    does), then the trapezoidal rule over them: equal to :func:`auc` bit for bit
+    (``tests/nn/test_safeguard.py`` checks it). Only for what :func:`_plain` accepts.
+    """
+    scores = np.concatenate([normal_scores, anomaly_scores])
+    truth = np.r_[np.ones(len(normal_scores)), np.zeros(len(anomaly_scores))]
+    order = np.argsort(scores, kind="stable")[::-1]  # ties share one threshold anyway
+    scores, truth = scores[order], truth[order]
+    ends = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # last row of each value
+    tps = np.cumsum(truth)[ends]
+    fps = 1 + ends - tps
+    if len(fps) > 2:
+        corners = np.flatnonzero(np.r_[True, np.diff(fps, 2) != 0, True]
+                                 | np.r_[True, np.diff(tps, 2) != 0, True])
+        fps, tps = fps[corners], tps[corners]
+    fpr, tpr = np.r_[0.0, fps] / fps[-1], np.r_[0.0, tps] / tps[-1]
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+
+
+def _plain(scores) -> bool:
+    """Non-empty, finite, real 1-D arrays of (normal, anomaly) scores: what
+    :func:`_curve_auc` may score in place of :func:`auc` (the rest goes to ``auc``)."""
+    return all(isinstance(s, np.ndarray) and s.ndim == 1 and s.size > 0
+               and s.dtype.kind in "fiu" and bool(np.isfinite(s).all()) for s in scores)
+
+
 def gain_lower_bound(epoch_scores, base_scores, seed: int = 0) -> float:
     """One-sided 95 % paired bootstrap bound of ``auc(epoch) - auc(base)``.
 
@@ -186,11 +216,12 @@ def gain_lower_bound(epoch_scores, base_scores, seed: int = 0) -> float:
     """
     rng = np.random.default_rng(seed)
     n_normal, n_anomalous = len(epoch_scores[0]), len(epoch_scores[1])
+    score = _curve_auc if _plain(epoch_scores) and _plain(base_scores) else auc
     gains = np.empty(BOOTSTRAP_ROUNDS)
     for b in range(BOOTSTRAP_ROUNDS):
         i, j = rng.integers(0, n_normal, n_normal), rng.integers(0, n_anomalous, n_anomalous)
-        gains[b] = (auc(epoch_scores[0][i], epoch_scores[1][j])
-                    - auc(base_scores[0][i], base_scores[1][j]))
+        gains[b] = (score(epoch_scores[0][i], epoch_scores[1][j])
+                    - score(base_scores[0][i], base_scores[1][j]))
     return float(np.percentile(gains, LOWER_QUANTILE))
 
 

@@ -92,7 +92,7 @@ def test_false_alarm_guarantee_on_held_out_defect_free_solar_cells():
 def test_fine_tuned_network_warns_that_the_guarantee_is_not_exact(digits):
     images, labels = digits
     det = MeanShiftedContrastiveDetector(**FAST, epochs=1, early_stopping=False).fit(
-        images[labels == 0][:40])
+        images[labels == 0][:16])
     assert det.best_epoch_ == 1
     with pytest.warns(ConformalGuaranteeWarning, match="best_epoch_=1"):
         p = det.conformal_pvalues(images[:5])

@@ -1,5 +1,7 @@
 """Faults during fit and scoring: interrupts, out-of-memory, missing devices, huge images."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -37,10 +39,16 @@ def _snapshot(det):
     )
 
 
-@pytest.fixture
-def small_fit(digits):
+@pytest.fixture(scope="module")
+def _small_fit(digits):
     X, y = digits
     return MeanShiftedContrastiveDetector(**FAST, epochs=1).fit(X[y == 2][:16])
+
+
+@pytest.fixture
+def small_fit(_small_fit):
+    """A fitted detector of its own for each test (they refit it): a copy of one fit."""
+    return copy.deepcopy(_small_fit)
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("disk on fire")])

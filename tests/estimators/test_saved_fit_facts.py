@@ -3,6 +3,8 @@ count, date and duration (the model card's facts), each checked on load; and the
 features + kNN pipeline saves step by step without pickle."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -41,6 +43,18 @@ def test_fit_facts_are_recorded_saved_and_loaded(image_folder, tmp_path):
         assert getattr(loaded, name) == getattr(det, name), name
 
 
+@pytest.fixture(scope="module")
+def saved_array_fit(image_folder, tmp_path_factory):
+    """One saved fit, copied by the tests that damage it."""
+    return MeanShiftedContrastiveDetector(**FAST, epochs=0).fit(
+        image_folder.normal_array).save(tmp_path_factory.mktemp("fit") / "m")
+
+
+def test_the_shared_saved_fit_loads_as_saved(saved_array_fit):
+    # The damaged copies below must fail for their edit alone.
+    assert load(saved_array_fit).n_samples_fit_ == 24
+
+
 @pytest.mark.parametrize("key, value, match", [
     ("precision_", {"fine_tuning": "float32", "features": "int8"}, "precision_"),
     ("precision_", "float32", "precision_"),
@@ -52,9 +66,8 @@ def test_fit_facts_are_recorded_saved_and_loaded(image_folder, tmp_path):
     ("fit_seconds_", "long", "fit_seconds_"),
     ("training_source_", 5, "training_source_"),
 ])
-def test_malformed_fit_facts_are_refused_on_load(image_folder, tmp_path, key, value, match):
-    folder = MeanShiftedContrastiveDetector(**FAST, epochs=0).fit(
-        image_folder.normal_array).save(tmp_path / "m")
+def test_malformed_fit_facts_are_refused_on_load(saved_array_fit, tmp_path, key, value, match):
+    folder = Path(shutil.copytree(saved_array_fit, tmp_path / "m"))  # each case edits a copy
     document = json.loads((folder / JSON_NAME).read_text())
     document["fitted"][key] = value
     write_document(folder, document)  # the files bound to the edit: the value is checked

@@ -52,10 +52,24 @@ def defaced(bricks):
     return images, masks
 
 
+@pytest.fixture(scope="module")
+def defaced_maps(brick_detector, defaced):
+    """``defaced_maps(method)``: the six defaced tiles' maps, computed once (read only)."""
+    computed = {}
+
+    def maps(method):
+        if method not in computed:
+            computed[method] = brick_detector.anomaly_maps(defaced[0], method=method)
+            computed[method].flags.writeable = False
+        return computed[method]
+
+    return maps
+
+
 @pytest.mark.parametrize("method", METHODS)
-def test_map_mass_lies_on_the_defect(brick_detector, defaced, method):
+def test_map_mass_lies_on_the_defect(defaced_maps, defaced, method):
     images, masks = defaced
-    maps = brick_detector.anomaly_maps(images, method=method)
+    maps = defaced_maps(method)
     assert maps.shape == images.shape and maps.dtype == np.float32
     assert np.isfinite(maps).all() and (maps >= 0).all()
     for image_map, mask in zip(maps, masks, strict=True):
@@ -230,15 +244,18 @@ def _png(path, pixels):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_maps_do_not_depend_on_the_batch_size(brick_detector, defaced, method):
-    images, _ = defaced
-    one = brick_detector.anomaly_maps(images[:3], method=method)
+def test_maps_do_not_depend_on_the_batch_size(brick_detector, defaced, defaced_maps, method):
+    # Occlusion sends 49 copies of each image through the network: two images already
+    # make batches of 16 and of 5 that end mid-image and mix both images. The reference
+    # maps were computed on all six tiles at batch_size=16.
+    n = 2 if method == "occlusion" else 3
+    images, one = defaced[0][:n], defaced_maps(method)[:n]
     other = copy.copy(brick_detector).set_params(batch_size=5)
-    np.testing.assert_allclose(other.anomaly_maps(images[:3], method=method), one,
+    np.testing.assert_allclose(other.anomaly_maps(images, method=method), one,
                                rtol=1e-4, atol=1e-4 * one.max())
 
 
-@pytest.mark.parametrize("n_images", [1, 5])
+@pytest.mark.parametrize("n_images", [1, 2])
 def test_occlusion_runs_at_most_batch_size_copies_at_once(brick_detector, defaced,
                                                           monkeypatch, n_images):
     seen = []

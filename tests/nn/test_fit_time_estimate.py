@@ -27,7 +27,7 @@ class FakeClock:
 @pytest.fixture
 def images(digits):
     X, y = digits
-    return X[y == 0][:48]  # 6 extraction batches of 8, 6 fine-tuning steps per epoch
+    return X[y == 0][:32]  # 4 extraction batches of 8 (warm-up + 3 timed), 4 steps an epoch
 
 
 def test_a_slow_fit_warns_before_fine_tuning_with_a_measured_estimate(images, monkeypatch):
@@ -49,16 +49,16 @@ def test_a_slow_fit_warns_before_fine_tuning_with_a_measured_estimate(images, mo
     slow = [w for w in caught if issubclass(w.category, SlowFitWarning)]
     assert len(slow) == 2
     first, second = (str(w.message) for w in slow)
-    # Up front, from the pretrained extraction's timed batches (10 s per 8 images): 48 + 48
-    # extractions, and at least 2 views x 8 images per step for 4 x 6 steps: 600 s.
+    # Up front, from the pretrained extraction's timed batches (10 s per 8 images): 32 + 32
+    # extractions, and at least 2 views x 8 images per step for 4 x 4 steps: 400 s.
     assert seen_before_fine_tuning == [first]
-    assert first.startswith("This fit will take at least 10 min on cpu:")
+    assert first.startswith("This fit will take at least 7 min on cpu:")
     assert "1.25 s per image for features" in first
-    assert "24 fine-tuning steps and 96 feature extractions" in first
+    assert "16 fine-tuning steps and 64 feature extractions" in first
     for text in ("preset('cpu')", "fewer epochs", "verbose=True"):
         assert text in first
-    # Then from the measured fine-tuning steps: 96 x 1.25 s + 24 x 100 s = 42 min.
-    assert second.startswith("This fit will take about 42 min on cpu:")
+    # Then from the measured fine-tuning steps: 64 x 1.25 s + 16 x 100 s = 28 min.
+    assert second.startswith("This fit will take about 28 min on cpu:")
     assert "100 s per fine-tuning step of 8 images" in second
     assert all(w.filename == __file__ for w in slow)  # they point at the caller's fit
 
@@ -92,7 +92,8 @@ def test_a_quick_fit_is_silent(images, monkeypatch):
     monkeypatch.setattr(eta, "clock", FakeClock(step=0.5))
     with warnings.catch_warnings():
         warnings.simplefilter("error", SlowFitWarning)
-        MeanShiftedContrastiveDetector(**FAST, epochs=2).fit(images)
+        # 10 held out by the safeguard, 22 fine-tuned: 3 steps, then the epoch's extraction.
+        MeanShiftedContrastiveDetector(**FAST, epochs=1).fit(images)
 
 
 def test_the_estimate_is_the_planned_work_times_the_measured_rates(monkeypatch):

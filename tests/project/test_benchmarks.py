@@ -39,6 +39,9 @@ def image_folder(tmp_path_factory):
 TINY = ["--size", "cpu", "--n-train", "6", "--n-test-per-class", "4", "--epochs", "1",
         "--image-size", "32", "--batch-size", "4", "--learning-rate", "1e-3",
         "--methods", "pretrained-knn", "msc", "msc-angular"]
+#: TINY with the size's own tuple of methods.
+TINY_SIZE_METHODS = [a for a in TINY if a not in ("--methods", "pretrained-knn", "msc",
+                                                  "msc-angular")]
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +50,17 @@ def benchmark_run(image_folder, tmp_path_factory):
     out = results / "folder-tiny"
     payload = reproduce.main(
         ["--dataset", "folder", "--root", str(image_folder), "--out", str(out), *TINY])
+    return results, out, payload
+
+
+@pytest.fixture(scope="module")
+def bright_run(image_folder, tmp_path_factory):
+    """A run of one class without --methods (the size's own methods), shared by the quick
+    tests: (results folder, run folder, payload). Tests that resume it work on a copy."""
+    results = tmp_path_factory.mktemp("bright")
+    out = results / "folder-tiny"
+    payload = reproduce.main(["--dataset", "folder", "--root", str(image_folder),
+                              "--out", str(out), *TINY_SIZE_METHODS, "--classes", "bright"])
     return results, out, payload
 
 
@@ -96,22 +110,26 @@ def test_resume_keeps_finished_classes(benchmark_run, image_folder, capsys):
              "--resume", *TINY[:-6], "--learning-rate", "1e-4", *TINY[-4:]])
 
 
-def test_resume_adds_classes_to_a_run_of_the_size_as_defined(image_folder, tmp_path):
+def test_resume_adds_classes_to_a_run_of_the_size_as_defined(bright_run, image_folder,
+                                                             tmp_path):
     # Without --methods the size's own tuple of methods goes into the config; --resume
     # compares it with the JSON list read back (it refused every such run before).
+    import shutil
+
     out = tmp_path / "run"
-    tiny = [a for a in TINY if a not in ("--methods", "pretrained-knn", "msc", "msc-angular")]
-    common = ["--dataset", "folder", "--root", str(image_folder), "--out", str(out), *tiny]
-    first = reproduce.main([*common, "--classes", "bright"])
+    shutil.copytree(bright_run[1], out)
+    first = bright_run[2]
+    common = ["--dataset", "folder", "--root", str(image_folder), "--out", str(out),
+              *TINY_SIZE_METHODS]
     assert [row["class"] for row in first["classes"]] == ["bright"]
     again = reproduce.main([*common, "--classes", "bright", "dark", "--resume"])
     assert [row["class"] for row in again["classes"]] == ["bright", "dark"]
     assert again["classes"][0] == first["classes"][0]
 
 
-def test_report_skips_other_benchmarks_results(benchmark_run, tmp_path):
+def test_report_skips_other_benchmarks_results(bright_run, tmp_path):
     # deploy/, gallery/ ... also write a results.json, without a reproduce.py config.
-    results, _, _ = benchmark_run
+    results, _, _ = bright_run
     other = tmp_path / "results"
     other.mkdir()
     for path in results.rglob("*"):
@@ -143,7 +161,7 @@ def test_report_has_table_and_plots(benchmark_run, tmp_path):
         assert f"_static/benchmarks/{png.name}" in text
 
 
-def test_report_labels_runs_by_the_size_that_has_their_settings(benchmark_run):
+def test_report_labels_runs_by_the_size_that_has_their_settings(bright_run):
     sizes = reproduce.SIZES
     from dataclasses import asdict
 
@@ -152,7 +170,7 @@ def test_report_labels_runs_by_the_size_that_has_their_settings(benchmark_run):
     assert make_report.size_label(payload) == "cpu-short"
     payload["config"]["epochs"] = 99
     assert make_report.size_label(payload) == "cpu (earlier definition)"
-    _, _, tiny = benchmark_run
+    _, _, tiny = bright_run
     assert make_report.size_label(tiny) == "cpu (earlier definition)"  # overridden settings
 
 
@@ -255,7 +273,7 @@ def test_blur_with_subnormal_weights_is_the_same_blur():
                                _gaussian_blur(images, sigma, 23), atol=1e-6, rtol=0)
 
 
-def test_probed_curves_on_an_image_folder_and_the_epoch_rules(tmp_path):
+def test_probed_curves_on_an_image_folder_and_the_epoch_rules(tmp_path, monkeypatch):
     """learning_curve.py --probes on a folder tree, then every rule of epoch_rules.py."""
     from PIL import Image
 
@@ -268,6 +286,10 @@ def test_probed_curves_on_an_image_folder_and_the_epoch_rules(tmp_path):
                 pixels = np.clip(rng.normal(level, 30, size=(16, 16, 3)), 0, 255)
                 Image.fromarray(pixels.astype(np.uint8)).save(root / split / name / f"{i}.png")
     probes = tmp_path / "probes"
+    # Fewer bootstrap resamples for the intervals (200 and 500, ~1.7 ms each in
+    # roc_auc_score): no assertion here reads an interval's value.
+    monkeypatch.setattr(learning_curve, "BOOTSTRAP_ROUNDS", 20)
+    monkeypatch.setattr(epoch_rules, "TEST_BOOTSTRAP_ROUNDS", 20)
     learning_curve.main(
         ["--dataset", "folder", "--root", str(root), "--classes", "0", "--settings", "1e-3:7",
          "--epochs", "1", "--n-test-per-class", "3", "--image-size", "32", "--batch-size", "16",
