@@ -111,8 +111,8 @@ def test_an_idx_header_larger_than_its_file_is_refused_before_inflating(fmnist_r
     assert isinstance(error, ValueError) and "more than its" in str(error)
     assert str(images) in str(error) and peak < ALLOWED_PEAK
     # One image declared, 200 MB of zeros after it: read in chunks, stopped after one byte.
-    images.write_bytes(gzip.compress(
-        np.array([2051, 1, 28, 28], ">i4").tobytes() + bytes(200 * 2**20)))
+    images.write_bytes(gzip.compress(  # level 1: 0.34 s to write instead of 0.72 s
+        np.array([2051, 1, 28, 28], ">i4").tobytes() + bytes(200 * 2**20), compresslevel=1))
     peak, error = _peak_of(lambda: load_fashion_mnist("test", root=fmnist_root))
     assert isinstance(error, ValueError) and "corrupt or truncated" in str(error)
     assert peak < ALLOWED_PEAK, f"{peak / 2**20:.0f} MiB inflated"
