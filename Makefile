@@ -37,7 +37,7 @@ chromium:
 test: lint docs chromium
 	$(BIN)/python -m pytest
 
-# The quicker loop while changing code (128 s on 2 cores at load 1.1, 876 tests): lint, then
+# The quicker loop while changing code (128-146 s on 2 cores, 876 tests): lint, then
 # every test not marked slow, without the docs build. `make test` still runs everything.
 test-fast: lint
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m "not slow"
