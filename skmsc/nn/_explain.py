@@ -50,7 +50,7 @@ from torchvision.transforms.functional import gaussian_blur
 
 from ..data._batches import BatchTransform
 from ..neighbors import KNNScorer
-from ._patches import patch_maps, patch_stage
+from ._patches import patch_maps, patch_stage, stage_sides
 from ._preprocess import crop_offsets, eval_transform, resized_size
 from ._runtime import autocast
 from ._training import channels_last, extract_step
@@ -170,21 +170,9 @@ def layercam_stages(encoder: MeanShiftedEncoder, spec: BackboneSpec,
     >>> layercam_stages(net.encoder, net.spec, 64)  # blocks 1-6 and the head
     [2, 3, 4, 5, 6, 7, 8]
     """
-    stages = spec.stages(encoder.backbone)
-    sides = {}
-    handles = [stage[-1].register_forward_hook(
-        lambda module, args, output, i=i: sides.__setitem__(i, output.shape[-1]))
-        for i, stage in enumerate(stages)]
-    device = next(encoder.parameters()).device
-    try:
-        with torch.inference_mode():
-            encoder(torch.zeros((1, 3, image_size, image_size), device=device))
-    finally:
-        for handle in handles:
-            handle.remove()
-    chosen = [i for i in range(len(stages))
-              if sides[i] * LAYERCAM_MIN_STRIDE <= image_size]
-    return chosen or [len(stages) - 1]
+    sides = stage_sides(encoder, spec, image_size)
+    chosen = [i for i, side in enumerate(sides) if side * LAYERCAM_MIN_STRIDE <= image_size]
+    return chosen or [len(sides) - 1]
 
 
 def layercam_maps(encoder: MeanShiftedEncoder, inputs: torch.Tensor, score: KNNScore, *,

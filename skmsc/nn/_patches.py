@@ -33,7 +33,7 @@ from .model import MeanShiftedEncoder
 
 __all__ = ["MAP_REFERENCE_IMAGES", "MAX_PATCH_VALUES", "PATCH_GRID", "PATCH_STRIDES",
            "nearest_patch_distances", "patch_channels", "patch_features", "patch_maps",
-           "patch_stage", "reference_patches", "reference_rows"]
+           "patch_stage", "reference_patches", "reference_rows", "stage_sides"]
 
 #: At most this many training images give the gallery of normal patches (evenly spread
 #: through the training set). 250 reference images located defects nearly as well as
@@ -54,7 +54,7 @@ MAX_PATCH_VALUES = 2**23
 _PAIRS_PER_CHUNK = 2**24
 
 
-def _stage_sides(encoder: MeanShiftedEncoder, spec: BackboneSpec,
+def stage_sides(encoder: MeanShiftedEncoder, spec: BackboneSpec,
                  image_size: int) -> list[int]:
     """The grid side of every stage's output for an ``image_size`` square input."""
     stages = spec.stages(encoder.backbone)
@@ -85,7 +85,7 @@ def patch_stage(encoder: MeanShiftedEncoder, spec: BackboneSpec, image_size: int
     >>> patch_stage(net.encoder, net.spec, 64), patch_stage(net.encoder, net.spec, 224)
     (3, 5)
     """
-    sides = _stage_sides(encoder, spec, image_size)
+    sides = stage_sides(encoder, spec, image_size)
     finest, coarsest = (max(1, -(-image_size // stride)) for stride in PATCH_STRIDES)
     wanted = finest if finest <= PATCH_GRID else coarsest
     # The side nearest the wanted one (padding may round a side up by a cell).
