@@ -157,7 +157,9 @@ def test_maps_do_not_change_the_detector(brick_detector, defaced, method):
     assert not any(m._forward_hooks for m in det.encoder_.modules())  # hook removed
 
 
-def test_gradient_hook_leaves_other_threads_alone(brick_detector, defaced, monkeypatch):
+@pytest.mark.parametrize("method", ["gradient", "layercam"])
+def test_gradient_hook_leaves_other_threads_alone(brick_detector, defaced, monkeypatch,
+                                                  method):
     """A thread scoring while another computes a gradient map gets its usual scores."""
     images, _ = defaced
     det = brick_detector
@@ -170,12 +172,14 @@ def test_gradient_hook_leaves_other_threads_alone(brick_detector, defaced, monke
         release.wait(timeout=30)
         return original(self, z)
 
-    reference = det.anomaly_maps(images[:1])
+    reference = det.anomaly_maps(images[:1], method=method)
     monkeypatch.setattr(KNNScore, "__call__", slow_score)
     result = []
-    worker = threading.Thread(target=lambda: result.append(det.anomaly_maps(images[:1])))
+    worker = threading.Thread(
+        target=lambda: result.append(det.anomaly_maps(images[:1], method=method)))
     worker.start()
-    started.wait(timeout=30)
+    # The map must be inside its hooked pass now; else this test would check nothing.
+    assert started.wait(timeout=30), f"{method} maps never reached the score"
     try:
         np.testing.assert_allclose(det.score_samples(images), expected, atol=1e-6)
     finally:
