@@ -22,7 +22,7 @@ from ._explain import anomaly_maps as _anomaly_maps
 from ._patches import reference_patches
 from ._runtime import loadable_device, resolve_device, resolve_precision
 from ._training import Extraction, extract_features, fine_tune, fine_tune_and_extract
-from .backbones import BackboneSpec, build_backbone, freeze_stages, get_spec
+from .backbones import BackboneSpec, build_backbone, empty_backbone, freeze_stages, get_spec
 from .model import MeanShiftedEncoder
 
 __all__ = ["FineTuning", "MeanShiftedNetwork"]
@@ -146,10 +146,8 @@ class MeanShiftedNetwork:
         GPU loads anywhere). Raises ``RuntimeError`` when the weights do not fit.
         """
         spec = get_spec(backbone)
-        with torch.random.fork_rng(devices=[]):
-            model, _ = build_backbone(spec.name, weights=None)
-        encoder = MeanShiftedEncoder(model)
-        encoder.load_state_dict(state)
+        encoder = MeanShiftedEncoder(empty_backbone(spec.name))
+        encoder.load_state_dict(state)  # strict: writes every uninitialised value
         network = cls(encoder, spec, image_size, loadable_device(torch.device(device)))
         network.freeze()
         encoder.to(network.device, memory_format=torch.channels_last).eval()

@@ -7,7 +7,9 @@ import torch.nn.functional as F
 
 from skmsc.nn.backbones import (
     BACKBONES,
+    BackboneSpec,
     build_backbone,
+    empty_backbone,
     freeze_stages,
     load_state_dict_file,
     stages,
@@ -142,6 +144,43 @@ def test_packaged_lite_weights_are_genuine_imagenet_weights(name, size):
     with torch.inference_mode():
         top = model.eval()((image - 0.5) / 0.5).argmax().item()
     assert 281 <= top <= 285  # ImageNet's domestic cat classes
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_a_strict_load_writes_every_value_of_an_empty_backbone(name):
+    """Weights land in uninitialised memory: every tensor must be in the state dict."""
+    model = empty_backbone(name)  # raises if a parameter or buffer is outside it
+    torch.manual_seed(0)
+    trained = build_backbone(name, weights=None)[0]
+    model.load_state_dict(trained.state_dict())
+    for (key, value), (other, expected) in zip(model.state_dict().items(),
+                                              trained.state_dict().items(), strict=True):
+        assert key == other and torch.equal(value, expected)
+        assert value.data_ptr() != expected.data_ptr()  # copied, not shared
+    # A second empty backbone shares no memory with the first (each is a fresh copy).
+    again = empty_backbone(name)
+    assert {t.data_ptr() for t in again.state_dict().values()}.isdisjoint(
+        t.data_ptr() for t in model.state_dict().values())
+
+
+def test_a_backbone_with_a_tensor_outside_its_state_dict_is_refused(monkeypatch):
+    def with_unsaved_buffer():
+        model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+        model.register_buffer("scratch", torch.zeros(2), persistent=False)
+        return model
+
+    spec = BackboneSpec("toy", 2, (0.5,) * 3, (0.5,) * 3, 1.0, "bilinear", 0,
+                        new_model=with_unsaved_buffer, drop_head=lambda m: m)
+    monkeypatch.setitem(BACKBONES, "toy", spec)
+    with pytest.raises(RuntimeError, match=r"outside its state dict: \['scratch'\]"):
+        empty_backbone("toy")
+
+
+def test_imagenet_weights_do_not_touch_the_global_random_state():
+    state = torch.random.get_rng_state()
+    build_backbone("efficientnet_lite0")
+    empty_backbone("efficientnet_lite1")
+    assert torch.equal(torch.random.get_rng_state(), state)
 
 
 def test_unknown_backbone_and_weights_values():
