@@ -13,10 +13,11 @@ import torch
 from sklearn.datasets import load_digits
 
 # Two intra-op threads (these VMs have 2 cores), unless OMP_NUM_THREADS says otherwise:
-# `make test-fast` sets it to 1. With PASSIVE waiting, waking the second thread for every
-# small operation costs more than it saves on the quick tests' tiny networks (measured on
-# an idle VM, EfficientNet-Lite0 at 32 px, 40 images, 1 epoch: 1.46 s on 2 threads, 0.82 s
-# on 1); `make test` keeps two, so multi-threaded kernels stay tested.
+# `make test-fast` sets it to 1 and runs one pytest-xdist worker per core. With PASSIVE
+# waiting, waking the second thread for every small operation costs more than it saves on
+# the quick tests' tiny networks (measured on an idle VM, EfficientNet-Lite0 at 32 px,
+# 40 images, 1 epoch: 1.46 s on 2 threads, 0.82 s on 1); `make test` keeps two, so
+# multi-threaded kernels stay tested.
 _threads = os.environ.get("OMP_NUM_THREADS", "")
 torch.set_num_threads(int(_threads) if _threads.isdigit() and int(_threads) > 0 else 2)
 
@@ -124,7 +125,8 @@ def image_folder(tmp_path_factory):
 
 
 # Tests that took 2 s or more on the project's 2-core VMs (pytest --durations): marked
-# slow, so that `make test-fast` (-m "not slow") stays under a minute. `make test` runs them.
+# slow, so that `make test-fast` (-m "not slow", two workers) stays near a minute.
+# `make test` runs them.
 SLOW_TESTS = {
     "test_cli.py::*",  # its fitted-model fixture alone takes ~9 s
     "test_benchmarks.py::test_resume_keeps_finished_classes",
