@@ -782,6 +782,8 @@ def _card_text(key: str, value, card: dict) -> str:
         return f"{value:g} (of new normal images flagged)"
     if key == "input_shape":
         return "x".join(str(v) for v in value)
+    if key == "reference_patches":
+        return f"{value[0]} normal patches of {value[1]} channels (for method='patch' maps)"
     if isinstance(value, dict):
         return ", ".join(f"{k} {v}" for k, v in value.items())
     if isinstance(value, list):

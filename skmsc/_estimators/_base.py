@@ -447,6 +447,10 @@ of KNNDetector must be an int in the range [1, inf). Got 0 instead.
               (``knn_algorithm_``), ``n_gallery`` (``len(gallery_)``), ``contamination``
               (the parameter), ``contamination_fraction`` (``contamination_``) and
               ``offset`` (``offset_``);
+            - image detectors: ``reference_patches``, ``[n_patches, width]`` of the
+              normal patches kept for ``anomaly_maps(method="patch")``
+              (``reference_patches_``), ``None`` where none are kept (fitted on feature
+              vectors, or saved before patch maps);
             - ``versions``: ``versions_``.
 
         Raises

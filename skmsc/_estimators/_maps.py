@@ -46,6 +46,15 @@ class AnomalyMapMixin:
                                        source, batch_size=self.batch_size,
                                        precision=self.precision_["features"]))
 
+    def _card_entries(self) -> dict:
+        """The patch maps' entry of the model card, after the network's and the kNN's."""
+        patches = self.reference_patches_
+        return {
+            **super()._card_entries(),
+            "reference_patches": (None if patches is None
+                                  else [int(patches.shape[0]), int(patches.shape[1])]),
+        }
+
     def anomaly_maps(self, X, method=DEFAULT_MAP_METHOD):
         """Per image, a map of where its anomaly score comes from, at the image's resolution.
 

@@ -23,7 +23,7 @@ NETWORK = ["backbone", "weights", "weights_file", "image_size", "input_shape", "
 KNN = ["n_neighbors", "knn_algorithm", "n_gallery", "contamination",
        "contamination_fraction", "offset"]
 KEYS = {
-    MeanShiftedContrastiveDetector: COMMON + NETWORK + KNN + ["versions"],
+    MeanShiftedContrastiveDetector: COMMON + NETWORK + KNN + ["reference_patches", "versions"],
     MeanShiftedFeatures: COMMON + NETWORK + ["versions"],
     KNNDetector: COMMON + KNN + ["versions"],
 }
@@ -54,6 +54,9 @@ def _check_card(card: dict, est) -> None:
         assert card["n_neighbors"] == est.n_neighbors
         assert card["knn_algorithm"] == est.knn_algorithm_
         assert card["n_gallery"] == len(est.gallery_)
+    if "reference_patches" in card:
+        patches = est.reference_patches_
+        assert card["reference_patches"] == (None if patches is None else list(patches.shape))
 
 
 def test_card_of_an_image_detector_and_of_its_loaded_copy(fitted_lite0, tmp_path):
@@ -62,6 +65,8 @@ def test_card_of_an_image_detector_and_of_its_loaded_copy(fitted_lite0, tmp_path
     assert card["weights"] == "imagenet" and card["weights_file"] is None
     assert card["backbone"] == "efficientnet_lite0" and card["input_shape"] == [8, 8]
     assert card["epochs_run"] == 1 and len(card["loss_curve"]) == 1
+    # 48 training images of 32 px: Lite0's stride-8 stage, a 4 x 4 grid of 40 channels.
+    assert card["reference_patches"] == [48 * 16, 40]
     loaded = load(fitted_lite0.save(tmp_path / "m"))
     assert loaded.model_card() == card
     _check_card(loaded.model_card(), loaded)
@@ -73,8 +78,9 @@ def test_card_of_each_estimator_on_feature_vectors(cls, tmp_path):
     est = cls().fit(np.random.default_rng(0).normal(size=(30, 4)))
     card = est.model_card()
     _check_card(card, est)
-    if "backbone" in card:  # no network: no backbone and no weights
+    if "backbone" in card:  # no network: no backbone, no weights, no patches
         assert card["backbone"] is card["weights"] is card["weights_file"] is None
+        assert card.get("reference_patches", None) is None
     assert load(est.save(tmp_path / "m")).model_card() == card
 
 

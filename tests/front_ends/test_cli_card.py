@@ -77,6 +77,9 @@ def test_info_prints_the_model_card(model, image_folder, capsys):
     assert "torch" in card["versions"] and card["class"] == "MeanShiftedContrastiveDetector"
     assert card["contamination"] == "auto"
     assert card["contamination_fraction"] == "0.01 (of new normal images flagged)"
+    n_patches, width = MeanShiftedContrastiveDetector.load(model).reference_patches_.shape
+    assert card["reference_patches"] == (f"{n_patches} normal patches of {width} channels "
+                                         "(for method='patch' maps)")
     # One place for the card's fields: the command prints model_card(), key by key.
     detector = MeanShiftedContrastiveDetector.load(model)
     assert list(card) == ["model", *detector.model_card()]
