@@ -1,11 +1,11 @@
 """ImageNet backbones: construction, weight resolution and trainable stages.
 
-A backbone with weights is a copy of its structure whose tensors are left uninitialised
-and then all written by a strict load of a state dict that was loaded with
-``torch.load(..., weights_only=True)``, so no weight file can execute code and no time
-goes into a random initialisation that the weights replace (``weights=None`` initialises
-at random as usual). Nothing is downloaded unless a torchvision ResNet's weights are missing from
-the torch cache.
+A backbone with weights is a copy of its structure (cached per name) whose tensors are
+left uninitialised and then all written by a strict load of a state dict that was loaded
+with ``torch.load(..., weights_only=True)``: no weight file can execute code, and no time
+goes into a random initialisation that the weights would replace (``weights=None``
+initialises at random as usual). Nothing is downloaded unless a torchvision ResNet's
+weights are missing from the torch cache.
 """
 
 from __future__ import annotations
