@@ -54,13 +54,15 @@ MAX_PATCH_VALUES = 2**23
 _PAIRS_PER_CHUNK = 2**24
 
 
-def stage_sides(encoder: MeanShiftedEncoder, spec: BackboneSpec,
-                 image_size: int) -> list[int]:
-    """The grid side of every stage's output for an ``image_size`` square input."""
+def _stage_shapes(encoder: MeanShiftedEncoder, spec: BackboneSpec,
+                  image_size: int) -> list[tuple[int, int]]:
+    """(channels, grid side) of every stage's output for an ``image_size`` square input,
+    from one blank forward pass."""
     stages = spec.stages(encoder.backbone)
-    sides = {}
+    shapes = {}
     handles = [stage[-1].register_forward_hook(
-        lambda module, args, output, i=i: sides.__setitem__(i, output.shape[-1]))
+        lambda module, args, output, i=i: shapes.__setitem__(
+            i, (output.shape[1], output.shape[-1])))
         for i, stage in enumerate(stages)]
     device = next(encoder.parameters()).device
     try:
@@ -69,7 +71,21 @@ def stage_sides(encoder: MeanShiftedEncoder, spec: BackboneSpec,
     finally:
         for handle in handles:
             handle.remove()
-    return [sides[i] for i in range(len(stages))]
+    return [shapes[i] for i in range(len(stages))]
+
+
+def stage_sides(encoder: MeanShiftedEncoder, spec: BackboneSpec,
+                image_size: int) -> list[int]:
+    """The grid side of every stage's output for an ``image_size`` square input."""
+    return [side for _, side in _stage_shapes(encoder, spec, image_size)]
+
+
+def _chosen_stage(sides: list[int], image_size: int) -> int:
+    finest, coarsest = (max(1, -(-image_size // stride)) for stride in PATCH_STRIDES)
+    wanted = finest if finest <= PATCH_GRID else coarsest
+    # The side nearest the wanted one (padding may round a side up by a cell).
+    side = min(sides, key=lambda s: (abs(s - wanted), s))
+    return max(i for i, s in enumerate(sides) if s == side)
 
 
 def patch_stage(encoder: MeanShiftedEncoder, spec: BackboneSpec, image_size: int) -> int:
@@ -85,20 +101,13 @@ def patch_stage(encoder: MeanShiftedEncoder, spec: BackboneSpec, image_size: int
     >>> patch_stage(net.encoder, net.spec, 64), patch_stage(net.encoder, net.spec, 224)
     (3, 5)
     """
-    sides = stage_sides(encoder, spec, image_size)
-    finest, coarsest = (max(1, -(-image_size // stride)) for stride in PATCH_STRIDES)
-    wanted = finest if finest <= PATCH_GRID else coarsest
-    # The side nearest the wanted one (padding may round a side up by a cell).
-    side = min(sides, key=lambda s: (abs(s - wanted), s))
-    return max(i for i, s in enumerate(sides) if s == side)
+    return _chosen_stage(stage_sides(encoder, spec, image_size), image_size)
 
 
 def patch_channels(encoder: MeanShiftedEncoder, spec: BackboneSpec, image_size: int) -> int:
     """The number of channels of a patch (of the :func:`patch_stage` feature map)."""
-    device = next(encoder.parameters()).device
-    blank = torch.zeros((1, 3, image_size, image_size), device=device)
-    return patch_features(encoder, blank, spec=spec,
-                          stage=patch_stage(encoder, spec, image_size)).shape[1]
+    shapes = _stage_shapes(encoder, spec, image_size)
+    return shapes[_chosen_stage([side for _, side in shapes], image_size)][0]
 
 
 def patch_features(encoder: MeanShiftedEncoder, inputs: torch.Tensor, *,
